@@ -1,0 +1,127 @@
+"""puredl: a deep-learning stack in Python.
+
+Pure tier (standard library only): tensors with broadcasting, autograd, nn, optim, training,
+data tools and safetensors files. Accelerated tier: the same ops on PyTorch (CPU or CUDA).
+
+>>> import puredl as pd
+>>> x = pd.tensor([[1.0, 2.0]], requires_grad=True)
+>>> y = (x * x).sum(); y.backward(); x.grad
+tensor([[2., 4.]])
+"""
+
+from puredl.autograd import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
+from puredl.creation import (
+    arange,
+    as_tensor,
+    empty,
+    empty_like,
+    eye,
+    full,
+    full_like,
+    linspace,
+    ones,
+    ones_like,
+    rand,
+    rand_like,
+    randint,
+    randint_like,
+    randn,
+    randn_like,
+    randperm,
+    tensor,
+    zeros,
+    zeros_like,
+)
+from puredl.devices import from_torch
+from puredl.dtypes import DType, float32, float64, get_default_dtype, int64, set_default_dtype
+from puredl.dtypes import bool_ as bool  # noqa: A001 - torch's name (puredl.bool)
+from puredl.ops import (
+    abs,  # noqa: A004
+    add,
+    argmax,
+    argmin,
+    cat,
+    clamp,
+    cos,
+    div,
+    eq,
+    erf,
+    exp,
+    ge,
+    gelu,
+    gt,
+    le,
+    log,
+    log_softmax,
+    logical_and,
+    logical_not,
+    logical_or,
+    lt,
+    matmul,
+    maximum,
+    mean,
+    minimum,
+    mul,
+    ne,
+    neg,
+    pow,  # noqa: A004
+    relu,
+    sigmoid,
+    sign,
+    sin,
+    softmax,
+    sqrt,
+    stack,
+    std,
+    sub,
+    tanh,
+    var,
+    where,
+)
+from puredl.ops import max_ as max  # noqa: A004
+from puredl.ops import min_ as min  # noqa: A004
+from puredl.ops import sum_ as sum  # noqa: A004
+from puredl.random import manual_seed
+from puredl.tensor import Tensor
+
+float = float32  # noqa: A001 - torch's alias
+double = float64
+long = int64
+
+__version__ = "0.1.0"
+
+
+def clamp_min(t, min):  # noqa: A002
+    return clamp(t, min=min)
+
+
+def flatten(t, start_dim: int = 0, end_dim: int = -1):
+    return t.flatten(start_dim, end_dim)
+
+
+def reshape(t, shape):
+    return t.reshape(shape)
+
+
+def transpose(t, dim0: int, dim1: int):
+    return t.transpose(dim0, dim1)
+
+
+def permute(t, dims):
+    return t.permute(dims)
+
+
+def squeeze(t, dim=None):
+    return t.squeeze(dim)
+
+
+def unsqueeze(t, dim: int):
+    return t.unsqueeze(dim)
+
+
+def numel(t) -> int:
+    return t.numel()
+
+
+def is_tensor(x) -> bool:
+    return isinstance(x, Tensor)

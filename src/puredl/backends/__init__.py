@@ -1,0 +1,1 @@
+"""Kernel backends: pure (standard library) and torch (lazy)."""

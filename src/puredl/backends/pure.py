@@ -1,0 +1,616 @@
+"""Standard-library kernels over flat ``array.array`` storage with shape, strides and offset.
+
+Every kernel takes and returns :class:`PureArray` (or Python scalars). Fast paths first:
+contiguous same-shape work maps over the flat buffer; anything strided or broadcast is gathered
+once through an index list and then mapped.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+from array import array
+from itertools import repeat
+
+from puredl.dtypes import BY_TYPECODE, DType
+
+NAME = "pure"
+_inf = math.inf
+_nan = math.nan
+
+try:  # Python 3.12+: C-level dot product, about 2x faster than sum(map(mul, ...))
+    _dot = math.sumprod
+except AttributeError:  # pragma: no cover - depends on the interpreter
+
+    def _dot(a, b, _mul=operator.mul):
+        return sum(map(_mul, a, b))
+
+
+class PureArray:
+    """A strided view of a flat array.array buffer."""
+
+    __slots__ = ("buf", "shape", "strides", "offset")
+
+    def __init__(self, buf: array, shape: tuple, strides: tuple | None = None, offset: int = 0):
+        self.buf = buf
+        self.shape = shape
+        self.strides = contiguous_strides(shape) if strides is None else strides
+        self.offset = offset
+
+    @property
+    def dtype(self) -> DType:
+        return BY_TYPECODE[self.buf.typecode]
+
+
+# --------------------------------------------------------------------------- layout helpers
+
+
+def contiguous_strides(shape: tuple) -> tuple:
+    strides = []
+    acc = 1
+    for n in reversed(shape):
+        strides.append(acc)
+        acc *= n
+    return tuple(reversed(strides))
+
+
+def numel(shape: tuple) -> int:
+    n = 1
+    for s in shape:
+        n *= s
+    return n
+
+
+def is_contiguous(a: PureArray) -> bool:
+    expected = 1
+    for n, st in zip(reversed(a.shape), reversed(a.strides)):
+        if n != 1 and st != expected:
+            return False
+        expected *= n
+    return True
+
+
+def _indices(shape: tuple, strides: tuple, offset: int) -> list:
+    """Flat buffer positions of every element, row-major."""
+    idx = [offset]
+    for n, st in zip(shape, strides):
+        if n == 1:
+            continue
+        if n == 0:
+            return []
+        if st == 0:
+            idx = [i for i in idx for _ in range(n)]
+        else:
+            steps = range(0, n * st, st)
+            idx = [i + s for i in idx for s in steps]
+    return idx
+
+
+def values(a: PureArray):
+    """The elements of ``a`` in row-major order, as the buffer itself when possible (do not mutate)."""
+    n = numel(a.shape)
+    if is_contiguous(a):
+        if a.offset == 0 and len(a.buf) == n:
+            return a.buf
+        return a.buf[a.offset : a.offset + n]
+    buf = a.buf
+    return [buf[i] for i in _indices(a.shape, a.strides, a.offset)]
+
+
+def broadcast_shapes(op: str, sa: tuple, sb: tuple) -> tuple:
+    if sa == sb:
+        return sa
+    out = []
+    for i in range(1, max(len(sa), len(sb)) + 1):
+        x = sa[-i] if i <= len(sa) else 1
+        y = sb[-i] if i <= len(sb) else 1
+        if x == y or y == 1:
+            out.append(x)
+        elif x == 1:
+            out.append(y)
+        else:
+            raise ValueError(f"{op}: shapes {sa} and {sb} cannot be broadcast together")
+    return tuple(reversed(out))
+
+
+def broadcast_values(a: PureArray, shape: tuple):
+    """Elements of ``a`` broadcast to ``shape``, row-major."""
+    if a.shape == shape:
+        return values(a)
+    lead = len(shape) - len(a.shape)
+    if shape[lead:] == a.shape:
+        # bias-like broadcast: repeat the whole block (C-level sequence repetition)
+        v = values(a)
+        reps = numel(shape[:lead])
+        return v * reps if isinstance(v, (array, list)) else list(v) * reps
+    strides = [0] * lead + [0 if n == 1 and m != 1 else st for n, m, st in zip(a.shape, shape[lead:], a.strides)]
+    return [a.buf[i] for i in _indices(shape, tuple(strides), a.offset)]
+
+
+def _new(typecode: str, data, shape: tuple) -> PureArray:
+    return PureArray(data if isinstance(data, array) and data.typecode == typecode else array(typecode, data), shape)
+
+
+# --------------------------------------------------------------------------- creation and export
+
+
+def from_values(data, shape: tuple, dtype: DType) -> PureArray:
+    if dtype.typecode == "b":
+        data = [1 if x else 0 for x in data]
+    buf = data if isinstance(data, array) and data.typecode == dtype.typecode else array(dtype.typecode, data)
+    if len(buf) != numel(shape):
+        raise ValueError(f"from_values: {len(buf)} values do not fill shape {shape}")
+    return PureArray(buf, tuple(shape))
+
+
+def full(shape: tuple, value, dtype: DType) -> PureArray:
+    if dtype.typecode == "b":
+        value = 1 if value else 0
+    return PureArray(array(dtype.typecode, [value]) * numel(shape), tuple(shape))
+
+
+def to_array(a: PureArray) -> array:
+    v = values(a)
+    return array(a.buf.typecode, v) if v is a.buf else (v if isinstance(v, array) else array(a.buf.typecode, v))
+
+
+def tolist(a: PureArray):
+    v = values(a)
+    if a.buf.typecode == "b":
+        v = [bool(x) for x in v]
+    else:
+        v = list(v)
+    shape = a.shape
+    if not shape:
+        return v[0]
+    for n in reversed(shape[1:]):
+        v = [v[i : i + n] for i in range(0, len(v), n)] if n else [[] for _ in range(len(v))]
+    if shape and len(v) != shape[0]:  # a zero-size inner dim
+        v = _empty_nested(shape)
+    return v
+
+
+def _empty_nested(shape: tuple):
+    if len(shape) == 1:
+        return []
+    return [_empty_nested(shape[1:]) for _ in range(shape[0])]
+
+
+def item(a: PureArray):
+    x = a.buf[a.offset]
+    return bool(x) if a.buf.typecode == "b" else x
+
+
+def device(a: PureArray) -> str:
+    return "cpu"
+
+
+def cast(a: PureArray, dtype: DType) -> PureArray:
+    if a.buf.typecode == dtype.typecode:
+        return a
+    v = values(a)
+    if dtype.typecode == "q":
+        v = [int(x) for x in v]  # truncation toward zero, like torch
+    elif dtype.typecode == "b":
+        v = [1 if x else 0 for x in v]
+    return PureArray(array(dtype.typecode, v), a.shape)
+
+
+def contiguous(a: PureArray) -> PureArray:
+    if is_contiguous(a) and a.offset == 0 and len(a.buf) == numel(a.shape):
+        return a
+    return PureArray(to_array(a), a.shape)
+
+
+def clone(a: PureArray) -> PureArray:
+    return PureArray(to_array(a), a.shape)
+
+
+# --------------------------------------------------------------------------- views
+
+
+def view(a: PureArray, shape: tuple) -> PureArray | None:
+    """A view with a new shape when the strides allow it, else None (caller copies)."""
+    if is_contiguous(a):
+        return PureArray(a.buf, shape, contiguous_strides(shape), a.offset)
+    # merge/split only dimensions that are not permuted: drop size-1 dims and check row-major chunks
+    return None
+
+
+def reshape(a: PureArray, shape: tuple) -> PureArray:
+    v = view(a, shape)
+    return v if v is not None else PureArray(to_array(a), shape)
+
+
+def permute(a: PureArray, dims: tuple) -> PureArray:
+    return PureArray(a.buf, tuple(a.shape[d] for d in dims), tuple(a.strides[d] for d in dims), a.offset)
+
+
+def expand(a: PureArray, shape: tuple) -> PureArray:
+    lead = len(shape) - len(a.shape)
+    strides = [0] * lead + [0 if n == 1 and m != 1 else st for n, m, st in zip(a.shape, shape[lead:], a.strides)]
+    return PureArray(a.buf, tuple(shape), tuple(strides), a.offset)
+
+
+def getitem(a: PureArray, key: tuple) -> PureArray:
+    """Basic indexing with a normalised key: ints, (start, stop, step) slices and None (new axis)."""
+    shape, strides, offset = [], [], a.offset
+    dim = 0
+    for k in key:
+        if k is None:
+            shape.append(1)
+            strides.append(0)
+        elif isinstance(k, int):
+            offset += k * a.strides[dim]
+            dim += 1
+        else:
+            start, stop, step = k
+            n = max(0, (stop - start + step - 1) // step)
+            offset += start * a.strides[dim] if n else 0
+            shape.append(n)
+            strides.append(a.strides[dim] * step)
+            dim += 1
+    shape.extend(a.shape[dim:])
+    strides.extend(a.strides[dim:])
+    return PureArray(a.buf, tuple(shape), tuple(strides), offset)
+
+
+def setitem(a: PureArray, key: tuple, value) -> None:
+    """Write ``value`` (a PureArray or a Python scalar) into the basic-indexed region of ``a``."""
+    region = getitem(a, key)
+    positions = _indices(region.shape, region.strides, region.offset)
+    buf = a.buf
+    if isinstance(value, PureArray):
+        src = broadcast_values(cast(value, a.dtype), region.shape)
+        for p, x in zip(positions, src):
+            buf[p] = x
+    else:
+        if buf.typecode == "b":
+            value = 1 if value else 0
+        elif buf.typecode == "q":
+            value = int(value)
+        for p in positions:
+            buf[p] = value
+
+
+# --------------------------------------------------------------------------- elementwise
+
+
+def _safe_div(x, y):
+    try:
+        return x / y
+    except ZeroDivisionError:
+        if x != x or x == 0:
+            return _nan
+        return math.copysign(_inf, x) * math.copysign(1.0, y)
+
+
+def _safe_pow(x, y):
+    try:
+        return math.pow(x, y)
+    except OverflowError:
+        return _inf if x > 0 or float(y).is_integer() and int(y) % 2 == 0 else -_inf
+    except ValueError:
+        if x == 0:
+            return _inf
+        return _nan
+
+
+def _ipow(x, y):
+    if y < 0:
+        raise ValueError("integers to negative integer powers are not allowed")
+    return x**y
+
+
+def _maximum(x, y):
+    if x != x or y != y:
+        return _nan
+    return x if x >= y else y
+
+
+def _minimum(x, y):
+    if x != x or y != y:
+        return _nan
+    return x if x <= y else y
+
+
+_BINARY = {
+    "add": operator.add,
+    "sub": operator.sub,
+    "mul": operator.mul,
+    "div": operator.truediv,
+    "pow": math.pow,
+    "maximum": _maximum,
+    "minimum": _minimum,
+    "eq": operator.eq,
+    "ne": operator.ne,
+    "lt": operator.lt,
+    "le": operator.le,
+    "gt": operator.gt,
+    "ge": operator.ge,
+    "logical_and": lambda x, y: bool(x) and bool(y),
+    "logical_or": lambda x, y: bool(x) or bool(y),
+}
+# what to do when the fast C-level function raises (division by zero, overflow, domain)
+_BINARY_SAFE = {"div": _safe_div, "pow": _safe_pow}
+
+
+def _map2(op: str, fn, xs, ys, typecode: str):
+    if typecode == "q" and op == "pow":
+        return array(typecode, map(_ipow, xs, ys))
+    if typecode == "q" and op == "div":
+        raise TypeError("integer true division must produce a float result")
+    try:
+        return array(typecode, map(fn, xs, ys))
+    except (ZeroDivisionError, OverflowError, ValueError):
+        safe = _BINARY_SAFE.get(op)
+        if safe is None:
+            raise
+        return array(typecode, map(safe, xs, ys))
+
+
+def binary(op: str, a: PureArray, b: PureArray, dtype: DType) -> PureArray:
+    shape = broadcast_shapes(op, a.shape, b.shape)
+    xs = broadcast_values(a, shape)
+    ys = broadcast_values(b, shape)
+    return PureArray(_map2(op, _BINARY[op], xs, ys, dtype.typecode), shape)
+
+
+def binary_scalar(op: str, a: PureArray, s, reverse: bool, dtype: DType) -> PureArray:
+    xs = values(a)
+    ys = repeat(s, len(xs))
+    if reverse:
+        xs, ys = ys, xs
+    return PureArray(_map2(op, _BINARY[op], xs, ys, dtype.typecode), a.shape)
+
+
+def _safe_exp(x):
+    try:
+        return math.exp(x)
+    except OverflowError:
+        return _inf
+
+
+def _safe_log(x):
+    if x > 0:
+        return math.log(x)
+    return -_inf if x == 0 else _nan
+
+
+def _safe_sqrt(x):
+    return math.sqrt(x) if x >= 0 else _nan
+
+
+def _sigmoid(x, _exp=math.exp):
+    if x >= 0:
+        return 1.0 / (1.0 + _exp(-x))
+    e = _exp(x)  # stable for very negative x
+    return e / (1.0 + e)
+
+
+def _sign(x):
+    return (x > 0) - (x < 0) if x == x else _nan
+
+
+_SQRT1_2 = 1.0 / math.sqrt(2.0)
+
+
+def _gelu(x, _erf=math.erf):
+    return 0.5 * x * (1.0 + _erf(x * _SQRT1_2))
+
+
+_UNARY = {
+    "neg": operator.neg,
+    "exp": math.exp,
+    "log": math.log,
+    "sqrt": math.sqrt,
+    "abs": abs,
+    "sign": _sign,
+    "sigmoid": _sigmoid,
+    "tanh": math.tanh,
+    "gelu": _gelu,
+    "erf": math.erf,
+    "sin": math.sin,
+    "cos": math.cos,
+    "logical_not": operator.not_,
+}
+_UNARY_SAFE = {"exp": _safe_exp, "log": _safe_log, "sqrt": _safe_sqrt}
+
+
+def unary(op: str, a: PureArray, dtype: DType | None = None) -> PureArray:
+    xs = values(a)
+    tc = (dtype or a.dtype).typecode
+    if op == "relu":
+        zero = 0.0 if tc in "fd" else 0
+        return PureArray(array(tc, [x if x > 0 else zero for x in xs]), a.shape)
+    fn = _UNARY[op]
+    try:
+        out = array(tc, map(fn, xs))
+    except (OverflowError, ValueError):
+        out = array(tc, map(_UNARY_SAFE[op], xs))
+    return PureArray(out, a.shape)
+
+
+def clamp(a: PureArray, lo, hi) -> PureArray:
+    xs = values(a)
+    if lo is not None and hi is not None:
+        out = [lo if x < lo else (hi if x > hi else x) for x in xs]
+    elif lo is not None:
+        out = [lo if x < lo else x for x in xs]
+    else:
+        out = [hi if x > hi else x for x in xs]
+    return PureArray(array(a.buf.typecode, out), a.shape)
+
+
+def where(cond: PureArray, a: PureArray, b: PureArray, dtype: DType) -> PureArray:
+    shape = broadcast_shapes("where", broadcast_shapes("where", cond.shape, a.shape), b.shape)
+    cs = broadcast_values(cond, shape)
+    xs = broadcast_values(cast(a, dtype), shape)
+    ys = broadcast_values(cast(b, dtype), shape)
+    return PureArray(array(dtype.typecode, [x if c else y for c, x, y in zip(cs, xs, ys)]), shape)
+
+
+# --------------------------------------------------------------------------- matmul
+
+
+def matmul(a: PureArray, b: PureArray, dtype: DType) -> PureArray:
+    """Matrix product of two arrays with ndim >= 2, batch dimensions broadcast."""
+    (m, k), (k2, n) = a.shape[-2:], b.shape[-2:]
+    if k != k2:
+        raise ValueError(f"matmul: shapes {a.shape} and {b.shape} are not aligned ({k} != {k2})")
+    batch = broadcast_shapes("matmul", a.shape[:-2], b.shape[:-2])
+    av = broadcast_values(a, batch + (m, k))
+    bv = broadcast_values(b, batch + (k, n))
+    out = array(dtype.typecode)
+    mk, kn = m * k, k * n
+    for bi in range(numel(batch)):
+        base_a, base_b = bi * mk, bi * kn
+        rows = [av[base_a + i * k : base_a + (i + 1) * k] for i in range(m)]
+        block = bv[base_b : base_b + kn]
+        cols = [block[j::n] for j in range(n)]  # transpose once; each column is contiguous after
+        out.extend([_dot(r, c) for r in rows for c in cols])
+    return PureArray(out, batch + (m, n))
+
+
+# --------------------------------------------------------------------------- reductions
+
+
+def _moved_last(a: PureArray, dims: tuple):
+    """Elements ordered so that ``dims`` vary fastest; returns (values, kept_shape, group_size)."""
+    keep = [d for d in range(len(a.shape)) if d not in dims]
+    order = keep + list(dims)
+    p = permute(a, tuple(order))
+    kept_shape = tuple(a.shape[d] for d in keep)
+    group = numel(tuple(a.shape[d] for d in dims))
+    return values(p), kept_shape, group
+
+
+def _keep_shape(shape: tuple, dims: tuple, keepdim: bool) -> tuple:
+    if keepdim:
+        return tuple(1 if i in dims else n for i, n in enumerate(shape))
+    return tuple(n for i, n in enumerate(shape) if i not in dims)
+
+
+def reduce_sum(a: PureArray, dims: tuple, keepdim: bool, dtype: DType) -> PureArray:
+    out_shape = _keep_shape(a.shape, dims, keepdim)
+    if len(dims) == len(a.shape):
+        return PureArray(array(dtype.typecode, [sum(values(a))]), out_shape)
+    vs, _, group = _moved_last(a, dims)
+    if group == 0:
+        return full(out_shape, 0, dtype)
+    return PureArray(array(dtype.typecode, [sum(vs[i : i + group]) for i in range(0, len(vs), group)]), out_shape)
+
+
+def max_dim(a: PureArray, dim: int, keepdim: bool, largest: bool = True):
+    """(values, int64 indices) of the max (or min) along ``dim``; first occurrence wins."""
+    vs, _, group = _moved_last(a, (dim,))
+    if group == 0:
+        raise IndexError(f"max/min: cannot reduce over zero-size dimension {dim} of shape {a.shape}")
+    pick = max if largest else min
+    best, where_ = [], []
+    for i in range(0, len(vs), group):
+        chunk = vs[i : i + group]
+        if any(x != x for x in chunk):  # NaN propagates, like torch
+            j = next(j for j, x in enumerate(chunk) if x != x)
+            best.append(_nan)
+        else:
+            m = pick(chunk)
+            j = chunk.index(m)
+            best.append(m)
+        where_.append(j)
+    shape = _keep_shape(a.shape, (dim,), keepdim)
+    return PureArray(array(a.buf.typecode, best), shape), PureArray(array("q", where_), shape)
+
+
+def max_all(a: PureArray, largest: bool = True) -> PureArray:
+    vs = values(a)
+    if len(vs) == 0:
+        raise ValueError("max/min of an empty tensor has no identity; give dim=")
+    if any(x != x for x in vs):
+        return PureArray(array(a.buf.typecode, [_nan]), ())
+    return PureArray(array(a.buf.typecode, [max(vs) if largest else min(vs)]), ())
+
+
+def argmax_all(a: PureArray, largest: bool = True) -> PureArray:
+    vs = values(a)
+    if len(vs) == 0:
+        raise ValueError("argmax/argmin of an empty tensor")
+    m = max(vs) if largest else min(vs)
+    return PureArray(array("q", [list(vs).index(m)]), ())
+
+
+def softmax(a: PureArray, dim: int, log: bool = False) -> PureArray:
+    vs, kept, group = _moved_last(a, (dim,))
+    out = []
+    exp, lg = math.exp, math.log
+    for i in range(0, len(vs), group):
+        row = vs[i : i + group]
+        m = max(row)
+        if m == _inf or m != m:
+            m = 0.0 if m != m else m
+        e = [exp(x - m) for x in row]
+        s = sum(e)
+        if log:
+            ls = m + lg(s)
+            out.extend([x - ls for x in row])
+        else:
+            inv = 1.0 / s
+            out.extend([x * inv for x in e])
+    # result is laid out with `dim` last; view it back in the original order
+    nd = len(a.shape)
+    moved_shape = kept + (a.shape[dim],)
+    res = PureArray(array(a.buf.typecode, out), moved_shape)
+    order = [d for d in range(nd) if d != dim] + [dim]
+    inverse = [0] * nd
+    for pos, d in enumerate(order):
+        inverse[d] = pos
+    return permute(res, tuple(inverse))
+
+
+# --------------------------------------------------------------------------- joining and gathering
+
+
+def cat(arrays: list, dim: int, dtype: DType) -> PureArray:
+    first = arrays[0].shape
+    outer = numel(first[:dim])
+    chunks = []
+    for a in arrays:
+        v = values(cast(a, dtype))
+        chunks.append((v, numel(a.shape[dim:])))
+    out = array(dtype.typecode)
+    for o in range(outer):
+        for v, size in chunks:
+            out.extend(v[o * size : (o + 1) * size])
+    shape = first[:dim] + (sum(a.shape[dim] for a in arrays),) + first[dim + 1 :]
+    return PureArray(out, shape)
+
+
+
+def index_select0(a: PureArray, idx: PureArray) -> PureArray:
+    """Rows of ``a`` (viewed as (rows, inner)) picked by an int64 index array of any shape."""
+    rows = a.shape[0]
+    inner = numel(a.shape[1:])
+    v = values(a)
+    out = array(a.buf.typecode)
+    for i in values(idx):
+        if not -rows <= i < rows:
+            raise IndexError(f"index {i} is out of bounds for dimension 0 with size {rows}")
+        if i < 0:
+            i += rows
+        out.extend(v[i * inner : (i + 1) * inner])
+    return PureArray(out, idx.shape + a.shape[1:])
+
+
+def index_add0(shape: tuple, idx: PureArray, src: PureArray) -> PureArray:
+    """zeros(shape) with rows ``src`` added at ``idx`` (repeated indices accumulate)."""
+    rows = shape[0]
+    inner = numel(shape[1:])
+    out = [0.0] * numel(shape) if src.buf.typecode in "fd" else [0] * numel(shape)
+    sv = values(src)
+    for n, i in enumerate(values(idx)):
+        if i < 0:
+            i += rows
+        base, sbase = i * inner, n * inner
+        for j in range(inner):
+            out[base + j] += sv[sbase + j]
+    return PureArray(array(src.buf.typecode, out), tuple(shape))

@@ -1,0 +1,235 @@
+"""Tensor factories: tensor, zeros, ones, full, empty, rand, randn, randint, arange, linspace, eye, *_like."""
+
+from __future__ import annotations
+
+import math
+
+from puredl import dtypes as dt
+from puredl.backends import pure as _pure
+from puredl.random import default_generator
+from puredl.tensor import Tensor, _wrap
+
+
+def _flatten_nested(data) -> tuple[list, tuple]:
+    """Flatten nested lists/tuples, checking that they are rectangular."""
+    if isinstance(data, Tensor):
+        return data.reshape(-1).tolist(), data.shape
+    if not isinstance(data, (list, tuple)):
+        return [data], ()
+    shape = []
+    level = data
+    while isinstance(level, (list, tuple)):
+        shape.append(len(level))
+        if not level:
+            break
+        level = level[0]
+    flat: list = []
+
+    def walk(x, depth):
+        if depth == len(shape):
+            if isinstance(x, (list, tuple)):
+                raise ValueError(f"tensor: ragged nested sequence (expected a scalar at depth {depth}, got a sequence)")
+            flat.append(x.item() if isinstance(x, Tensor) else x)
+            return
+        if not isinstance(x, (list, tuple)) or len(x) != shape[depth]:
+            got = len(x) if isinstance(x, (list, tuple)) else "a scalar"
+            raise ValueError(f"tensor: ragged nested sequence: expected length {shape[depth]} at depth {depth}, got {got}")
+        for y in x:
+            walk(y, depth + 1)
+
+    walk(data, 0)
+    return flat, tuple(shape)
+
+
+def _infer_dtype(flat: list) -> dt.DType:
+    if not flat:
+        return dt.get_default_dtype()
+    kind = dt.bool_
+    for x in flat:
+        if isinstance(x, bool):
+            continue
+        if isinstance(x, int):
+            kind = dt.int64 if kind is dt.bool_ else kind
+        elif isinstance(x, float):
+            return dt.get_default_dtype()
+        else:
+            raise TypeError(f"tensor: cannot build a tensor from element of type {type(x).__name__}")
+    return kind
+
+
+def _place(impl, device) -> Tensor:
+    t = _wrap(impl, _pure)
+    if device is not None and str(device) != "cpu":
+        return t.to(str(device))
+    return t
+
+
+def _finish(t: Tensor, requires_grad: bool) -> Tensor:
+    if requires_grad:
+        t.requires_grad_(True)
+    return t
+
+
+def tensor(data, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+    """Build a tensor from nested lists or a scalar.
+
+    >>> tensor([[1, 2], [3, 4]]).shape
+    (2, 2)
+    """
+    if type(data).__module__.startswith("torch"):
+        from puredl.devices import from_torch
+
+        t = from_torch(data).detach()
+        t = t.to(dtype) if dtype is not None else t
+        return _finish(t.to(device) if device is not None else t, requires_grad)
+    flat, shape = _flatten_nested(data)
+    d = dt.as_dtype(dtype) if dtype is not None else _infer_dtype(flat)
+    if d.typecode == "q":
+        if any(isinstance(x, float) and not math.isfinite(x) for x in flat):
+            raise ValueError("tensor: cannot convert a non-finite float to int64")
+        flat = [int(x) for x in flat]
+    return _finish(_place(_pure.from_values(flat, shape, d), device), requires_grad)
+
+
+def as_tensor(data, dtype=None, device=None) -> Tensor:
+    if isinstance(data, Tensor):
+        return data.to(device=device, dtype=dtype)
+    return tensor(data, dtype=dtype, device=device)
+
+
+def scalar_tensor(value, dtype=None, like: Tensor | None = None) -> Tensor:
+    d = dt.as_dtype(dtype) if dtype is not None else _infer_dtype([value])
+    return tensor(value, dtype=d, device=like.device if like is not None else None)
+
+
+def _size(size) -> tuple:
+    if len(size) == 1 and isinstance(size[0], (tuple, list)):
+        size = tuple(size[0])
+    for s in size:
+        if not isinstance(s, int) or isinstance(s, bool) or s < 0:
+            raise ValueError(f"invalid size {tuple(size)}: sizes must be non-negative integers")
+    return tuple(size)
+
+
+def full(size, fill_value, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+    size = tuple(size) if isinstance(size, (tuple, list)) else (size,)
+    d = dt.as_dtype(dtype) if dtype is not None else _infer_dtype([fill_value])
+    return _finish(_place(_pure.full(_size((size,)), fill_value, d), device), requires_grad)
+
+
+def zeros(*size, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+    d = dt.as_dtype(dtype) if dtype is not None else dt.get_default_dtype()
+    return _finish(_place(_pure.full(_size(size), 0, d), device), requires_grad)
+
+
+def ones(*size, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+    d = dt.as_dtype(dtype) if dtype is not None else dt.get_default_dtype()
+    return _finish(_place(_pure.full(_size(size), 1, d), device), requires_grad)
+
+
+def empty(*size, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+    """Uninitialised in torch; zero-filled here (the pure tier has no cheaper allocation)."""
+    return zeros(*size, dtype=dtype, device=device, requires_grad=requires_grad)
+
+
+def _random(values: list, shape: tuple, dtype, device, requires_grad) -> Tensor:
+    d = dt.as_dtype(dtype) if dtype is not None else dt.get_default_dtype()
+    return _finish(_place(_pure.from_values(values, shape, d), device), requires_grad)
+
+
+def rand(*size, dtype=None, device=None, requires_grad: bool = False, generator=None) -> Tensor:
+    """Uniform samples in [0, 1); reproducible with ``manual_seed``."""
+    shape = _size(size)
+    g = generator or default_generator
+    return _random([g.random() for _ in range(_pure.numel(shape))], shape, dtype, device, requires_grad)
+
+
+def randn(*size, dtype=None, device=None, requires_grad: bool = False, generator=None) -> Tensor:
+    """Standard normal samples; reproducible with ``manual_seed``."""
+    shape = _size(size)
+    g = generator or default_generator
+    return _random([g.gauss(0.0, 1.0) for _ in range(_pure.numel(shape))], shape, dtype, device, requires_grad)
+
+
+def randint(low: int, high: int | None = None, size=(), dtype=None, device=None, generator=None) -> Tensor:
+    """Integers in [low, high) (or [0, low) when high is omitted)."""
+    if high is None:
+        low, high = 0, low
+    if high <= low:
+        raise ValueError(f"randint: high ({high}) must be greater than low ({low})")
+    shape = _size((size,) if isinstance(size, int) else (tuple(size),))
+    g = generator or default_generator
+    vals = [g.randrange(low, high) for _ in range(_pure.numel(shape))]
+    return _place(_pure.from_values(vals, shape, dt.as_dtype(dtype) if dtype else dt.int64), device)
+
+
+def randperm(n: int, dtype=None, device=None, generator=None) -> Tensor:
+    g = generator or default_generator
+    perm = list(range(n))
+    g.shuffle(perm)
+    return _place(_pure.from_values(perm, (n,), dt.as_dtype(dtype) if dtype else dt.int64), device)
+
+
+def arange(start, end=None, step=1, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+    """Values from ``start`` to ``end`` (exclusive) by ``step``."""
+    if end is None:
+        start, end = 0, start
+    if step == 0:
+        raise ValueError("arange: step must be nonzero")
+    n = max(0, math.ceil((end - start) / step))
+    is_float = any(isinstance(v, float) for v in (start, end, step))
+    d = dt.as_dtype(dtype) if dtype is not None else (dt.get_default_dtype() if is_float else dt.int64)
+    vals = [start + i * step for i in range(n)]
+    if d.typecode == "q":
+        vals = [int(v) for v in vals]
+    return _finish(_place(_pure.from_values(vals, (n,), d), device), requires_grad)
+
+
+def linspace(start: float, end: float, steps: int, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+    if steps < 0:
+        raise ValueError("linspace: number of steps must be non-negative")
+    if steps == 1:
+        vals = [float(start)]
+    else:
+        step = (end - start) / (steps - 1)
+        # torch fills the second half from the end, so the last value is exactly `end`
+        half = steps // 2
+        vals = [start + i * step if i < half else end - (steps - 1 - i) * step for i in range(steps)]
+    d = dt.as_dtype(dtype) if dtype is not None else dt.get_default_dtype()
+    return _finish(_place(_pure.from_values(vals, (steps,), d), device), requires_grad)
+
+
+def eye(n: int, m: int | None = None, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+    m = n if m is None else m
+    d = dt.as_dtype(dtype) if dtype is not None else dt.get_default_dtype()
+    vals = [1 if i == j else 0 for i in range(n) for j in range(m)]
+    return _finish(_place(_pure.from_values(vals, (n, m), d), device), requires_grad)
+
+
+
+def zeros_like(t: Tensor, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+    return zeros(t.shape, dtype=dtype or t.dtype, device=device or t.device, requires_grad=requires_grad)
+
+
+def ones_like(t: Tensor, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+    return ones(t.shape, dtype=dtype or t.dtype, device=device or t.device, requires_grad=requires_grad)
+
+
+def full_like(t: Tensor, fill_value, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+    return full(t.shape, fill_value, dtype=dtype or t.dtype, device=device or t.device, requires_grad=requires_grad)
+
+
+def empty_like(t: Tensor, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+    return zeros_like(t, dtype, device, requires_grad)
+
+
+def rand_like(t: Tensor, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+    return rand(t.shape, dtype=dtype or t.dtype, device=device or t.device, requires_grad=requires_grad)
+
+
+def randn_like(t: Tensor, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+    return randn(t.shape, dtype=dtype or t.dtype, device=device or t.device, requires_grad=requires_grad)
+
+
+def randint_like(t: Tensor, low: int, high: int | None = None, dtype=None, device=None) -> Tensor:
+    return randint(low, high, t.shape, dtype=dtype or t.dtype, device=device or t.device)

@@ -1,0 +1,138 @@
+"""Tensor indexing: basic (ints, slices, None, Ellipsis) as views, integer tensors and bool masks as gathers."""
+
+from __future__ import annotations
+
+from puredl import dtypes as dt
+from puredl.tensor import Tensor
+
+
+def _is_advanced(k) -> bool:
+    return isinstance(k, (Tensor, list))
+
+
+def normalize_basic_key(key, shape: tuple) -> tuple:
+    """Turn a basic index into (int | (start, stop, step) | None, ...) with bounds checked."""
+    if not isinstance(key, tuple):
+        key = (key,)
+    n_real = sum(1 for k in key if k is not None and k is not Ellipsis)
+    if sum(1 for k in key if k is Ellipsis) > 1:
+        raise IndexError("an index can only have a single ellipsis ('...')")
+    if n_real > len(shape):
+        raise IndexError(f"too many indices for tensor of dimension {len(shape)} (got {n_real})")
+    out, dim = [], 0
+    for k in key:
+        if k is Ellipsis:
+            fill = len(shape) - n_real
+            out.extend((0, shape[dim + i], 1) for i in range(fill))
+            dim += fill
+        elif k is None:
+            out.append(None)
+        elif isinstance(k, slice):
+            if k.step is not None and k.step <= 0:
+                raise ValueError("step must be greater than zero (negative slicing is not supported, as in torch)")
+            start, stop, step = k.indices(shape[dim])
+            out.append((start, max(stop, start), step))
+            dim += 1
+        elif isinstance(k, bool) or not hasattr(k, "__index__"):
+            raise IndexError(f"unsupported index {k!r} of type {type(k).__name__}")
+        else:
+            i = k.__index__()
+            n = shape[dim]
+            if not -n <= i < n:
+                raise IndexError(f"index {i} is out of bounds for dimension {dim} with size {n}")
+            out.append(i % n)
+            dim += 1
+    return tuple(out)
+
+
+def getitem(t: Tensor, key) -> Tensor:
+    from puredl import ops
+
+    if isinstance(key, Tensor) and key.dtype is dt.bool_:
+        return _mask_select(t, key)
+    keys = key if isinstance(key, tuple) else (key,)
+    if any(_is_advanced(k) for k in keys):
+        return _gather(t, keys)
+    return ops.getitem_basic(t, normalize_basic_key(key, t.shape))
+
+
+def _as_index(k, device: str) -> Tensor:
+    from puredl.creation import tensor
+
+    if isinstance(k, list):
+        k = tensor(k, dtype=dt.int64, device=device)
+    if k.dtype is dt.bool_:
+        raise IndexError("boolean masks are supported only as the whole index (t[mask])")
+    if k.dtype is not dt.int64:
+        raise IndexError(f"tensors used as indices must be int64 (long) or bool, got {k.dtype.name}")
+    return k
+
+
+def _gather(t: Tensor, keys: tuple) -> Tensor:
+    """Integer-tensor indices on the leading dimensions, broadcast together (``x[rows, cols]``)."""
+    from puredl import ops
+
+    k = 0
+    while k < len(keys) and _is_advanced(keys[k]):
+        k += 1
+    rest = keys[k:]
+    if any(_is_advanced(x) for x in rest) or any(x is None or x is Ellipsis for x in keys[:k]):
+        raise IndexError("integer-tensor indices are supported on leading dimensions only (x[idx] or x[i, j, ...])")
+    if k > t.ndim:
+        raise IndexError(f"too many indices for tensor of dimension {t.ndim}")
+    idx = [_as_index(x, t.device) for x in keys[:k]]
+    flat = None
+    for d, ix in enumerate(idx):
+        n = t.shape[d]
+        if ix.numel() and (ix.max().item() >= n or ix.min().item() < -n):
+            raise IndexError(f"index out of bounds for dimension {d} with size {n}")
+        ix = ops.where(ix < 0, ix + n, ix)
+        flat = ix if flat is None else flat * n + ix
+    rows = t.reshape((-1,) + t.shape[k:]) if k > 1 else t
+    out = ops.index_select0(rows, flat)
+    if rest:
+        out = out[(slice(None),) * flat.ndim + tuple(rest)]
+    return out
+
+
+def _mask_select(t: Tensor, mask: Tensor) -> Tensor:
+    from puredl.creation import tensor
+
+    if mask.shape != t.shape[: mask.ndim]:
+        raise IndexError(f"mask of shape {mask.shape} does not match the indexed tensor's shape {t.shape}")
+    positions = [i for i, m in enumerate(mask.reshape(-1).tolist()) if m]
+    rows = t.reshape((-1,) + t.shape[mask.ndim :])
+    return rows[tensor(positions, dtype=dt.int64, device=t.device)]
+
+
+def setitem(t: Tensor, key, value) -> None:
+    """Write into the basic-indexed region of ``t`` (in place, shared with every view)."""
+    from puredl import autograd
+
+    if t.requires_grad and t._node is None and autograd.is_grad_enabled():
+        raise RuntimeError("a leaf tensor that requires grad is being used in an in-place operation")
+    if isinstance(key, Tensor) and key.dtype is dt.bool_:
+        if not isinstance(value, (int, float, bool)):
+            raise TypeError("masked assignment takes a Python scalar value")
+        from puredl import ops
+
+        t.copy_(ops.where(key, value, t))
+        return
+    nk = normalize_basic_key(key, t.shape)
+    be = t._be
+    if isinstance(value, Tensor):
+        if value.device != t.device:
+            value = value.to(t.device)
+        region = be.getitem(t._impl, nk)
+        target = region.shape if be.NAME == "pure" else tuple(region.shape)
+        from puredl.backends.pure import broadcast_shapes
+
+        if broadcast_shapes("setitem", target, value.shape) != target:
+            raise ValueError(f"setitem: value of shape {value.shape} cannot be broadcast to {target}")
+        be.setitem(t._impl, nk, value._impl)
+    elif isinstance(value, (int, float, bool)):
+        be.setitem(t._impl, nk, value)
+    else:
+        from puredl.creation import tensor
+
+        setitem(t, key, tensor(value, dtype=t.dtype, device=t.device))

@@ -1,0 +1,803 @@
+"""Every differentiable op, defined once: its kernel call and its gradient rule side by side.
+
+Gradient rules are written with other tensor ops (they run with recording off), so they work
+unchanged on any backend. Broadcasting is undone in one place: ``unbroadcast``.
+"""
+
+from __future__ import annotations
+
+import math
+
+from puredl import accel, autograd
+from puredl import dtypes as dt
+from puredl.autograd import Function
+from puredl.tensor import Tensor, _wrap
+
+ELEMENTWISE, MATMUL, REDUCTION, ACTIVATION, SHAPE = "elementwise", "matmul", "reduction", "activation", "shape"
+
+
+def _record(node: Function, inputs: tuple, out: Tensor) -> Tensor:
+    if autograd._grad_enabled:
+        for t in inputs:
+            if t.requires_grad:
+                node.inputs = inputs
+                out.requires_grad = True
+                out._node = node
+                break
+    return out
+
+
+def _numel(shape: tuple) -> int:
+    n = 1
+    for s in shape:
+        n *= s
+    return n
+
+
+def unbroadcast(grad: Tensor, shape: tuple) -> Tensor:
+    """Sum ``grad`` over the dimensions that broadcasting added or stretched, back to ``shape``."""
+    if grad.shape == shape:
+        return grad
+    lead = len(grad.shape) - len(shape)
+    dims = tuple(range(lead)) + tuple(
+        lead + i for i, n in enumerate(shape) if n == 1 and grad.shape[lead + i] != 1
+    )
+    return sum_(grad, dims, keepdim=True).reshape(shape)
+
+
+# =========================================================================== elementwise, two tensors
+
+
+class Binary(Function):
+    __slots__ = ("op",)
+
+    def backward(self, g):
+        a, b = self.inputs
+        op = self.op
+        if op == "add":
+            ga, gb = g, g
+        elif op == "sub":
+            ga, gb = g, -g
+        elif op == "mul":
+            ga, gb = g * b, g * a
+        elif op == "div":
+            ga = g / b
+            gb = -g * a / (b * b) if b.requires_grad else None
+        elif op == "pow":
+            out = _wrap(self.saved[0], self.saved[1])
+            ga = g * b * a ** (b - 1)
+            gb = g * out * log(a) if b.requires_grad else None
+        else:  # maximum / minimum: ties share the gradient equally, like torch
+            win = gt(a, b) if op == "maximum" else lt(a, b)
+            mask_a = where(eq(a, b), 0.5, win.to(g.dtype))
+            ga, gb = g * mask_a, g * (1.0 - mask_a)
+        return (
+            unbroadcast(ga, a.shape) if a.requires_grad else None,
+            unbroadcast(gb, b.shape) if gb is not None and b.requires_grad else None,
+        )
+
+
+_COMPARE = {"eq", "ne", "lt", "le", "gt", "ge", "logical_and", "logical_or"}
+
+
+def binary(op: str, a, b) -> Tensor:
+    """``a op b`` with NumPy broadcasting; either side may be a Python scalar."""
+    if not isinstance(b, Tensor):
+        if not isinstance(a, Tensor):
+            raise TypeError(f"{op}: expected at least one Tensor, got {type(a).__name__} and {type(b).__name__}")
+        return _scalar_op(op, a, b, reverse=False)
+    if not isinstance(a, Tensor):
+        return _scalar_op(op, b, a, reverse=True)
+    common = dt.promote(a.dtype, b.dtype)
+    if op in _COMPARE:
+        out_dtype = dt.bool_
+    else:
+        out_dtype = common
+        if op == "div" and not common.is_floating_point:
+            out_dtype = common = dt.get_default_dtype()
+    if a.dtype is not common:
+        a = a.to(common)
+    if b.dtype is not common:
+        b = b.to(common)
+    work = _numel(a.shape) if a.shape == b.shape else _numel(_broadcast(op, a.shape, b.shape))
+    be, (ia, ib) = accel.select(op, ELEMENTWISE, work, (a, b))
+    out_impl = be.binary(op, ia, ib, out_dtype)
+    out = _wrap(out_impl, be)
+    if op in _COMPARE:
+        return out
+    node = Binary()
+    node.op = op
+    if op == "pow":
+        node.saved = (out_impl, be)
+    return _record(node, (a, b), out)
+
+
+def _broadcast(op: str, sa: tuple, sb: tuple) -> tuple:
+    from puredl.backends.pure import broadcast_shapes
+
+    return broadcast_shapes(op, sa, sb)
+
+
+class ScalarOp(Function):
+    __slots__ = ("op", "scalar", "reverse")
+
+    def backward(self, g):
+        (a,) = self.inputs
+        op, s, rev = self.op, self.scalar, self.reverse
+        if op == "add":
+            ga = g
+        elif op == "sub":
+            ga = -g if rev else g
+        elif op == "mul":
+            ga = g * s
+        elif op == "div":
+            ga = -g * s / (a * a) if rev else g / s
+        elif op == "pow":
+            if rev:  # s ** a
+                ga = g * _wrap(*self.saved) * math.log(s) if s > 0 else g * 0.0
+            else:
+                ga = g * s * a ** (s - 1) if s != 0 else g * 0.0
+        else:  # maximum / minimum with a scalar
+            win = (a > s) if op == "maximum" else (a < s)
+            ga = g * where(a == s, 0.5, win.to(g.dtype))
+        return (ga,)
+
+
+def _scalar_op(op: str, a: Tensor, s, reverse: bool) -> Tensor:
+    if isinstance(s, Tensor) or not isinstance(s, (int, float, bool)):
+        raise TypeError(f"{op}: unsupported operand {type(s).__name__}")
+    if op in _COMPARE:
+        out_dtype = dt.bool_
+    else:
+        out_dtype = dt.promote_scalar(a.dtype, s)
+        if op == "div" and not out_dtype.is_floating_point:
+            out_dtype = dt.get_default_dtype()
+        if out_dtype is not a.dtype:
+            a = a.to(out_dtype)
+        if out_dtype.is_floating_point:
+            s = float(s)
+    be, (ia,) = accel.select(op, ELEMENTWISE, _numel(a.shape), (a,))
+    out_impl = be.binary_scalar(op, ia, s, reverse, out_dtype)
+    out = _wrap(out_impl, be)
+    if op in _COMPARE:
+        return out
+    node = ScalarOp()
+    node.op, node.scalar, node.reverse = op, s, reverse
+    if op == "pow" and reverse:
+        node.saved = (out_impl, be)
+    return _record(node, (a,), out)
+
+
+def add(a, b):
+    return binary("add", a, b)
+
+
+def sub(a, b):
+    return binary("sub", a, b)
+
+
+def mul(a, b):
+    return binary("mul", a, b)
+
+
+def div(a, b):
+    return binary("div", a, b)
+
+
+def pow(a, b):  # noqa: A001 - torch's name
+    return binary("pow", a, b)
+
+
+def maximum(a, b):
+    return binary("maximum", a, b)
+
+
+def minimum(a, b):
+    return binary("minimum", a, b)
+
+
+def eq(a, b):
+    return binary("eq", a, b)
+
+
+def ne(a, b):
+    return binary("ne", a, b)
+
+
+def lt(a, b):
+    return binary("lt", a, b)
+
+
+def le(a, b):
+    return binary("le", a, b)
+
+
+def gt(a, b):
+    return binary("gt", a, b)
+
+
+def ge(a, b):
+    return binary("ge", a, b)
+
+
+def logical_and(a, b):
+    return binary("logical_and", a, b)
+
+
+def logical_or(a, b):
+    return binary("logical_or", a, b)
+
+
+# =========================================================================== elementwise, one tensor
+
+
+class Unary(Function):
+    __slots__ = ("op",)
+
+    def backward(self, g):
+        (a,) = self.inputs
+        op = self.op
+        if op == "neg":
+            return (-g,)
+        if op == "log":
+            return (g / a,)
+        if op == "abs":
+            return (g * sign(a),)
+        if op == "relu":
+            return (g * gt(a, 0.0).to(g.dtype),)
+        if op == "sin":
+            return (g * cos(a),)
+        if op == "cos":
+            return (-g * sin(a),)
+        if op == "gelu":  # d/dx x*Phi(x) = Phi(x) + x*phi(x)
+            cdf = 0.5 * (1.0 + erf(a * (1.0 / math.sqrt(2.0))))
+            pdf = exp(-0.5 * a * a) * (1.0 / math.sqrt(2.0 * math.pi))
+            return (g * (cdf + a * pdf),)
+        out = _wrap(*self.saved)
+        if op == "exp":
+            return (g * out,)
+        if op == "sqrt":
+            return (g / (2.0 * out),)
+        if op == "sigmoid":
+            return (g * out * (1.0 - out),)
+        if op == "tanh":
+            return (g * (1.0 - out * out),)
+        raise RuntimeError(f"no gradient rule for {op}")
+
+
+_NEEDS_OUTPUT = {"exp", "sqrt", "sigmoid", "tanh"}
+_NOT_DIFFERENTIABLE = {"sign", "erf", "logical_not"}
+
+
+def unary(op: str, a: Tensor, category: str = ELEMENTWISE) -> Tensor:
+    out_dtype = a.dtype
+    if op in ("exp", "log", "sqrt", "sigmoid", "tanh", "gelu", "erf", "sin", "cos") and not a.dtype.is_floating_point:
+        out_dtype = dt.get_default_dtype()
+        a = a.to(out_dtype)
+    if op == "logical_not":
+        out_dtype = dt.bool_
+    be, (ia,) = accel.select(op, category, _numel(a.shape), (a,))
+    out_impl = be.unary(op, ia, out_dtype)
+    out = _wrap(out_impl, be)
+    if op in _NOT_DIFFERENTIABLE:
+        return out
+    node = Unary()
+    node.op = op
+    if op in _NEEDS_OUTPUT:
+        node.saved = (out_impl, be)
+    return _record(node, (a,), out)
+
+
+def neg(a):
+    return unary("neg", a)
+
+
+def exp(a):
+    return unary("exp", a)
+
+
+def log(a):
+    return unary("log", a)
+
+
+def sqrt(a):
+    return unary("sqrt", a)
+
+
+def abs(a):  # noqa: A001 - torch's name
+    return unary("abs", a)
+
+
+def sign(a):
+    return unary("sign", a)
+
+
+def erf(a):
+    return unary("erf", a)
+
+
+def sin(a):
+    return unary("sin", a)
+
+
+def cos(a):
+    return unary("cos", a)
+
+
+def logical_not(a):
+    return unary("logical_not", a)
+
+
+def relu(a):
+    return unary("relu", a, ACTIVATION)
+
+
+def sigmoid(a):
+    return unary("sigmoid", a, ACTIVATION)
+
+
+def tanh(a):
+    return unary("tanh", a, ACTIVATION)
+
+
+def gelu(a):
+    return unary("gelu", a, ACTIVATION)
+
+
+class Clamp(Function):
+    __slots__ = ("lo", "hi")
+
+    def backward(self, g):
+        (a,) = self.inputs
+        keep = ones_mask = None
+        if self.lo is not None:
+            keep = ge(a, self.lo)
+        if self.hi is not None:
+            ones_mask = le(a, self.hi)
+            keep = ones_mask if keep is None else logical_and(keep, ones_mask)
+        return (g * keep.to(g.dtype),)
+
+
+def clamp(a: Tensor, min=None, max=None) -> Tensor:  # noqa: A002 - torch's names
+    if min is None and max is None:
+        raise ValueError("clamp: at least one of min or max must be given")
+    be, (ia,) = accel.select("clamp", ELEMENTWISE, _numel(a.shape), (a,))
+    node = Clamp()
+    node.lo, node.hi = min, max
+    return _record(node, (a,), _wrap(be.clamp(ia, min, max), be))
+
+
+class Where(Function):
+    def backward(self, g):
+        _, a, b = self.inputs
+        zero = 0.0
+        cond = _wrap(*self.saved)
+        ga = unbroadcast(where(cond, g, zero), a.shape) if a.requires_grad else None
+        gb = unbroadcast(where(cond, zero, g), b.shape) if b.requires_grad else None
+        return None, ga, gb
+
+
+def where(cond: Tensor, a, b) -> Tensor:
+    """Elements of ``a`` where ``cond`` is true, else of ``b`` (either may be a Python scalar)."""
+    from puredl.creation import scalar_tensor
+
+    if not isinstance(a, Tensor):
+        a = scalar_tensor(a, b.dtype if isinstance(b, Tensor) else None, like=cond)
+    if not isinstance(b, Tensor):
+        b = scalar_tensor(b, a.dtype, like=cond)
+    out_dtype = dt.promote(a.dtype, b.dtype)
+    shape = _broadcast("where", _broadcast("where", cond.shape, a.shape), b.shape)
+    be, (ic, ia, ib) = accel.select("where", ELEMENTWISE, _numel(shape), (cond, a, b))
+    ic = be.cast(ic, dt.bool_)
+    node = Where()
+    node.saved = (ic, be)
+    return _record(node, (cond, a, b), _wrap(be.where(ic, ia, ib, out_dtype), be))
+
+
+# =========================================================================== matmul
+
+
+class Matmul(Function):
+    def backward(self, g):
+        a, b = self.inputs
+        ga = unbroadcast(matmul(g, b.transpose(-1, -2)), a.shape) if a.requires_grad else None
+        gb = unbroadcast(matmul(a.transpose(-1, -2), g), b.shape) if b.requires_grad else None
+        return ga, gb
+
+
+def matmul(a: Tensor, b: Tensor) -> Tensor:
+    """``torch.matmul`` semantics: 1-D, 2-D, batched with broadcast batch dimensions."""
+    if not isinstance(a, Tensor) or not isinstance(b, Tensor):
+        raise TypeError("matmul: both operands must be Tensors")
+    if a.ndim == 0 or b.ndim == 0:
+        raise ValueError(f"matmul: both arguments need at least 1 dimension, got shapes {a.shape} and {b.shape}")
+    if a.ndim == 1 and b.ndim == 1:
+        if a.shape != b.shape:
+            raise ValueError(f"matmul: shapes {a.shape} and {b.shape} are not aligned")
+        return matmul(a.reshape(1, -1), b.reshape(-1, 1)).reshape(())
+    if a.ndim == 1:
+        return matmul(a.unsqueeze(0), b).squeeze(-2)
+    if b.ndim == 1:
+        return matmul(a, b.unsqueeze(-1)).squeeze(-1)
+    if a.shape[-1] != b.shape[-2]:
+        raise ValueError(f"matmul: shapes {a.shape} and {b.shape} are not aligned ({a.shape[-1]} != {b.shape[-2]})")
+    out_dtype = dt.promote(a.dtype, b.dtype)
+    if a.dtype is not out_dtype:
+        a = a.to(out_dtype)
+    if b.dtype is not out_dtype:
+        b = b.to(out_dtype)
+    batch = _broadcast("matmul", a.shape[:-2], b.shape[:-2])
+    work = _numel(batch) * a.shape[-2] * a.shape[-1] * b.shape[-1]  # multiply-adds
+    be, (ia, ib) = accel.select("matmul", MATMUL, work, (a, b))
+    return _record(Matmul(), (a, b), _wrap(be.matmul(ia, ib, out_dtype), be))
+
+
+# =========================================================================== reductions
+
+
+def normalize_dims(dim, ndim: int, op: str) -> tuple:
+    if dim is None:
+        return tuple(range(ndim))
+    dims = (dim,) if isinstance(dim, int) else tuple(dim)
+    out = []
+    for d in dims:
+        if not -max(ndim, 1) <= d < max(ndim, 1):
+            raise IndexError(f"{op}: dimension {d} is out of range for a tensor with {ndim} dimensions")
+        d = d % ndim if ndim else 0
+        if d in out:
+            raise ValueError(f"{op}: dimension {d} appears more than once")
+        out.append(d)
+    return tuple(sorted(out))
+
+
+def normalize_dim(dim: int, ndim: int, op: str) -> int:
+    if not -max(ndim, 1) <= dim < max(ndim, 1):
+        raise IndexError(f"{op}: dimension {dim} is out of range for a tensor with {ndim} dimensions")
+    return dim % ndim if ndim else 0
+
+
+class Sum(Function):
+    __slots__ = ("dims", "keepdim")
+
+    def backward(self, g):
+        (a,) = self.inputs
+        if not self.keepdim:
+            g = g.reshape(tuple(1 if i in self.dims else n for i, n in enumerate(a.shape)))
+        return (g.expand(a.shape),)
+
+
+def sum_(a: Tensor, dim=None, keepdim: bool = False, dtype=None) -> Tensor:
+    dims = normalize_dims(dim, a.ndim, "sum")
+    out_dtype = dt.as_dtype(dtype) if dtype is not None else (a.dtype if a.dtype.rank > 0 else dt.int64)
+    if a.dtype is not out_dtype:
+        a = a.to(out_dtype)
+    be, (ia,) = accel.select("sum", REDUCTION, _numel(a.shape), (a,))
+    node = Sum()
+    node.dims, node.keepdim = dims, keepdim
+    return _record(node, (a,), _wrap(be.reduce_sum(ia, dims, keepdim, out_dtype), be))
+
+
+def mean(a: Tensor, dim=None, keepdim: bool = False) -> Tensor:
+    if not a.dtype.is_floating_point:
+        raise TypeError(f"mean: expected a floating point tensor, got {a.dtype.name}")
+    dims = normalize_dims(dim, a.ndim, "mean")
+    count = _numel(tuple(a.shape[d] for d in dims))
+    return sum_(a, dims, keepdim) / float(count) if count else sum_(a, dims, keepdim) * math.nan
+
+
+def var(a: Tensor, dim=None, keepdim: bool = False, correction: int = 1, unbiased: bool | None = None) -> Tensor:
+    if unbiased is not None:
+        correction = 1 if unbiased else 0
+    dims = normalize_dims(dim, a.ndim, "var")
+    count = _numel(tuple(a.shape[d] for d in dims))
+    centered = a - mean(a, dims, keepdim=True)
+    return sum_(centered * centered, dims, keepdim) / float(max(count - correction, 0))
+
+
+def std(a: Tensor, dim=None, keepdim: bool = False, correction: int = 1, unbiased: bool | None = None) -> Tensor:
+    return sqrt(var(a, dim, keepdim, correction, unbiased))
+
+
+class MaxDim(Function):
+    __slots__ = ("dim", "keepdim")
+
+    def backward(self, g):
+        (a,) = self.inputs
+        idx = _wrap(*self.saved)
+        if not self.keepdim:
+            g, idx = g.unsqueeze(self.dim), idx.unsqueeze(self.dim)
+        positions = _arange_along(a, self.dim)
+        return (where(eq(positions, idx), g, 0.0),)
+
+
+def _arange_along(a: Tensor, dim: int) -> Tensor:
+    from puredl.creation import arange
+
+    shape = [1] * a.ndim
+    shape[dim] = a.shape[dim]
+    return arange(a.shape[dim], device=a.device).reshape(tuple(shape))
+
+
+class MaxAll(Function):
+    def backward(self, g):
+        (a,) = self.inputs
+        out = _wrap(*self.saved)
+        mask = eq(a, out).to(g.dtype)
+        return (mask * (g / sum_(mask)),)  # ties share the gradient, like torch
+
+
+def _max_min(a: Tensor, dim, keepdim: bool, largest: bool):
+    name = "max" if largest else "min"
+    if dim is None:
+        be, (ia,) = accel.select(name, REDUCTION, _numel(a.shape), (a,))
+        out_impl = be.max_all(ia, largest)
+        node = MaxAll()
+        node.saved = (out_impl, be)
+        return _record(node, (a,), _wrap(out_impl, be))
+    d = normalize_dim(dim, a.ndim, name)
+    be, (ia,) = accel.select(name, REDUCTION, _numel(a.shape), (a,))
+    values_impl, idx_impl = be.max_dim(ia, d, keepdim, largest)
+    node = MaxDim()
+    node.dim, node.keepdim, node.saved = d, keepdim, (idx_impl, be)
+    from puredl.tensor import ValuesIndices
+
+    return ValuesIndices(_record(node, (a,), _wrap(values_impl, be)), _wrap(idx_impl, be))
+
+
+def max_(a: Tensor, dim=None, keepdim: bool = False):
+    return _max_min(a, dim, keepdim, True)
+
+
+def min_(a: Tensor, dim=None, keepdim: bool = False):
+    return _max_min(a, dim, keepdim, False)
+
+
+def argmax(a: Tensor, dim=None, keepdim: bool = False) -> Tensor:
+    return _arg(a, dim, keepdim, True)
+
+
+def argmin(a: Tensor, dim=None, keepdim: bool = False) -> Tensor:
+    return _arg(a, dim, keepdim, False)
+
+
+def _arg(a: Tensor, dim, keepdim: bool, largest: bool) -> Tensor:
+    name = "argmax" if largest else "argmin"
+    be, (ia,) = accel.select(name, REDUCTION, _numel(a.shape), (a,))
+    if dim is None:
+        out = _wrap(be.argmax_all(ia, largest), be)
+        return out.reshape((1,) * a.ndim) if keepdim else out
+    _, idx = be.max_dim(ia, normalize_dim(dim, a.ndim, name), keepdim, largest)
+    return _wrap(idx, be)
+
+
+class Softmax(Function):
+    __slots__ = ("dim", "log")
+
+    def backward(self, g):
+        out = _wrap(*self.saved)
+        if self.log:
+            return (g - exp(out) * sum_(g, self.dim, keepdim=True),)
+        return (out * (g - sum_(g * out, self.dim, keepdim=True)),)
+
+
+def _softmax(a: Tensor, dim: int, log_: bool) -> Tensor:
+    name = "log_softmax" if log_ else "softmax"
+    d = normalize_dim(dim, a.ndim, name)
+    if not a.dtype.is_floating_point:
+        a = a.to(dt.get_default_dtype())
+    be, (ia,) = accel.select(name, ACTIVATION, _numel(a.shape), (a,))
+    if a.ndim == 0:
+        out_impl = be.full((), 0.0 if log_ else 1.0, a.dtype)
+    else:
+        out_impl = be.softmax(ia, d, log_)
+    node = Softmax()
+    node.dim, node.log, node.saved = d, log_, (out_impl, be)
+    return _record(node, (a,), _wrap(out_impl, be))
+
+
+def softmax(a: Tensor, dim: int = -1) -> Tensor:
+    """Numerically stable softmax along ``dim`` (the row maximum is subtracted first)."""
+    return _softmax(a, dim, False)
+
+
+def log_softmax(a: Tensor, dim: int = -1) -> Tensor:
+    return _softmax(a, dim, True)
+
+
+# =========================================================================== shape ops (views)
+
+
+class Reshape(Function):
+    def backward(self, g):
+        return (g.reshape(self.inputs[0].shape),)
+
+
+def reshape(a: Tensor, shape: tuple, view_only: bool = False) -> Tensor:
+    shape = infer_shape(shape, _numel(a.shape), a.shape)
+    if shape == a.shape:
+        return a if not view_only else _view_alias(a)
+    be = a._be
+    impl = be.view(a._impl, shape)
+    if impl is None:
+        if view_only:
+            raise RuntimeError(
+                f"view: shape {a.shape} with strides {a.stride()} cannot be viewed as {shape}; use reshape()"
+            )
+        impl = be.reshape(a._impl, shape)
+    return _record(Reshape(), (a,), _wrap(impl, be))
+
+
+def _view_alias(a: Tensor) -> Tensor:
+    return _record(Reshape(), (a,), _wrap(a._be.view(a._impl, a.shape) or a._impl, a._be))
+
+
+def infer_shape(shape: tuple, n: int, old: tuple) -> tuple:
+    shape = tuple(int(s) for s in shape)
+    if shape.count(-1) > 1:
+        raise ValueError(f"reshape: only one dimension can be -1, got {shape}")
+    if -1 in shape:
+        known = _numel(tuple(s for s in shape if s != -1))
+        if known == 0 or n % known:
+            raise ValueError(f"reshape: cannot reshape tensor of shape {old} ({n} elements) into {shape}")
+        shape = tuple(n // known if s == -1 else s for s in shape)
+    if any(s < 0 for s in shape) or _numel(shape) != n:
+        raise ValueError(f"reshape: cannot reshape tensor of shape {old} ({n} elements) into {shape}")
+    return shape
+
+
+class Permute(Function):
+    __slots__ = ("dims",)
+
+    def backward(self, g):
+        inverse = [0] * len(self.dims)
+        for i, d in enumerate(self.dims):
+            inverse[d] = i
+        return (permute(g, tuple(inverse)),)
+
+
+def permute(a: Tensor, dims: tuple) -> Tensor:
+    dims = tuple(normalize_dim(d, a.ndim, "permute") for d in dims)
+    if sorted(dims) != list(range(a.ndim)):
+        raise ValueError(f"permute: {dims} is not a permutation of the {a.ndim} dimensions of shape {a.shape}")
+    node = Permute()
+    node.dims = dims
+    return _record(node, (a,), _wrap(a._be.permute(a._impl, dims), a._be))
+
+
+class Expand(Function):
+    def backward(self, g):
+        return (unbroadcast(g, self.inputs[0].shape),)
+
+
+def expand(a: Tensor, shape: tuple) -> Tensor:
+    shape = tuple(shape)
+    if len(shape) < a.ndim:
+        raise ValueError(f"expand: target shape {shape} has fewer dimensions than {a.shape}")
+    lead = len(shape) - a.ndim
+    target = list(shape)
+    for i, n in enumerate(a.shape):
+        m = shape[lead + i]
+        if m == -1:
+            target[lead + i] = n
+        elif n != m and n != 1:
+            raise ValueError(f"expand: cannot expand shape {a.shape} to {shape}")
+    target = tuple(target)
+    if target == a.shape:
+        return a
+    return _record(Expand(), (a,), _wrap(a._be.expand(a._impl, target), a._be))
+
+
+class Contiguous(Function):
+    def backward(self, g):
+        return (g,)
+
+
+def contiguous(a: Tensor) -> Tensor:
+    impl = a._be.contiguous(a._impl)
+    if impl is a._impl:
+        return a
+    return _record(Contiguous(), (a,), _wrap(impl, a._be))
+
+
+def clone(a: Tensor) -> Tensor:
+    """A copy with its own storage; gradients flow back to ``a``."""
+    return _record(Contiguous(), (a,), _wrap(a._be.clone(a._impl), a._be))
+
+
+class Cast(Function):
+    def backward(self, g):
+        src = self.inputs[0].dtype
+        return (g.to(src) if src.is_floating_point else None,)
+
+
+def cast(a: Tensor, dtype: dt.DType) -> Tensor:
+    if a.dtype is dtype:
+        return a
+    out = _wrap(a._be.cast(a._impl, dtype), a._be)
+    if dtype.is_floating_point and a.dtype.is_floating_point:
+        return _record(Cast(), (a,), out)
+    return out
+
+
+# =========================================================================== indexing and joining
+
+
+class GetItem(Function):
+    __slots__ = ("key",)
+
+    def backward(self, g):
+        (a,) = self.inputs
+        be = g._be
+        full = be.full(a.shape, 0, g.dtype)
+        be.setitem(full, self.key, g._impl)
+        return (_wrap(full, be),)
+
+
+def getitem_basic(a: Tensor, key: tuple) -> Tensor:
+    node = GetItem()
+    node.key = key
+    return _record(node, (a,), _wrap(a._be.getitem(a._impl, key), a._be))
+
+
+class IndexSelect0(Function):
+    def backward(self, g):
+        a, idx = self.inputs
+        be, (ii, ig) = g._be, (idx._impl, g._impl)
+        return _wrap(be.index_add0(a.shape, ii, ig), be), None
+
+
+def index_select0(a: Tensor, idx: Tensor) -> Tensor:
+    """Rows of ``a`` along dimension 0 picked by the int64 tensor ``idx`` (any shape)."""
+    if idx.dtype is not dt.int64:
+        raise IndexError(f"tensors used as indices must be int64 (long) or bool, got {idx.dtype.name}")
+    if a.ndim == 0:
+        raise IndexError("cannot index a 0-d tensor with a tensor")
+    be, (ia, ii) = accel.select("index_select", SHAPE, _numel(idx.shape) * _numel(a.shape[1:]), (a, idx))
+    return _record(IndexSelect0(), (a, idx), _wrap(be.index_select0(ia, ii), be))
+
+
+class Cat(Function):
+    __slots__ = ("dim",)
+
+    def backward(self, g):
+        grads, start = [], 0
+        for t in self.inputs:
+            n = t.shape[self.dim]
+            key = (slice(None),) * self.dim + (slice(start, start + n),)
+            grads.append(g[key] if t.requires_grad else None)
+            start += n
+        return tuple(grads)
+
+
+def cat(tensors, dim: int = 0) -> Tensor:
+    """Join tensors along an existing dimension."""
+    tensors = tuple(tensors)
+    if not tensors:
+        raise ValueError("cat: expected a non-empty sequence of tensors")
+    # torch skips 1-D empty tensors
+    kept = tuple(t for t in tensors if not (t.ndim == 1 and t.shape[0] == 0)) or tensors[:1]
+    ref = kept[0]
+    d = normalize_dim(dim, ref.ndim, "cat")
+    for t in kept[1:]:
+        if t.ndim != ref.ndim or t.shape[:d] != ref.shape[:d] or t.shape[d + 1 :] != ref.shape[d + 1 :]:
+            raise ValueError(f"cat: shapes {ref.shape} and {t.shape} do not match outside dimension {d}")
+    out_dtype = ref.dtype
+    for t in kept[1:]:
+        out_dtype = dt.promote(out_dtype, t.dtype)
+    total = sum(_numel(t.shape) for t in kept)
+    be, impls = accel.select("cat", SHAPE, total, kept)
+    node = Cat()
+    node.dim = d
+    return _record(node, kept, _wrap(be.cat(impls, d, out_dtype), be))
+
+
+def stack(tensors, dim: int = 0) -> Tensor:
+    """Join same-shape tensors along a new dimension."""
+    tensors = tuple(tensors)
+    if not tensors:
+        raise ValueError("stack: expected a non-empty sequence of tensors")
+    for t in tensors[1:]:
+        if t.shape != tensors[0].shape:
+            raise ValueError(f"stack: all tensors must have the same shape, got {tensors[0].shape} and {t.shape}")
+    d = normalize_dim(dim, tensors[0].ndim + 1, "stack")
+    return cat([t.unsqueeze(d) for t in tensors], d)

@@ -1,0 +1,571 @@
+"""Tensor: a storage handle (pure array or torch tensor), shape, dtype, device and grad state.
+
+Arithmetic, reductions and shape methods forward to ``puredl.ops``; the backend that holds
+the data is ``_be`` (``puredl.backends.pure`` or the torch backend).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from puredl import dtypes as dt
+from puredl.backends import pure as _pure
+
+
+def _wrap(impl, be) -> Tensor:
+    t = Tensor.__new__(Tensor)
+    t._impl = impl
+    t._be = be
+    t.shape = impl.shape if be is _pure else tuple(impl.shape)
+    t.dtype = impl.dtype if be is _pure else be.dtype_of(impl)
+    t.requires_grad = False
+    t.grad = None
+    t._node = None
+    return t
+
+
+class ValuesIndices(NamedTuple):
+    """Result of ``max(dim)`` / ``min(dim)``: ``values`` and ``indices``, like torch's."""
+
+    values: Tensor
+    indices: Tensor
+
+
+class Tensor:
+    """An N-d array with autograd. Create one with ``puredl.tensor``, ``puredl.zeros``, ...
+
+    >>> import puredl as pd
+    >>> x = pd.tensor([[1.0, 2.0]], requires_grad=True)
+    >>> (x * x).sum().backward(); x.grad.tolist()
+    [[2.0, 4.0]]
+    """
+
+    __slots__ = ("_impl", "_be", "shape", "dtype", "requires_grad", "grad", "_node", "__weakref__")
+    __array_priority__ = 1000  # let our reflected operators win over NumPy's
+
+    # ------------------------------------------------------------------ metadata
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    def dim(self) -> int:
+        return len(self.shape)
+
+    def numel(self) -> int:
+        n = 1
+        for s in self.shape:
+            n *= s
+        return n
+
+    def size(self, dim: int | None = None):
+        if dim is None:
+            return self.shape
+        from puredl.ops import normalize_dim
+
+        return self.shape[normalize_dim(dim, self.ndim, "size")]
+
+    def stride(self, dim: int | None = None):
+        strides = self._impl.strides if self._be is _pure else tuple(self._impl.stride())
+        return strides if dim is None else strides[dim]
+
+    def is_contiguous(self) -> bool:
+        return _pure.is_contiguous(self._impl) if self._be is _pure else self._impl.is_contiguous()
+
+    @property
+    def device(self) -> str:
+        return self._be.device(self._impl)
+
+    @property
+    def is_leaf(self) -> bool:
+        return self._node is None
+
+    @property
+    def grad_fn(self):
+        return self._node
+
+    @property
+    def T(self) -> Tensor:  # noqa: N802 - torch's name
+        return self.permute(tuple(reversed(range(self.ndim))))
+
+    @property
+    def mT(self) -> Tensor:  # noqa: N802 - torch's name
+        return self.transpose(-2, -1)
+
+    @property
+    def data(self) -> Tensor:
+        return self.detach()
+
+    def __len__(self) -> int:
+        if not self.shape:
+            raise TypeError("len() of a 0-d tensor")
+        return self.shape[0]
+
+    # ------------------------------------------------------------------ values out
+    def item(self):
+        if self.numel() != 1:
+            raise ValueError(f"item(): only one-element tensors can be converted, this one has shape {self.shape}")
+        return self._be.item(self._impl)
+
+    def tolist(self):
+        return self._be.tolist(self._impl)
+
+    def to_array(self):
+        """A flat row-major ``array.array`` copy of the elements."""
+        return self._be.to_array(self._impl)
+
+    @classmethod
+    def from_array(cls, arr, shape: tuple, dtype: dt.DType | None = None) -> Tensor:
+        """Wrap a flat ``array.array`` (ownership passes to the tensor)."""
+        d = dt.BY_TYPECODE[arr.typecode] if dtype is None else dt.as_dtype(dtype)
+        return _wrap(_pure.from_values(arr, tuple(shape), d), _pure)
+
+    def __float__(self) -> float:
+        return float(self.item())
+
+    def __int__(self) -> int:
+        return int(self.item())
+
+    def __bool__(self) -> bool:
+        if self.numel() != 1:
+            raise RuntimeError(f"the truth value of a tensor with {self.numel()} elements is ambiguous")
+        return bool(self.item())
+
+    def __index__(self) -> int:
+        if self.dtype.is_floating_point or self.numel() != 1:
+            raise TypeError("only integer tensors of a single element can be converted to an index")
+        return int(self.item())
+
+    def __iter__(self):
+        if not self.shape:
+            raise TypeError("iteration over a 0-d tensor")
+        return (self[i] for i in range(self.shape[0]))
+
+    def __hash__(self) -> int:
+        return id(self)
+
+    def __repr__(self) -> str:
+        from puredl.printing import tensor_repr
+
+        return tensor_repr(self)
+
+    # ------------------------------------------------------------------ autograd
+    def backward(self, gradient: Tensor | None = None, retain_graph: bool = False) -> None:
+        """Accumulate the gradient of this tensor into the ``.grad`` of every leaf it depends on."""
+        from puredl import autograd
+        from puredl.creation import ones_like
+
+        if gradient is None:
+            if self.numel() != 1:
+                raise RuntimeError(
+                    f"grad can be implicitly created only for scalar outputs; this tensor has shape {self.shape}"
+                )
+            gradient = ones_like(self)
+        elif gradient.shape != self.shape:
+            raise ValueError(f"backward: gradient shape {gradient.shape} does not match tensor shape {self.shape}")
+        autograd.run_backward(self, gradient.detach(), retain_graph)
+
+    def detach(self) -> Tensor:
+        return _wrap(self._impl, self._be)
+
+    def requires_grad_(self, requires_grad: bool = True) -> Tensor:
+        if requires_grad and not self.dtype.is_floating_point:
+            raise RuntimeError(f"only floating point tensors can require gradients, not {self.dtype.name}")
+        if self._node is not None and not requires_grad:
+            raise RuntimeError("you can only change requires_grad of leaf tensors; use detach()")
+        self.requires_grad = requires_grad
+        return self
+
+    def retain_grad(self) -> None:
+        from puredl.autograd import retain
+
+        if self._node is not None:
+            retain(self._node, self)
+
+    def zero_grad_(self) -> None:
+        self.grad = None
+
+    # ------------------------------------------------------------------ conversion
+    def to(self, *args, **kwargs) -> Tensor:
+        """``t.to(dtype)``, ``t.to("cuda:0")``, ``t.to(device, dtype)``."""
+        from puredl import ops
+
+        device = kwargs.pop("device", None)
+        dtype = kwargs.pop("dtype", None)
+        if kwargs:
+            raise TypeError(f"to(): unexpected arguments {sorted(kwargs)}")
+        for a in args:
+            if isinstance(a, str) or (a is not None and type(a).__name__ == "device"):
+                device = a
+            elif isinstance(a, Tensor):
+                device, dtype = a.device, a.dtype
+            else:
+                dtype = a
+        out = self
+        if device is not None and str(device) != self.device:
+            from puredl.devices import move
+
+            out = move(out, str(device))
+        if dtype is not None:
+            out = ops.cast(out, dt.as_dtype(dtype))
+        return out
+
+    def float(self) -> Tensor:
+        return self.to(dt.float32)
+
+    def double(self) -> Tensor:
+        return self.to(dt.float64)
+
+    def long(self) -> Tensor:
+        return self.to(dt.int64)
+
+    def bool(self) -> Tensor:
+        return self.to(dt.bool_)
+
+    def cpu(self) -> Tensor:
+        return self.to("cpu")
+
+    def cuda(self, index: int = 0) -> Tensor:
+        return self.to(f"cuda:{index}")
+
+    def to_torch(self):
+        """This tensor as a ``torch.Tensor`` (sharing memory where possible)."""
+        from puredl.devices import to_torch
+
+        return to_torch(self)
+
+    def clone(self) -> Tensor:
+        return _ops().clone(self)
+
+    # ------------------------------------------------------------------ indexing
+    def __getitem__(self, key):
+        from puredl.indexing import getitem
+
+        return getitem(self, key)
+
+    def __setitem__(self, key, value) -> None:
+        from puredl.indexing import setitem
+
+        setitem(self, key, value)
+
+    # ------------------------------------------------------------------ in-place updates (no graph)
+    def copy_(self, src) -> Tensor:
+        """Write ``src`` (tensor or scalar, broadcast) into this tensor's storage."""
+        self[...] = src
+        return self
+
+    def fill_(self, value) -> Tensor:
+        self[...] = value
+        return self
+
+    def zero_(self) -> Tensor:
+        self[...] = 0
+        return self
+
+    def add_(self, other, alpha: float = 1.0) -> Tensor:
+        return self.copy_(self + (other * alpha if alpha != 1.0 else other))
+
+    def sub_(self, other, alpha: float = 1.0) -> Tensor:
+        return self.copy_(self - (other * alpha if alpha != 1.0 else other))
+
+    def mul_(self, other) -> Tensor:
+        return self.copy_(self * other)
+
+    def div_(self, other) -> Tensor:
+        return self.copy_(self / other)
+
+    def clamp_(self, min=None, max=None) -> Tensor:  # noqa: A002
+        return self.copy_(self.clamp(min, max))
+
+    def uniform_(self, a: float = 0.0, b: float = 1.0) -> Tensor:
+        from puredl.creation import rand
+
+        return self.copy_(rand(self.shape, dtype=self.dtype, device=self.device) * (b - a) + a)
+
+    def normal_(self, mean: float = 0.0, std: float = 1.0) -> Tensor:
+        from puredl.creation import randn
+
+        return self.copy_(randn(self.shape, dtype=self.dtype, device=self.device) * std + mean)
+
+    # ------------------------------------------------------------------ operators
+    def __add__(self, o):
+        return _ops().binary("add", self, o)
+
+    def __radd__(self, o):
+        return _ops().binary("add", o, self)
+
+    def __sub__(self, o):
+        return _ops().binary("sub", self, o)
+
+    def __rsub__(self, o):
+        return _ops().binary("sub", o, self)
+
+    def __mul__(self, o):
+        return _ops().binary("mul", self, o)
+
+    def __rmul__(self, o):
+        return _ops().binary("mul", o, self)
+
+    def __truediv__(self, o):
+        return _ops().binary("div", self, o)
+
+    def __rtruediv__(self, o):
+        return _ops().binary("div", o, self)
+
+    def __pow__(self, o):
+        return _ops().binary("pow", self, o)
+
+    def __rpow__(self, o):
+        return _ops().binary("pow", o, self)
+
+    def __matmul__(self, o):
+        return _ops().matmul(self, o)
+
+    def __rmatmul__(self, o):
+        return _ops().matmul(o, self)
+
+    def __neg__(self):
+        return _ops().unary("neg", self)
+
+    def __pos__(self):
+        return self
+
+    def __abs__(self):
+        return _ops().unary("abs", self)
+
+    def __eq__(self, o):  # noqa: D105 - elementwise, like torch
+        return _ops().binary("eq", self, o)
+
+    def __ne__(self, o):
+        return _ops().binary("ne", self, o)
+
+    def __lt__(self, o):
+        return _ops().binary("lt", self, o)
+
+    def __le__(self, o):
+        return _ops().binary("le", self, o)
+
+    def __gt__(self, o):
+        return _ops().binary("gt", self, o)
+
+    def __ge__(self, o):
+        return _ops().binary("ge", self, o)
+
+    def __and__(self, o):
+        return _ops().binary("logical_and", self, o)
+
+    def __or__(self, o):
+        return _ops().binary("logical_or", self, o)
+
+    def __invert__(self):
+        return _ops().unary("logical_not", self)
+
+    # ------------------------------------------------------------------ math methods
+    def add(self, o):
+        return self + o
+
+    def sub(self, o):
+        return self - o
+
+    def mul(self, o):
+        return self * o
+
+    def div(self, o):
+        return self / o
+
+    def pow(self, o):
+        return self**o
+
+    def matmul(self, o):
+        return _ops().matmul(self, o)
+
+    def neg(self):
+        return -self
+
+    def exp(self):
+        return _ops().exp(self)
+
+    def log(self):
+        return _ops().log(self)
+
+    def sqrt(self):
+        return _ops().sqrt(self)
+
+    def abs(self):
+        return _ops().abs(self)
+
+    def sign(self):
+        return _ops().sign(self)
+
+    def sin(self):
+        return _ops().sin(self)
+
+    def cos(self):
+        return _ops().cos(self)
+
+    def erf(self):
+        return _ops().erf(self)
+
+    def relu(self):
+        return _ops().relu(self)
+
+    def sigmoid(self):
+        return _ops().sigmoid(self)
+
+    def tanh(self):
+        return _ops().tanh(self)
+
+    def gelu(self):
+        return _ops().gelu(self)
+
+    def softmax(self, dim: int = -1):
+        return _ops().softmax(self, dim)
+
+    def log_softmax(self, dim: int = -1):
+        return _ops().log_softmax(self, dim)
+
+    def clamp(self, min=None, max=None):  # noqa: A002
+        return _ops().clamp(self, min, max)
+
+    clip = clamp
+
+    def maximum(self, o):
+        return _ops().maximum(self, o)
+
+    def minimum(self, o):
+        return _ops().minimum(self, o)
+
+    def eq(self, o):
+        return self == o
+
+    def ne(self, o):
+        return self != o
+
+    def lt(self, o):
+        return self < o
+
+    def le(self, o):
+        return self <= o
+
+    def gt(self, o):
+        return self > o
+
+    def ge(self, o):
+        return self >= o
+
+    def sum(self, dim=None, keepdim: bool = False, dtype=None):
+        return _ops().sum_(self, dim, keepdim, dtype)
+
+    def mean(self, dim=None, keepdim: bool = False):
+        return _ops().mean(self, dim, keepdim)
+
+    def var(self, dim=None, keepdim: bool = False, correction: int = 1, unbiased: bool | None = None):
+        return _ops().var(self, dim, keepdim, correction, unbiased)
+
+    def std(self, dim=None, keepdim: bool = False, correction: int = 1, unbiased: bool | None = None):
+        return _ops().std(self, dim, keepdim, correction, unbiased)
+
+    def max(self, dim=None, keepdim: bool = False):
+        return _ops().max_(self, dim, keepdim)
+
+    def min(self, dim=None, keepdim: bool = False):
+        return _ops().min_(self, dim, keepdim)
+
+    def argmax(self, dim=None, keepdim: bool = False):
+        return _ops().argmax(self, dim, keepdim)
+
+    def argmin(self, dim=None, keepdim: bool = False):
+        return _ops().argmin(self, dim, keepdim)
+
+    # ------------------------------------------------------------------ shape methods
+    def reshape(self, *shape):
+        return _ops().reshape(self, _shape_args(shape))
+
+    def view(self, *shape):
+        if len(shape) == 1 and not isinstance(shape[0], (int, tuple, list)):
+            return self.to(shape[0])  # view(dtype) is not a reinterpretation here; only same dtype
+        return _ops().reshape(self, _shape_args(shape), view_only=True)
+
+    def view_as(self, other: Tensor):
+        return self.view(other.shape)
+
+    def reshape_as(self, other: Tensor):
+        return self.reshape(other.shape)
+
+    def flatten(self, start_dim: int = 0, end_dim: int = -1):
+        if self.ndim == 0:
+            return self.reshape(1)
+        ops = _ops()
+        s = ops.normalize_dim(start_dim, self.ndim, "flatten")
+        e = ops.normalize_dim(end_dim, self.ndim, "flatten")
+        if s > e:
+            raise ValueError(f"flatten: start_dim {start_dim} comes after end_dim {end_dim}")
+        n = 1
+        for d in self.shape[s : e + 1]:
+            n *= d
+        return self.reshape(self.shape[:s] + (n,) + self.shape[e + 1 :])
+
+    def squeeze(self, dim=None):
+        if dim is None:
+            return self.reshape(tuple(n for n in self.shape if n != 1))
+        ops = _ops()
+        dims = ops.normalize_dims(dim, self.ndim, "squeeze") if self.ndim else ()
+        return self.reshape(tuple(n for i, n in enumerate(self.shape) if not (i in dims and n == 1)))
+
+    def unsqueeze(self, dim: int):
+        d = _ops().normalize_dim(dim, self.ndim + 1, "unsqueeze")
+        return self.reshape(self.shape[:d] + (1,) + self.shape[d:])
+
+    def transpose(self, dim0: int, dim1: int):
+        ops = _ops()
+        if self.ndim < 2 and dim0 in (0, -1) and dim1 in (0, -1):
+            return self
+        d0 = ops.normalize_dim(dim0, self.ndim, "transpose")
+        d1 = ops.normalize_dim(dim1, self.ndim, "transpose")
+        dims = list(range(self.ndim))
+        dims[d0], dims[d1] = dims[d1], dims[d0]
+        return ops.permute(self, tuple(dims))
+
+    def t(self):
+        if self.ndim > 2:
+            raise ValueError(f"t() expects a tensor with <= 2 dimensions, got shape {self.shape}")
+        return self.transpose(0, -1) if self.ndim == 2 else self
+
+    def permute(self, *dims):
+        return _ops().permute(self, _shape_args(dims))
+
+    def expand(self, *shape):
+        return _ops().expand(self, _shape_args(shape))
+
+    def expand_as(self, other: Tensor):
+        return self.expand(other.shape)
+
+    def contiguous(self):
+        return _ops().contiguous(self)
+
+    def split(self, split_size: int, dim: int = 0):
+        d = _ops().normalize_dim(dim, self.ndim, "split")
+        n = self.shape[d]
+        lead = (slice(None),) * d
+        return tuple(self[lead + (slice(i, min(i + split_size, n)),)] for i in range(0, n, split_size))
+
+    def chunk(self, chunks: int, dim: int = 0):
+        n = self.shape[_ops().normalize_dim(dim, self.ndim, "chunk")]
+        return self.split(max(1, -(-n // chunks)), dim)
+
+
+def _shape_args(shape: tuple) -> tuple:
+    if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+        return tuple(shape[0])
+    return tuple(shape)
+
+
+_ops_module = None
+
+
+def _ops():
+    global _ops_module
+    if _ops_module is None:
+        from puredl import ops
+
+        _ops_module = ops
+    return _ops_module
