@@ -258,8 +258,14 @@ def getitem(a: PureArray, key: tuple) -> PureArray:
 def setitem(a: PureArray, key: tuple, value) -> None:
     """Write ``value`` (a PureArray or a Python scalar) into the basic-indexed region of ``a``."""
     region = getitem(a, key)
-    positions = _indices(region.shape, region.strides, region.offset)
     buf = a.buf
+    n = numel(region.shape)
+    if isinstance(value, PureArray) and value.shape == region.shape and is_contiguous(region):
+        # whole-block write (optimizer updates, copy_): one C-level slice assignment
+        src = to_array(cast(value, a.dtype))
+        buf[region.offset : region.offset + n] = src
+        return
+    positions = _indices(region.shape, region.strides, region.offset)
     if isinstance(value, PureArray):
         src = broadcast_values(cast(value, a.dtype), region.shape)
         for p, x in zip(positions, src):
