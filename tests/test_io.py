@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 import struct
 from array import array
 
@@ -321,3 +322,134 @@ def test_unicode_names_round_trip_with_safetensors(tmp_path):
     write_safetensors(path, {"층.가중치": ("float32", (1,), array("f", [1.0]))})
     assert list(st.load_file(str(path))) == ["층.가중치"]
     assert list(read_safetensors(path)) == ["층.가중치"]
+
+
+# --------------------------------------------------------------------------- Tensor layer (puredl.save / load)
+
+
+def _state():
+    import puredl
+
+    g = random.Random(0)
+    return {
+        "layer.weight": puredl.tensor([[g.uniform(-1, 1) for _ in range(3)] for _ in range(4)]),
+        "layer.bias": puredl.tensor([g.uniform(-1, 1) for _ in range(4)], dtype=puredl.float64),
+        "steps": puredl.tensor(12345678901),
+        "mask": puredl.tensor([True, False, True]),
+    }
+
+
+def test_save_load_round_trip(tmp_path):
+    import puredl
+    from puredl.tensor import Tensor
+
+    state = _state()
+    path = tmp_path / "model.safetensors"
+    puredl.io.save(state, path, metadata={"epoch": "3"})
+    loaded = puredl.io.load(path)
+    assert list(loaded) == sorted(state)
+    for name, t in state.items():
+        got = loaded[name]
+        assert isinstance(got, Tensor) and not got.requires_grad
+        assert got.shape == t.shape and got.dtype is t.dtype, name
+        assert got.tolist() == t.tolist(), name
+    assert puredl.io.load_metadata(path) == {"epoch": "3"}
+
+
+def test_save_writes_logical_row_major_order(tmp_path):
+    import puredl
+
+    x = puredl.tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]], requires_grad=True)
+    path = tmp_path / "t.safetensors"
+    puredl.io.save({"xt": x.T, "x": x}, path)
+    loaded = puredl.io.load(path)
+    assert loaded["xt"].shape == (3, 2) and loaded["xt"].tolist() == [[1.0, 4.0], [2.0, 5.0], [3.0, 6.0]]
+    assert loaded["x"].tolist() == x.tolist()
+
+
+def test_save_accepts_parameters(tmp_path):
+    import puredl
+
+    nn = pytest.importorskip("puredl.nn")
+    p = nn.Parameter(puredl.tensor([[0.25, -0.5]]))
+    path = tmp_path / "p.safetensors"
+    puredl.io.save({"p": p}, path)
+    assert puredl.io.load(path)["p"].tolist() == [[0.25, -0.5]]
+    model = nn.Linear(3, 2)
+    puredl.io.save(model.state_dict(), path)
+    loaded = puredl.io.load(path)
+    assert sorted(loaded) == sorted(model.state_dict())
+    for name, value in model.state_dict().items():
+        assert loaded[name].tolist() == value.tolist()
+
+
+def test_save_rejects_non_tensors(tmp_path):
+    import puredl
+
+    path = tmp_path / "bad.safetensors"
+    with pytest.raises(TypeError, match="value for 'w' is list, not a Tensor"):
+        puredl.io.save({"w": [1.0, 2.0]}, path)
+    with pytest.raises(TypeError, match="expected a mapping"):
+        puredl.io.save([puredl.tensor([1.0])], path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_failed_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    import puredl
+    from puredl.tensor import Tensor
+
+    path = tmp_path / "ckpt.safetensors"
+    puredl.io.save({"w": puredl.tensor([1.0])}, path)
+    before = path.read_bytes()
+    bad = puredl.tensor([2.0, 3.0])
+    original = Tensor.to_array
+
+    def failing_to_array(self):
+        if self is bad:
+            raise OSError("simulated failure while reading the tensor")
+        return original(self)
+
+    monkeypatch.setattr(Tensor, "to_array", failing_to_array)
+    with pytest.raises(OSError, match="simulated failure"):
+        puredl.io.save({"a": puredl.tensor([0.0]), "w": bad}, path)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["ckpt.safetensors"]
+
+
+def test_puredl_save_opens_in_safetensors_torch(tmp_path):
+    torch = pytest.importorskip("torch")
+    st = pytest.importorskip("safetensors.torch")
+    import puredl
+
+    state = _state()
+    path = tmp_path / "ours.safetensors"
+    puredl.io.save(state, path)
+    theirs = st.load_file(str(path))
+    for name, t in state.items():
+        ref = torch.tensor(t.tolist(), dtype=getattr(torch, t.dtype.name))
+        assert theirs[name].dtype == ref.dtype, name
+        assert torch.equal(theirs[name], ref), name
+
+
+def test_safetensors_torch_files_load_as_tensors(tmp_path):
+    torch = pytest.importorskip("torch")
+    st = pytest.importorskip("safetensors.torch")
+    import puredl
+
+    g = torch.Generator().manual_seed(2)
+    ref = {
+        "w": torch.randn(3, 5, generator=g),
+        "h": torch.randn(4, generator=g).half(),
+        "bf": torch.randn(2, 2, generator=g).bfloat16(),
+        "ids": torch.tensor([[1, 2], [3, 4]], dtype=torch.int32),
+        "d": torch.randn(2, generator=g, dtype=torch.float64),
+    }
+    path = tmp_path / "theirs.safetensors"
+    st.save_file(ref, str(path))
+    loaded = puredl.io.load(path)
+    want_dtype = {"w": "float32", "h": "float32", "bf": "float32", "ids": "int64", "d": "float64"}
+    for name, t in ref.items():
+        assert loaded[name].dtype.name == want_dtype[name], name
+        assert loaded[name].shape == tuple(t.shape), name
+        expected = t.tolist() if t.dtype in (torch.int32, torch.float64, torch.float32) else t.float().tolist()
+        assert loaded[name].tolist() == expected, name

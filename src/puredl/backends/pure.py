@@ -459,21 +459,28 @@ def where(cond: PureArray, a: PureArray, b: PureArray, dtype: DType) -> PureArra
 # --------------------------------------------------------------------------- matmul
 
 
+def _as_list(v) -> list:
+    return v.tolist() if isinstance(v, array) else v
+
+
 def matmul(a: PureArray, b: PureArray, dtype: DType) -> PureArray:
     """Matrix product of two arrays with ndim >= 2, batch dimensions broadcast."""
     (m, k), (k2, n) = a.shape[-2:], b.shape[-2:]
     if k != k2:
         raise ValueError(f"matmul: shapes {a.shape} and {b.shape} are not aligned ({k} != {k2})")
     batch = broadcast_shapes("matmul", a.shape[:-2], b.shape[:-2])
-    av = broadcast_values(a, batch + (m, k))
-    bv = broadcast_values(b, batch + (k, n))
+    if k == 0:  # an empty sum is zero
+        return full(batch + (m, n), 0, dtype)
+    # lists, not arrays: reading an array element boxes a new float every time
+    av = _as_list(broadcast_values(a, batch + (m, k)))
+    bv = _as_list(broadcast_values(b, batch + (k, n)))
     out = array(dtype.typecode)
     mk, kn = m * k, k * n
     for bi in range(numel(batch)):
         base_a, base_b = bi * mk, bi * kn
         rows = [av[base_a + i * k : base_a + (i + 1) * k] for i in range(m)]
-        block = bv[base_b : base_b + kn]
-        cols = [block[j::n] for j in range(n)]  # transpose once; each column is contiguous after
+        # transpose once: each column becomes a contiguous tuple
+        cols = list(zip(*[bv[base_b + i * n : base_b + (i + 1) * n] for i in range(k)]))
         out.extend([_dot(r, c) for r in rows for c in cols])
     return PureArray(out, batch + (m, n))
 
