@@ -324,7 +324,7 @@ def test_unicode_names_round_trip_with_safetensors(tmp_path):
     assert list(read_safetensors(path)) == ["층.가중치"]
 
 
-# --------------------------------------------------------------------------- Tensor layer (puredl.save / load)
+# --------------------------------------------------------------------------- Tensor layer: save / load
 
 
 def _state():
@@ -451,5 +451,7 @@ def test_safetensors_torch_files_load_as_tensors(tmp_path):
     for name, t in ref.items():
         assert loaded[name].dtype.name == want_dtype[name], name
         assert loaded[name].shape == tuple(t.shape), name
-        expected = t.tolist() if t.dtype in (torch.int32, torch.float64, torch.float32) else t.float().tolist()
+        expected = (
+            t.tolist() if t.dtype in (torch.int32, torch.float64, torch.float32) else t.float().tolist()
+        )
         assert loaded[name].tolist() == expected, name
