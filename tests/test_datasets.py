@@ -131,3 +131,18 @@ def test_digits_match_scikit_learn_when_installed():
     ref = sklearn_datasets.load_digits()
     x, y = datasets.digits(dtype=puredl.float64)
     assert x.tolist() == ref.data.tolist() and y.tolist() == ref.target.tolist()
+
+
+def test_iris_and_two_moons_match_scikit_learn_when_installed():
+    sklearn_datasets = pytest.importorskip("sklearn.datasets")
+    ref = sklearn_datasets.load_iris()
+    x, y = datasets.iris(dtype=puredl.float64)
+    assert x.tolist() == ref.data.tolist() and y.tolist() == ref.target.tolist()
+    # Without noise the moons are the same point sets (scikit-learn orders them, puredl shuffles).
+    ref_x, ref_y = sklearn_datasets.make_moons(n_samples=31, noise=0.0, shuffle=False)
+    x, y = datasets.two_moons(n=31, noise=0.0, dtype=puredl.float64)
+
+    def points(rows, labels):
+        return sorted((round(a, 12), round(b, 12), int(c)) for (a, b), c in zip(rows, labels))
+
+    assert points(x.tolist(), y.tolist()) == points(ref_x.tolist(), ref_y.tolist())
