@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 import operator
 from array import array
-from itertools import repeat
 
 from puredl.dtypes import BY_TYPECODE, DType
 
@@ -364,7 +363,7 @@ def binary(op: str, a: PureArray, b: PureArray, dtype: DType) -> PureArray:
 
 def binary_scalar(op: str, a: PureArray, s, reverse: bool, dtype: DType) -> PureArray:
     xs = values(a)
-    ys = repeat(s, len(xs))
+    ys = [s] * len(xs)  # a list, not repeat(): _map2 may iterate twice (retry with the safe function)
     if reverse:
         xs, ys = ys, xs
     return PureArray(_map2(op, _BINARY[op], xs, ys, dtype.typecode), a.shape)
@@ -428,7 +427,8 @@ def unary(op: str, a: PureArray, dtype: DType | None = None) -> PureArray:
     tc = (dtype or a.dtype).typecode
     if op == "relu":
         zero = 0.0 if tc in "fd" else 0
-        return PureArray(array(tc, [x if x > 0 else zero for x in xs]), a.shape)
+        # `zero if x < 0` keeps NaN and -0.0 as they are, like torch
+        return PureArray(array(tc, [zero if x < 0 else x for x in xs]), a.shape)
     fn = _UNARY[op]
     try:
         out = array(tc, map(fn, xs))
