@@ -1,4 +1,4 @@
-"""Elementwise ops against torch: forward and gradient, broadcasting, strided inputs, empty and size-1 dims."""
+"""Elementwise ops against torch: forward and gradient, broadcasting, strided, empty and size-1 inputs."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ torch = pytest.importorskip("torch")
 
 from hypothesis import given  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
+
+import puredl as pd  # noqa: E402
 from torch_ref import (  # noqa: E402
-    FLOATS,
     assert_close,
     assert_grads_close,
     backward_both,
@@ -23,8 +24,6 @@ from torch_ref import (  # noqa: E402
     shapes,
     to_torch,
 )
-
-import puredl as pd  # noqa: E402
 
 # name -> (f(module, a, b), value range of a, value range of b); module is puredl or torch
 BINARY = {

@@ -447,7 +447,7 @@ def normalize_dims(dim, ndim: int, op: str) -> tuple:
         if d in out:
             raise ValueError(f"{op}: dimension {d} appears more than once")
         out.append(d)
-    return tuple(sorted(out))
+    return tuple(sorted(out)) if ndim else ()  # a 0-d tensor accepts dim 0 / -1 and has nothing to reduce
 
 
 def normalize_dim(dim: int, ndim: int, op: str) -> int:
@@ -495,7 +495,10 @@ def var(a: Tensor, dim=None, keepdim: bool = False, correction: int = 1, unbiase
 
 
 def std(a: Tensor, dim=None, keepdim: bool = False, correction: int = 1, unbiased: bool | None = None) -> Tensor:
-    return sqrt(var(a, dim, keepdim, correction, unbiased))
+    v = var(a, dim, keepdim, correction, unbiased)
+    # like torch, a zero std has gradient 0, not sqrt's 1/0: route those entries around sqrt
+    zero = eq(v, 0.0)
+    return where(zero, 0.0, sqrt(where(zero, 1.0, v)))
 
 
 class MaxDim(Function):
@@ -528,6 +531,9 @@ class MaxAll(Function):
 
 def _max_min(a: Tensor, dim, keepdim: bool, largest: bool):
     name = "max" if largest else "min"
+    if dim is not None and a.ndim == 0:  # like torch: the value itself and index 0
+        normalize_dim(dim, 0, name)
+        return _max_min(a.reshape(1), 0, False, largest)
     if dim is None:
         be, (ia,) = accel.select(name, REDUCTION, _numel(a.shape), (a,))
         out_impl = be.max_all(ia, largest)
@@ -562,6 +568,9 @@ def argmin(a: Tensor, dim=None, keepdim: bool = False) -> Tensor:
 
 def _arg(a: Tensor, dim, keepdim: bool, largest: bool) -> Tensor:
     name = "argmax" if largest else "argmin"
+    if dim is not None and a.ndim == 0:
+        normalize_dim(dim, 0, name)
+        return _arg(a.reshape(1), 0, False, largest)
     be, (ia,) = accel.select(name, REDUCTION, _numel(a.shape), (a,))
     if dim is None:
         out = _wrap(be.argmax_all(ia, largest), be)

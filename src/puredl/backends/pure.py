@@ -553,6 +553,8 @@ def argmax_all(a: PureArray, largest: bool = True) -> PureArray:
 
 
 def softmax(a: PureArray, dim: int, log: bool = False) -> PureArray:
+    if numel(a.shape) == 0:
+        return PureArray(array(a.buf.typecode), a.shape)
     vs, kept, group = _moved_last(a, (dim,))
     out = []
     exp, lg = math.exp, math.log
