@@ -1,0 +1,265 @@
+"""The training loop of one phase: read it top to bottom (nanoGPT style).
+
+micro-batches -> token-weighted loss -> backward -> (every grad_accum) fold tied grads, clip,
+AdamW step, schedule -> JSONL log line, tqdm bar -> checkpoint every N steps. ``resume=True``
+restarts from the newest complete checkpoint and replays the same data order, so a phase that
+was killed (even with SIGKILL) finishes as if it had never stopped.
+
+Gradient accumulation is exact: each micro-batch's summed token loss is divided by the number
+of target tokens in the whole optimizer step, so ``batch 2 x accum 2`` equals ``batch 4``.
+File writes go through ``is_main_process()`` so a data-parallel wrapper can be added later.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from puredl._optional import require
+from puredl.finetune.batching import IGNORE_INDEX, EncodedExample, collate, micro_batches
+from puredl.finetune.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from puredl.finetune.devices import autocast, is_main_process, oom_guard
+from puredl.finetune.errors import FinetuneError, TrainingDivergedError
+from puredl.finetune.lora import fold_tied_gradients, tied_parameter_groups
+from puredl.finetune.schedule import lr_factor, warmup_steps_for
+
+LOG_FILE = "train_log.jsonl"
+
+
+@dataclass
+class TrainPlan:
+    """The resolved numbers of one phase's training."""
+
+    epochs: int
+    batch_size: int
+    grad_accum: int
+    learning_rate: float
+    scheduler: str
+    warmup: int
+    total_steps: int
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    seed: int = 42
+    checkpoint_every: int = 0
+    gradient_checkpointing: bool = False
+    max_length: int = 128
+
+
+@dataclass
+class TrainResult:
+    """What a phase's training produced."""
+
+    steps: int
+    losses: list[float] = field(default_factory=list)
+    seconds: float = 0.0
+    tokens: int = 0
+    resumed_from: int | None = None
+
+
+def make_plan(settings: Any, n_examples: int) -> TrainPlan:
+    """Resolve a ``TrainingSection`` against the number of examples (steps, warm-up)."""
+    n_micro = math.ceil(n_examples / settings.batch_size) * settings.epochs
+    total = math.ceil(n_micro / settings.grad_accum)
+    if settings.max_steps:
+        total = min(total, settings.max_steps)
+    return TrainPlan(
+        epochs=settings.epochs,
+        batch_size=settings.batch_size,
+        grad_accum=settings.grad_accum,
+        learning_rate=settings.learning_rate,
+        scheduler=settings.scheduler,
+        warmup=warmup_steps_for(total, settings.warmup_steps, settings.warmup_ratio),
+        total_steps=total,
+        weight_decay=settings.weight_decay,
+        max_grad_norm=settings.max_grad_norm,
+        seed=settings.seed,
+        checkpoint_every=settings.checkpoint_every,
+        gradient_checkpointing=settings.gradient_checkpointing,
+        max_length=settings.max_length,
+    )
+
+
+def token_loss_sum(logits: Any, labels: Any) -> Any:
+    """Summed next-token cross-entropy over positions whose label is not -100."""
+    torch = require("torch", "llm", "fine-tuning")
+    shift_logits = logits[:, :-1, :].float()
+    shift_labels = labels[:, 1:]
+    return torch.nn.functional.cross_entropy(
+        shift_logits.reshape(-1, shift_logits.size(-1)),
+        shift_labels.reshape(-1),
+        ignore_index=IGNORE_INDEX,
+        reduction="sum",
+    )
+
+
+def train_adapter(
+    model: Any,
+    examples: list[EncodedExample],
+    plan: TrainPlan,
+    *,
+    adapter_name: str,
+    pad_id: int,
+    work_dir: Path,
+    device: str = "cpu",
+    amp_dtype: Any = None,
+    resume: bool = False,
+    desc: str = "train",
+) -> TrainResult:
+    """Train the model's trainable LoRA parameters on ``examples`` according to ``plan``."""
+    torch = require("torch", "llm", "fine-tuning")
+    tqdm = require("tqdm", "llm", "progress bars").tqdm
+    if not examples:
+        raise FinetuneError(f"{desc}: no training examples")
+    owners, tied = tied_parameter_groups(model)
+    if not owners:
+        raise FinetuneError(f"{desc}: the model has no trainable parameters (add a trainable LoRA first)")
+    params = [p for _, p in owners]
+    optimizer = torch.optim.AdamW(params, lr=plan.learning_rate, weight_decay=plan.weight_decay)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: lr_factor(s, plan.total_steps, plan.warmup, plan.scheduler)
+    )
+    batches = micro_batches(len(examples), plan.batch_size, plan.seed, plan.epochs)
+    groups = [batches[i : i + plan.grad_accum] for i in range(0, len(batches), plan.grad_accum)]
+    groups = groups[: plan.total_steps]
+    fingerprint = {
+        "n_examples": len(examples),
+        "batch_size": plan.batch_size,
+        "grad_accum": plan.grad_accum,
+        "epochs": plan.epochs,
+        "total_steps": plan.total_steps,
+        "seed": plan.seed,
+        "trainable": [n for n, _ in owners],
+    }
+    ckpt_dir = work_dir / "checkpoints"
+    log_path = work_dir / LOG_FILE
+    result = TrainResult(steps=0)
+    start = 0
+    elapsed_before = 0.0
+    if resume and (ckpt := latest_checkpoint(ckpt_dir)) is not None:
+        state = load_checkpoint(ckpt, model, adapter_name, optimizer)
+        if state.get("fingerprint") != fingerprint:
+            raise FinetuneError(
+                f"checkpoint {ckpt} was made with different settings or data "
+                f"({state.get('fingerprint')} != {fingerprint}); delete {ckpt_dir} or run without --resume"
+            )
+        start = int(state["step"])
+        result.losses = list(state["losses"])
+        result.tokens = int(state["tokens"])
+        result.resumed_from = start
+        elapsed_before = float(state.get("seconds", 0.0))
+        schedule.last_epoch = start
+        for group, base in zip(optimizer.param_groups, schedule.base_lrs):
+            group["lr"] = base * lr_factor(start, plan.total_steps, plan.warmup, plan.scheduler)
+        _truncate_log(log_path, start)
+    else:
+        torch.manual_seed(plan.seed)  # dropout masks; the data order is a function of (seed, epoch)
+        if is_main_process():
+            log_path.parent.mkdir(parents=True, exist_ok=True)
+            log_path.write_text("")
+
+    if plan.gradient_checkpointing and hasattr(model, "gradient_checkpointing_enable"):
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    model.train()
+    t0 = time.perf_counter()
+    bar = tqdm(
+        total=plan.total_steps,
+        initial=start,
+        desc=desc,
+        unit="step",
+        dynamic_ncols=True,
+        disable=not is_main_process(),
+    )
+    try:
+        for step in range(start, plan.total_steps):
+            group = groups[step]
+            n_tokens = sum(examples[i].n_targets for _, idx in group for i in idx)
+            step_loss = 0.0
+            with oom_guard(
+                device, f"{desc} step {step + 1}", plan.batch_size, plan.max_length, plan.grad_accum
+            ):
+                for _, idx in group:
+                    batch = collate([examples[i] for i in idx], pad_id, device)
+                    with autocast(device, amp_dtype):
+                        logits = model(
+                            input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
+                        ).logits
+                    loss = token_loss_sum(logits, batch["labels"]) / n_tokens
+                    loss.backward()
+                    step_loss += float(loss.detach())
+                    del logits, loss
+                if not math.isfinite(step_loss):
+                    raise TrainingDivergedError(
+                        f"{desc}: loss became {step_loss} at step {step + 1}; the last good checkpoint in "
+                        f"{ckpt_dir} is intact. Lower the learning rate ({plan.learning_rate}) and resume."
+                    )
+                fold_tied_gradients(tied)
+                grad_norm = (
+                    float(torch.nn.utils.clip_grad_norm_(params, plan.max_grad_norm))
+                    if plan.max_grad_norm > 0
+                    else math.nan
+                )
+                lr = optimizer.param_groups[0]["lr"]
+                optimizer.step()
+                schedule.step()
+                optimizer.zero_grad(set_to_none=True)
+            result.losses.append(step_loss)
+            result.tokens += n_tokens
+            seconds = elapsed_before + time.perf_counter() - t0
+            if is_main_process():
+                entry = {
+                    "step": step + 1,
+                    "epoch": group[0][0] + 1,
+                    "loss": round(step_loss, 6),
+                    "lr": lr,
+                    "grad_norm": round(grad_norm, 6),
+                    "tokens": n_tokens,
+                    "seconds": round(seconds, 3),
+                }
+                with open(log_path, "a", encoding="utf-8") as fh:
+                    fh.write(json.dumps(entry) + "\n")
+            bar.set_postfix(loss=f"{step_loss:.4f}", lr=f"{lr:.2e}")
+            bar.update(1)
+            done = step + 1
+            if plan.checkpoint_every and done % plan.checkpoint_every == 0 and done < plan.total_steps:
+                if is_main_process():
+                    save_checkpoint(
+                        ckpt_dir,
+                        model,
+                        adapter_name,
+                        optimizer,
+                        {
+                            "step": done,
+                            "losses": result.losses,
+                            "tokens": result.tokens,
+                            "seconds": seconds,
+                            "fingerprint": fingerprint,
+                        },
+                    )
+    finally:
+        bar.close()
+        model.eval()
+        if plan.gradient_checkpointing and hasattr(model, "gradient_checkpointing_disable"):
+            model.gradient_checkpointing_disable()
+    result.steps = plan.total_steps
+    result.seconds = elapsed_before + time.perf_counter() - t0
+    return result
+
+
+def _truncate_log(log_path: Path, step: int) -> None:
+    """Drop log lines written after the checkpoint we resume from (they will be redone)."""
+    if not log_path.is_file() or not is_main_process():
+        return
+    kept = []
+    for line in log_path.read_text(encoding="utf-8").splitlines():
+        try:
+            if json.loads(line)["step"] <= step:
+                kept.append(line)
+        except (json.JSONDecodeError, KeyError, TypeError):
+            continue  # a line cut short by the kill
+    tmp = log_path.with_suffix(".tmp")
+    tmp.write_text("".join(k + "\n" for k in kept), encoding="utf-8")
+    tmp.replace(log_path)
