@@ -1,0 +1,45 @@
+"""Neural-network building blocks: Module, Parameter, layers, activations, containers and losses.
+
+>>> import puredl as pd
+>>> from puredl import nn
+>>> model = nn.Sequential(nn.Linear(2, 4), nn.ReLU(), nn.Linear(4, 1), nn.Sigmoid())
+>>> model(pd.zeros(3, 2)).shape
+(3, 1)
+"""
+
+from puredl.nn import functional, init, utils
+from puredl.nn.activations import GELU, LeakyReLU, LogSoftmax, ReLU, Sigmoid, Softmax, Tanh
+from puredl.nn.container import ModuleDict, ModuleList, Sequential
+from puredl.nn.layers import Dropout, Embedding, Flatten, Identity, LayerNorm, Linear
+from puredl.nn.losses import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, L1Loss, MSELoss, NLLLoss
+from puredl.nn.module import Module, Parameter
+
+__all__ = [
+    "BCELoss",
+    "BCEWithLogitsLoss",
+    "CrossEntropyLoss",
+    "Dropout",
+    "Embedding",
+    "Flatten",
+    "GELU",
+    "Identity",
+    "L1Loss",
+    "LayerNorm",
+    "LeakyReLU",
+    "Linear",
+    "LogSoftmax",
+    "MSELoss",
+    "Module",
+    "ModuleDict",
+    "ModuleList",
+    "NLLLoss",
+    "Parameter",
+    "ReLU",
+    "Sequential",
+    "Sigmoid",
+    "Softmax",
+    "Tanh",
+    "functional",
+    "init",
+    "utils",
+]
