@@ -1,8 +1,23 @@
-"""Moving tensors between devices ("cpu", "cuda:N") and to/from torch tensors."""
+"""Devices ("cpu", "cuda:N") and interop with torch tensors.
+
+A tensor on "cpu" lives on the pure backend or on torch's CPU backend (both are "cpu"; ops mix
+them freely). A tensor on "cuda:N" is torch-backed. ``Tensor.to(device)`` records an autograd
+node whose backward moves the gradient back; ``from_torch``/``to_torch`` share memory where the
+dtype allows.
+
+>>> import puredl as pd
+>>> pd.tensor([1.0, 2.0]).to("cpu").device
+'cpu'
+"""
 
 from __future__ import annotations
 
 from puredl._optional import require
+from puredl.autograd import Function
+
+
+class DeviceUnavailableError(RuntimeError):
+    """A device was asked for that this machine (or this torch build) does not have."""
 
 
 def parse_device(device: str) -> tuple[str, int | None]:
@@ -17,19 +32,125 @@ def parse_device(device: str) -> tuple[str, int | None]:
     raise ValueError(f"invalid device {device!r}: expected 'cpu', 'cuda' or 'cuda:N'")
 
 
+def canonical(device: str) -> str:
+    """'cuda' -> 'cuda:0', 'CPU' -> 'cpu'."""
+    kind, index = parse_device(device)
+    return "cpu" if kind == "cpu" else f"cuda:{index}"
+
+
+def _torch():
+    return require("torch", "torch", "CUDA tensors and torch interop")
+
+
+def check_cuda(index: int) -> None:
+    """Raise DeviceUnavailableError saying what to check when ``cuda:index`` cannot be used."""
+    torch = _torch()
+    if not torch.cuda.is_available():
+        build = torch.__version__
+        cpu_only = torch.version.cuda is None
+        why = (
+            f"this torch ({build}) is a CPU-only build; install a CUDA build of torch"
+            if cpu_only
+            else f"torch {build} (CUDA {torch.version.cuda}) sees no GPU; check `nvidia-smi`, the NVIDIA "
+            "driver and CUDA_VISIBLE_DEVICES"
+        )
+        raise DeviceUnavailableError(
+            f"device 'cuda:{index}' was requested but CUDA is not available: {why}. "
+            "`puredl accel info` shows what puredl can see; use device='cpu' to run without a GPU."
+        )
+    count = torch.cuda.device_count()
+    if index >= count:
+        raise DeviceUnavailableError(
+            f"device 'cuda:{index}' was requested but only {count} CUDA device(s) are visible "
+            f"(cuda:0..cuda:{count - 1}); check CUDA_VISIBLE_DEVICES"
+        )
+
+
+def list_devices() -> list[str]:
+    """Every device puredl can put a tensor on: always "cpu", plus "cuda:N" for each visible GPU."""
+    from puredl import accel
+
+    devices = ["cpu"]
+    if accel.cuda_available():
+        devices += [f"cuda:{i}" for i in range(accel.torch_backend().torch.cuda.device_count())]
+    return devices
+
+
+class ToDevice(Function):
+    """A device move; the gradient moves back to where the input lived."""
+
+    __slots__ = ("src",)
+
+    def backward(self, g):
+        return (move(g, self.src),)
+
+
+def _moved_impl(t, target: str):
+    """(impl, backend) of ``t``'s data on ``target`` (a canonical device name)."""
+    from puredl import accel
+    from puredl.backends import pure as _pure
+
+    tb = accel.torch_backend()
+    if target == "cpu":
+        impl = t._impl.cpu()  # from a CUDA device
+        if accel.get_current_mode() is accel.AccelMode.PURE:
+            return tb.to_pure(impl), _pure
+        return impl, tb
+    impl = tb.from_pure(t._impl, target) if t._be is _pure else t._impl.to(target)
+    return impl, tb.device_backend(target)
+
+
 def move(t, device: str):
-    kind, _ = parse_device(device)
-    if kind == "cpu" and t.device == "cpu" and t._be.NAME == "pure":
+    """``t`` on ``device`` (the same tensor when it is already there), recorded for autograd."""
+    from puredl.ops import _record
+    from puredl.tensor import _wrap
+
+    target = canonical(device)
+    src = t.device
+    if target == src:
         return t
-    require("torch", "torch", f"tensors on {device}")
-    raise NotImplementedError("device moves need the torch backend (puredl.backends.torch)")
+    if target != "cpu":
+        check_cuda(int(target.split(":")[1]))
+    impl, be = _moved_impl(t, target)
+    node = ToDevice()
+    node.src = src
+    return _record(node, (t,), _wrap(impl, be))
 
 
 def to_torch(t):
-    require("torch", "torch", "to_torch()")
-    raise NotImplementedError("to_torch needs the torch backend (puredl.backends.torch)")
+    """``t``'s data as a ``torch.Tensor``, sharing memory (a zero-copy view of pure storage).
+
+    The result is detached from puredl's autograd; writes through it are seen by ``t``.
+    """
+    from puredl import accel
+    from puredl.backends import pure as _pure
+
+    tb = accel.torch_backend()
+    return tb.from_pure(t._impl) if t._be is _pure else t._impl
 
 
 def from_torch(t):
-    require("torch", "torch", "from_torch()")
-    raise NotImplementedError("from_torch needs the torch backend (puredl.backends.torch)")
+    """A puredl tensor over a ``torch.Tensor``'s memory (CPU or CUDA), without copying.
+
+    float32/float64/int64/bool share memory; float16/bfloat16 become float32 and smaller ints
+    become int64 (a copy). Gradients are not carried over: the result is a leaf.
+
+    >>> import torch, puredl as pd
+    >>> x = pd.from_torch(torch.ones(2)); x.tolist()
+    [1.0, 1.0]
+    """
+    from puredl import accel
+    from puredl.tensor import _wrap
+
+    tb = accel.torch_backend()
+    torch = tb.torch
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"from_torch: expected a torch.Tensor, got {type(t).__name__}")
+    t = t.detach()
+    if t.dtype in tb.WIDENED:
+        t = t.to(tb.WIDENED[t.dtype])
+    elif t.dtype not in tb.PUREDL_DTYPE:
+        raise TypeError(
+            f"from_torch: dtype {t.dtype} is not supported (puredl has float32, float64, int64, bool)"
+        )
+    return _wrap(t, tb.backend_for(t))

@@ -1,0 +1,466 @@
+"""The pure backend's kernels on torch tensors: same names, signatures, dtypes and semantics.
+
+This module is the CPU torch backend; ``cuda_backend(i)`` gives one per CUDA device (the same
+kernels with creation bound to that device). It imports torch at module level, so import it
+lazily (``puredl.accel`` does). Every impl it returns is a torch tensor that does not require
+grad: puredl's own autograd records the graph, torch only computes.
+
+Compute kernels are wrapped by ``_guarded``: a torch failure (RuntimeError) is handed to
+``puredl.accel``, which retries the kernel on the pure backend in AUTO mode or re-raises with
+context otherwise. Validation errors (ValueError, IndexError) pass through unchanged, with the
+same messages as the pure backend.
+
+>>> import torch
+>>> import puredl
+>>> from puredl.backends import torch as tb
+>>> tb.tolist(tb.binary("add", torch.ones(2), torch.ones(2), puredl.float32))
+[2.0, 2.0]
+"""
+
+from __future__ import annotations
+
+import functools
+from array import array
+
+import torch
+
+from puredl import dtypes as dt
+from puredl.backends import pure as _pure
+
+NAME = "torch"
+DEVICE = "cpu"
+
+TORCH_DTYPE = {
+    dt.float32: torch.float32,
+    dt.float64: torch.float64,
+    dt.int64: torch.int64,
+    dt.bool_: torch.bool,
+}
+DTYPE_FROM_PUREDL = {d.name: t for d, t in TORCH_DTYPE.items()}
+PUREDL_DTYPE = {t: d for d, t in TORCH_DTYPE.items()}
+# torch dtypes puredl has no storage for: converted (copied) to the nearest puredl dtype
+WIDENED = {
+    torch.float16: torch.float32,
+    torch.bfloat16: torch.float32,
+    torch.int32: torch.int64,
+    torch.int16: torch.int64,
+    torch.int8: torch.int64,
+    torch.uint8: torch.int64,
+}
+
+_SMALL_COPY = 4096  # below this many elements, tobytes() beats a memoryview copy
+
+
+def _guarded(fn):
+    """Route a torch failure in ``fn`` to accel (AUTO: retry on pure; else re-raise with context)."""
+    name = fn.__name__
+
+    @functools.wraps(fn)
+    def kernel(*args):
+        try:
+            return fn(*args)
+        except RuntimeError as exc:
+            from puredl import accel
+
+            return accel.torch_kernel_failed(name, args, exc)
+
+    kernel.unguarded = fn
+    return kernel
+
+
+# --------------------------------------------------------------------------- metadata and export
+
+
+def device(a: torch.Tensor) -> str:
+    d = a.device
+    return "cpu" if d.type == "cpu" else f"{d.type}:{d.index or 0}"
+
+
+def dtype_of(a: torch.Tensor) -> dt.DType:
+    return PUREDL_DTYPE[a.dtype]
+
+
+def item(a: torch.Tensor):
+    return a.item()
+
+
+def tolist(a: torch.Tensor):
+    return a.tolist()
+
+
+def to_array(a: torch.Tensor) -> array:
+    """A flat row-major ``array.array`` copy (one C-level copy, no Python loop)."""
+    tc = PUREDL_DTYPE[a.dtype].typecode
+    n = a.numel()
+    if n == 0:
+        return array(tc)
+    host = a.detach().reshape(-1)
+    if host.device.type != "cpu":
+        host = host.cpu()
+    host = host.contiguous()
+    try:
+        np_view = host.numpy()
+    except RuntimeError:  # numpy missing: copy through a buffer that torch fills
+        out = array(tc, bytes(n * PUREDL_DTYPE[a.dtype].itemsize))
+        torch.frombuffer(out, dtype=a.dtype).copy_(host)
+        return out
+    if n < _SMALL_COPY:
+        return array(tc, np_view.tobytes())
+    out = array(tc)
+    out.frombytes(memoryview(np_view).cast("B"))
+    return out
+
+
+def to_pure(a: torch.Tensor) -> _pure.PureArray:
+    """The pure-backend copy of a torch tensor (torch memory cannot be wrapped by array.array)."""
+    return _pure.PureArray(to_array(a), tuple(a.shape))
+
+
+def from_pure(a: _pure.PureArray, dev: str = "cpu") -> torch.Tensor:
+    """A torch view of pure storage through the buffer protocol: no copy on the CPU.
+
+    Writes through either side are seen by the other, like torch views. The array must never be
+    resized while the view lives (the pure backend only grows arrays it has just created).
+    """
+    buf = a.buf
+    tdt = TORCH_DTYPE[_pure.BY_TYPECODE[buf.typecode]]
+    if len(buf) == 0:
+        t = torch.empty(a.shape, dtype=tdt)
+    else:
+        t = torch.frombuffer(buf, dtype=tdt)
+        shape = a.shape
+        if a.offset == 0 and len(buf) == _pure.numel(shape) and a.strides == _pure.contiguous_strides(shape):
+            t = t.view(shape)
+        else:
+            t = t.as_strided(shape, a.strides, a.offset)
+    if dev != "cpu":
+        t = t.to(dev)
+    return t
+
+
+# --------------------------------------------------------------------------- creation
+
+
+def from_values(data, shape: tuple, dtype: dt.DType) -> torch.Tensor:
+    return from_pure(_pure.from_values(data, tuple(shape), dtype), DEVICE)
+
+
+def full(shape: tuple, value, dtype: dt.DType) -> torch.Tensor:
+    return torch.full(tuple(shape), value, dtype=TORCH_DTYPE[dtype], device=DEVICE)
+
+
+def cast(a: torch.Tensor, dtype: dt.DType) -> torch.Tensor:
+    tdt = TORCH_DTYPE[dtype]
+    return a if a.dtype is tdt else a.to(tdt)
+
+
+def contiguous(a: torch.Tensor) -> torch.Tensor:
+    return a.contiguous()
+
+
+def clone(a: torch.Tensor) -> torch.Tensor:
+    return a.clone(memory_format=torch.contiguous_format)
+
+
+# --------------------------------------------------------------------------- views
+
+
+def view(a: torch.Tensor, shape: tuple) -> torch.Tensor | None:
+    """A view with a new shape when the strides allow it, else None (the caller copies)."""
+    try:
+        return a.view(shape)
+    except RuntimeError:
+        return None
+
+
+def reshape(a: torch.Tensor, shape: tuple) -> torch.Tensor:
+    return a.reshape(shape)
+
+
+def permute(a: torch.Tensor, dims: tuple) -> torch.Tensor:
+    return a.permute(dims)
+
+
+def expand(a: torch.Tensor, shape: tuple) -> torch.Tensor:
+    return a.expand(shape)
+
+
+def _torch_key(key: tuple) -> tuple:
+    return tuple(k if k is None or isinstance(k, int) else slice(*k) for k in key)
+
+
+def getitem(a: torch.Tensor, key: tuple) -> torch.Tensor:
+    """Basic indexing with a normalised key: ints, (start, stop, step) slices and None."""
+    return a[_torch_key(key)]
+
+
+def setitem(a: torch.Tensor, key: tuple, value) -> None:
+    """Write ``value`` (a torch tensor, a PureArray or a Python scalar) into the indexed region."""
+    if isinstance(value, _pure.PureArray):
+        value = from_pure(value, device(a))
+    if isinstance(value, torch.Tensor):
+        if value.device != a.device:
+            value = value.to(a.device)
+        if value.untyped_storage().data_ptr() == a.untyped_storage().data_ptr():
+            value = value.clone()  # overlapping source and target: copy first, as the pure backend does
+    elif a.dtype is torch.int64 and isinstance(value, float):
+        value = int(value)
+    a[_torch_key(key)] = value
+
+
+# --------------------------------------------------------------------------- elementwise
+
+_BINARY = {
+    "add": torch.add,
+    "sub": torch.sub,
+    "mul": torch.mul,
+    "div": torch.div,
+    "pow": torch.pow,
+    "maximum": torch.maximum,
+    "minimum": torch.minimum,
+    "eq": torch.eq,
+    "ne": torch.ne,
+    "lt": torch.lt,
+    "le": torch.le,
+    "gt": torch.gt,
+    "ge": torch.ge,
+    "logical_and": torch.logical_and,
+    "logical_or": torch.logical_or,
+}
+
+
+def _check_int_pow(exponent) -> None:
+    negative = (exponent < 0).any().item() if isinstance(exponent, torch.Tensor) else exponent < 0
+    if negative:
+        raise ValueError("integers to negative integer powers are not allowed")
+
+
+@_guarded
+def binary(op: str, a: torch.Tensor, b: torch.Tensor, dtype: dt.DType) -> torch.Tensor:
+    if op == "pow" and a.dtype is torch.int64:
+        _check_int_pow(b)
+    out = _BINARY[op](a, b)
+    tdt = TORCH_DTYPE[dtype]
+    return out if out.dtype is tdt else out.to(tdt)
+
+
+def _scalar_maximum(a, s):
+    return torch.clamp(a, min=s) if s == s else torch.full_like(a, s)
+
+
+def _scalar_minimum(a, s):
+    return torch.clamp(a, max=s) if s == s else torch.full_like(a, s)
+
+
+@_guarded
+def binary_scalar(op: str, a: torch.Tensor, s, reverse: bool, dtype: dt.DType) -> torch.Tensor:
+    tdt = TORCH_DTYPE[dtype]
+    if op == "maximum":
+        out = _scalar_maximum(a, s)
+    elif op == "minimum":
+        out = _scalar_minimum(a, s)
+    elif reverse:
+        if op == "pow" and a.dtype is torch.int64:
+            _check_int_pow(a)
+        out = _BINARY[op](torch.tensor(s, dtype=a.dtype, device=a.device), a)
+    else:
+        if op == "pow" and a.dtype is torch.int64:
+            _check_int_pow(s)
+        out = _BINARY[op](a, s)
+    return out if out.dtype is tdt else out.to(tdt)
+
+
+def _gelu(a):
+    return torch.nn.functional.gelu(a)
+
+
+_UNARY = {
+    "neg": torch.neg,
+    "exp": torch.exp,
+    "log": torch.log,
+    "sqrt": torch.sqrt,
+    "abs": torch.abs,
+    "sign": torch.sign,
+    "sigmoid": torch.sigmoid,
+    "tanh": torch.tanh,
+    "gelu": _gelu,
+    "erf": torch.erf,
+    "sin": torch.sin,
+    "cos": torch.cos,
+    "logical_not": torch.logical_not,
+    "relu": torch.relu,
+}
+
+
+@_guarded
+def unary(op: str, a: torch.Tensor, dtype: dt.DType | None = None) -> torch.Tensor:
+    out = _UNARY[op](a)
+    if dtype is not None:
+        tdt = TORCH_DTYPE[dtype]
+        if out.dtype is not tdt:
+            out = out.to(tdt)
+    return out
+
+
+@_guarded
+def clamp(a: torch.Tensor, lo, hi) -> torch.Tensor:
+    return torch.clamp(a, lo, hi)
+
+
+@_guarded
+def where(cond: torch.Tensor, a: torch.Tensor, b: torch.Tensor, dtype: dt.DType) -> torch.Tensor:
+    tdt = TORCH_DTYPE[dtype]
+    if cond.dtype is not torch.bool:
+        cond = cond.to(torch.bool)
+    return torch.where(cond, a if a.dtype is tdt else a.to(tdt), b if b.dtype is tdt else b.to(tdt))
+
+
+# --------------------------------------------------------------------------- matmul
+
+
+@_guarded
+def matmul(a: torch.Tensor, b: torch.Tensor, dtype: dt.DType) -> torch.Tensor:
+    """Matrix product of two arrays with ndim >= 2, batch dimensions broadcast."""
+    if a.shape[-1] != b.shape[-2]:
+        sa, sb = tuple(a.shape), tuple(b.shape)
+        raise ValueError(f"matmul: shapes {sa} and {sb} are not aligned ({sa[-1]} != {sb[-2]})")
+    _pure.broadcast_shapes("matmul", tuple(a.shape[:-2]), tuple(b.shape[:-2]))
+    out = torch.matmul(a, b)
+    tdt = TORCH_DTYPE[dtype]
+    return out if out.dtype is tdt else out.to(tdt)
+
+
+# --------------------------------------------------------------------------- reductions
+
+
+@_guarded
+def reduce_sum(a: torch.Tensor, dims: tuple, keepdim: bool, dtype: dt.DType) -> torch.Tensor:
+    tdt = TORCH_DTYPE[dtype]
+    if len(dims) == a.dim():  # every dimension (also a 0-d tensor): torch's dim=() would be ambiguous
+        out = torch.sum(a, dtype=tdt)
+        return out.reshape((1,) * a.dim()) if keepdim else out
+    if not dims:
+        return a.to(tdt, copy=True)
+    return torch.sum(a, dim=dims, keepdim=keepdim, dtype=tdt)
+
+
+@_guarded
+def max_dim(a: torch.Tensor, dim: int, keepdim: bool, largest: bool = True):
+    """(values, int64 indices) of the max (or min) along ``dim``; first occurrence wins."""
+    if a.dim() and a.shape[dim] == 0:
+        raise IndexError(f"max/min: cannot reduce over zero-size dimension {dim} of shape {tuple(a.shape)}")
+    if a.dim() == 0:
+        return a.clone(), torch.zeros((), dtype=torch.int64, device=a.device)
+    res = torch.max(a, dim, keepdim) if largest else torch.min(a, dim, keepdim)
+    return res.values, res.indices
+
+
+@_guarded
+def max_all(a: torch.Tensor, largest: bool = True) -> torch.Tensor:
+    if a.numel() == 0:
+        raise ValueError("max/min of an empty tensor has no identity; give dim=")
+    return torch.max(a) if largest else torch.min(a)
+
+
+@_guarded
+def argmax_all(a: torch.Tensor, largest: bool = True) -> torch.Tensor:
+    if a.numel() == 0:
+        raise ValueError("argmax/argmin of an empty tensor")
+    if a.dtype is torch.bool:
+        a = a.to(torch.int64)
+    return torch.argmax(a) if largest else torch.argmin(a)
+
+
+@_guarded
+def softmax(a: torch.Tensor, dim: int, log: bool = False) -> torch.Tensor:
+    return torch.log_softmax(a, dim) if log else torch.softmax(a, dim)
+
+
+# --------------------------------------------------------------------------- joining and gathering
+
+
+@_guarded
+def cat(arrays: list, dim: int, dtype: dt.DType) -> torch.Tensor:
+    tdt = TORCH_DTYPE[dtype]
+    return torch.cat([t if t.dtype is tdt else t.to(tdt) for t in arrays], dim)
+
+
+def _check_rows(idx: torch.Tensor, rows: int) -> None:
+    if idx.numel():
+        lo, hi = torch.aminmax(idx)
+        lo, hi = lo.item(), hi.item()
+        if hi >= rows or lo < -rows:
+            bad = hi if hi >= rows else lo
+            raise IndexError(f"index {bad} is out of bounds for dimension 0 with size {rows}")
+
+
+@_guarded
+def index_select0(a: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """Rows of ``a`` picked by an int64 index tensor of any shape (negative indices count from the end)."""
+    _check_rows(idx, a.shape[0])
+    return a[idx]
+
+
+@_guarded
+def index_add0(shape: tuple, idx: torch.Tensor, src: torch.Tensor) -> torch.Tensor:
+    """zeros(shape) with rows ``src`` added at ``idx`` (repeated indices accumulate)."""
+    rows = shape[0]
+    _check_rows(idx, rows)
+    flat = idx.reshape(-1)
+    flat = torch.where(flat < 0, flat + rows, flat)
+    out = torch.zeros(tuple(shape), dtype=src.dtype, device=src.device)
+    return out.index_add_(0, flat, src.reshape((flat.numel(),) + tuple(shape[1:])))
+
+
+# --------------------------------------------------------------------------- per-device backends
+
+_KERNELS = (
+    "device dtype_of item tolist to_array to_pure cast contiguous clone view reshape permute expand getitem "
+    "setitem binary binary_scalar unary clamp where matmul reduce_sum max_dim max_all argmax_all softmax "
+    "cat index_select0 index_add0"
+).split()
+
+
+class DeviceBackend:
+    """The torch kernels for one non-CPU device (``cuda:N``); creation happens on that device."""
+
+    NAME = NAME
+
+    def __init__(self, device_name: str):
+        self.DEVICE = device_name
+        self.torch_device = torch.device(device_name)
+        g = globals()
+        for k in _KERNELS:
+            setattr(self, k, g[k])
+
+    def from_values(self, data, shape: tuple, dtype: dt.DType) -> torch.Tensor:
+        return from_pure(_pure.from_values(data, tuple(shape), dtype), self.DEVICE)
+
+    def full(self, shape: tuple, value, dtype: dt.DType) -> torch.Tensor:
+        return torch.full(tuple(shape), value, dtype=TORCH_DTYPE[dtype], device=self.torch_device)
+
+    def from_pure(self, a: _pure.PureArray, dev: str | None = None) -> torch.Tensor:
+        return from_pure(a, dev or self.DEVICE)
+
+    def __repr__(self) -> str:
+        return f"<torch backend on {self.DEVICE}>"
+
+
+_device_backends: dict[str, DeviceBackend] = {}
+
+
+def device_backend(device_name: str):
+    """This module for "cpu", or the (cached) backend object of a CUDA device such as "cuda:0"."""
+    if device_name == "cpu":
+        import sys
+
+        return sys.modules[__name__]
+    be = _device_backends.get(device_name)
+    if be is None:
+        be = _device_backends[device_name] = DeviceBackend(device_name)
+    return be
+
+
+def backend_for(t: torch.Tensor):
+    """The backend that holds a torch tensor (this module on the CPU)."""
+    return device_backend(device(t))
