@@ -29,3 +29,29 @@ def float64_default():
     pd.set_default_dtype(pd.float64)
     yield
     pd.set_default_dtype(prev)
+
+
+# ----------------------------------------------------------------------------- acceleration modes
+# PUREDL_ACCEL=pure|torch|auto and PUREDL_ACCEL_THRESHOLDS=low|default|name=n,... are read by
+# puredl.accel at import, so the same suites run under every mode:
+#   PUREDL_ACCEL=torch pytest tests/...        PUREDL_ACCEL=auto PUREDL_ACCEL_THRESHOLDS=low pytest tests/...
+
+
+def pytest_report_header(config):
+    from puredl import accel
+
+    th = ", ".join(f"{k}={v}" for k, v in accel.get_thresholds().items())
+    mode = accel.get_current_mode().value
+    return f"puredl accel: mode={mode}; thresholds ({accel.threshold_source()}): {th}"
+
+
+@pytest.fixture(autouse=True)
+def _restore_accel_settings():
+    """Undo a test's changes to the acceleration mode, thresholds and logging."""
+    from puredl import accel
+
+    saved = (accel.get_current_mode(), accel.get_thresholds(), accel.threshold_source(), accel.is_logging())
+    yield
+    accel._restore(saved[:3])
+    if accel.is_logging() != saved[3]:
+        accel.enable_logging(saved[3])

@@ -129,7 +129,12 @@ def setitem(t: Tensor, key, value) -> None:
 
         if broadcast_shapes("setitem", target, value.shape) != target:
             raise ValueError(f"setitem: value of shape {value.shape} cannot be broadcast to {target}")
-        be.setitem(t._impl, nk, value._impl)
+        if value._be is be:
+            be.setitem(t._impl, nk, value._impl)
+        else:  # pure and torch storage on the CPU: torch writes through a zero-copy view of the target
+            from puredl import accel
+
+            accel.torch_backend().setitem(accel.torch_impl(t), nk, value._impl)
     elif isinstance(value, (int, float, bool)):
         be.setitem(t._impl, nk, value)
     else:

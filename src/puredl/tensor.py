@@ -40,7 +40,8 @@ class Tensor:
     [[2.0, 4.0]]
     """
 
-    __slots__ = ("_impl", "_be", "shape", "dtype", "requires_grad", "grad", "_node", "__weakref__")
+    # _alt: a cached zero-copy torch view of pure storage (puredl.accel), never set on the pure path
+    __slots__ = ("_impl", "_be", "shape", "dtype", "requires_grad", "grad", "_node", "_alt", "__weakref__")
     __array_priority__ = 1000  # let our reflected operators win over NumPy's
 
     # ------------------------------------------------------------------ metadata
