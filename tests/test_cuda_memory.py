@@ -175,6 +175,15 @@ def test_event_timing_follows_the_work_recorded_between_events(fake):
             assert start.elapsed_time(end) == pytest.approx(2 * nbytes / BANDWIDTH * 1e3)
 
 
+def test_events_on_another_device_record_there(fake):
+    with cuda.Event(device=1) as start, cuda.Event(device=1) as end, cuda.Stream(device=1) as s:
+        start.record()  # the default stream of cuda:1, although cuda:0 is current
+        end.record(s)
+        end.synchronize()
+        assert start.elapsed_time(end) == 0.0
+    assert cuda.current_device() == 0
+
+
 def test_event_misuse(fake):
     with cuda.Event(timing=False) as plain, cuda.Event() as a, cuda.Event() as b:
         with pytest.raises(ValueError, match="never recorded"):

@@ -58,7 +58,13 @@ class Event(CudaHandle):
             raise TypeError(
                 f"record: stream must be a puredl.cuda.Stream or None, not {type(stream).__name__}"
             )
-        check(self._rt, self._rt.cudaEventRecord(self.handle, handle), "cudaEventRecord", self.handle, handle)
+        rt = self._rt
+        # The legacy default stream (0) means the current device's: make it the event's device.
+        previous = _binding.switch_device(rt, self.device)
+        try:
+            check(rt, rt.cudaEventRecord(self.handle, handle), "cudaEventRecord", self.handle, handle)
+        finally:
+            _binding.restore_device(rt, previous)
         self.recorded = True
 
     def synchronize(self) -> None:

@@ -501,8 +501,11 @@ class FakeRuntime:
     def cudaEventRecord(self, event: Any, stream: Any) -> tuple[Any]:
         err = self._enter("cudaEventRecord", (event, stream))
         handle = self.events.get(int(event)) if not err else None
-        if not err and (handle is None or self._stream(stream) is False):
+        on = self._stream(stream)
+        if not err and (handle is None or on is False):
             err = E.cudaErrorInvalidResourceHandle
+        if not err and handle.device != (self.current if on is None else on.device):
+            err = E.cudaErrorInvalidResourceHandle  # event and stream must share a device
         if err:
             return self._error(err, 0)
         handle.time_ms = self.clock_ms[handle.device]
