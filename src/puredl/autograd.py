@@ -91,13 +91,17 @@ _FREED = "freed"
 
 def _topological_nodes(root: Function) -> list:
     """Nodes reachable from ``root``, each after every node that consumes its output."""
-    order, seen = [], {id(root)}
+    order, visited = [], set()
     stack = [(root, False)]
     while stack:
         node, expanded = stack.pop()
         if expanded:
             order.append(node)
             continue
+        # mark on expansion, not on push: a node reached again deeper down must finish there first
+        if id(node) in visited:
+            continue
+        visited.add(id(node))
         if node.inputs is _FREED:
             raise RuntimeError(
                 "Trying to backward through the graph a second time (or to use saved results after they "
@@ -106,8 +110,7 @@ def _topological_nodes(root: Function) -> list:
         stack.append((node, True))
         for t in node.inputs:
             child = t._node
-            if child is not None and id(child) not in seen:
-                seen.add(id(child))
+            if child is not None and id(child) not in visited:
                 stack.append((child, False))
     order.reverse()
     return order

@@ -296,8 +296,8 @@ def cross_entropy(
 def _soft_cross_entropy(input, target, weight, reduction, label_smoothing):  # noqa: A002
     if tuple(target.shape) != tuple(input.shape):
         raise ValueError(
-            f"cross_entropy: probability target shape {tuple(target.shape)} must equal input shape "
-            f"{tuple(input.shape)}"
+            f"cross_entropy: a float target is read as class probabilities and must have the input's shape "
+            f"{tuple(input.shape)}, got {tuple(target.shape)}; class indices must be int64 (target.long())"
         )
     logits, c = _class_last(input, "cross_entropy")
     probs, _ = _class_last(target, "cross_entropy")
