@@ -13,7 +13,7 @@ E = cudaError_t
 
 @pytest.fixture
 def fake():
-    with use_fake(FakeRuntime([FakeDevice(total_memory=1 << 30)])) as installed:
+    with use_fake(FakeRuntime([FakeDevice(total_memory=64 << 20)])) as installed:
         yield installed
 
 
@@ -39,12 +39,12 @@ def test_pointers_and_handles_are_readable_in_the_call(fake):
 
 
 def test_out_of_memory_says_how_much_was_asked_and_is_free(fake):
-    with cuda.DeviceMemory(256 << 20):
+    with cuda.DeviceMemory(16 << 20):
         with pytest.raises(cuda.CudaError) as info:
-            cuda.DeviceMemory(2 << 30)
+            cuda.DeviceMemory(128 << 20)
     error = info.value
     assert error.name == "cudaErrorMemoryAllocation" and error.code == 2
-    assert "asked for 2.0 GiB on cuda:0, which has 768.0 MiB free of 1.0 GiB" in str(error)
+    assert "asked for 128.0 MiB on cuda:0, which has 48.0 MiB free of 64.0 MiB" in str(error)
     assert fake.live()["device_memory"] == 0
     assert cuda.current_device() == 0
 
