@@ -8,9 +8,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-import torch_ref as tr  # noqa: E402
-
 import puredl as pd  # noqa: E402
+import torch_ref as tr  # noqa: E402
 from puredl import nn  # noqa: E402
 from puredl.nn import functional as F  # noqa: E402
 
