@@ -96,6 +96,8 @@ def assert_grads_close(pd_leaves, torch_leaves, rtol=None, atol=None) -> None:
         if t.grad is None:
             assert p.grad is None or all(v == 0 for v in _flat(p.grad.tolist())), f"grad {i}: expected none"
             continue
+        if p.grad is None and t.grad.numel() == 0:
+            continue  # an empty gradient carries nothing (puredl's cat leaves empty 1-D inputs out)
         assert p.grad is not None, f"grad {i}: puredl computed no gradient, torch did"
         assert_close(p.grad, t.grad, rtol, atol, what=f"grad of input {i}")
 

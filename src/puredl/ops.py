@@ -411,22 +411,24 @@ def matmul(a: Tensor, b: Tensor) -> Tensor:
         raise TypeError("matmul: both operands must be Tensors")
     if a.ndim == 0 or b.ndim == 0:
         raise ValueError(f"matmul: both arguments need at least 1 dimension, got shapes {a.shape} and {b.shape}")
+    k_b = b.shape[-2] if b.ndim > 1 else b.shape[0]
+    if a.shape[-1] != k_b:  # checked before 1-D operands are promoted, so the message shows the user's shapes
+        raise ValueError(f"matmul: shapes {a.shape} and {b.shape} are not aligned ({a.shape[-1]} != {k_b})")
     if a.ndim == 1 and b.ndim == 1:
-        if a.shape != b.shape:
-            raise ValueError(f"matmul: shapes {a.shape} and {b.shape} are not aligned")
         return matmul(a.reshape(1, -1), b.reshape(-1, 1)).reshape(())
     if a.ndim == 1:
         return matmul(a.unsqueeze(0), b).squeeze(-2)
     if b.ndim == 1:
         return matmul(a, b.unsqueeze(-1)).squeeze(-1)
-    if a.shape[-1] != b.shape[-2]:
-        raise ValueError(f"matmul: shapes {a.shape} and {b.shape} are not aligned ({a.shape[-1]} != {b.shape[-2]})")
     out_dtype = dt.promote(a.dtype, b.dtype)
     if a.dtype is not out_dtype:
         a = a.to(out_dtype)
     if b.dtype is not out_dtype:
         b = b.to(out_dtype)
-    batch = _broadcast("matmul", a.shape[:-2], b.shape[:-2])
+    try:
+        batch = _broadcast("matmul", a.shape[:-2], b.shape[:-2])
+    except ValueError:
+        raise ValueError(f"matmul: batch dims of shapes {a.shape} and {b.shape} do not broadcast") from None
     work = _numel(batch) * a.shape[-2] * a.shape[-1] * b.shape[-1]  # multiply-adds
     be, (ia, ib) = accel.select("matmul", MATMUL, work, (a, b))
     return _record(Matmul(), (a, b), _wrap(be.matmul(ia, ib, out_dtype), be))
@@ -771,6 +773,9 @@ class Cat(Function):
     def backward(self, g):
         grads, start = [], 0
         for t in self.inputs:
+            if t.ndim == 1 and t.shape[0] == 0:  # an empty 1-D input that cat skipped: empty gradient
+                grads.append(g.reshape(-1)[:0] if t.requires_grad else None)
+                continue
             n = t.shape[self.dim]
             key = (slice(None),) * self.dim + (slice(start, start + n),)
             grads.append(g[key] if t.requires_grad else None)
@@ -797,7 +802,7 @@ def cat(tensors, dim: int = 0) -> Tensor:
     be, impls = accel.select("cat", SHAPE, total, kept)
     node = Cat()
     node.dim = d
-    return _record(node, kept, _wrap(be.cat(impls, d, out_dtype), be))
+    return _record(node, tensors, _wrap(be.cat(impls, d, out_dtype), be))
 
 
 def stack(tensors, dim: int = 0) -> Tensor:

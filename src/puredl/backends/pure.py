@@ -210,10 +210,36 @@ def clone(a: PureArray) -> PureArray:
 
 def view(a: PureArray, shape: tuple) -> PureArray | None:
     """A view with a new shape when the strides allow it, else None (caller copies)."""
-    if is_contiguous(a):
+    if is_contiguous(a) or numel(a.shape) == 0:
         return PureArray(a.buf, shape, contiguous_strides(shape), a.offset)
-    # merge/split only dimensions that are not permuted: drop size-1 dims and check row-major chunks
-    return None
+    strides = _view_strides(a.shape, a.strides, shape)
+    return None if strides is None else PureArray(a.buf, shape, strides, a.offset)
+
+
+def _view_strides(old: tuple, old_strides: tuple, new: tuple) -> tuple | None:
+    """Strides that show a strided array as ``new`` without copying, or None (torch's rule).
+
+    Dimensions that are laid out as one row-major chunk can be merged or split; a view must not
+    cross the border between two chunks.
+    """
+    out = [0] * len(new)
+    view_d = len(new) - 1
+    chunk_stride = old_strides[-1]
+    tensor_n = view_n = 1
+    for d in range(len(old) - 1, -1, -1):
+        tensor_n *= old[d]
+        # a chunk ends where the next-outer dim does not continue it
+        if d == 0 or (old[d - 1] != 1 and old_strides[d - 1] != tensor_n * chunk_stride):
+            while view_d >= 0 and (view_n < tensor_n or new[view_d] == 1):
+                out[view_d] = view_n * chunk_stride
+                view_n *= new[view_d]
+                view_d -= 1
+            if view_n != tensor_n:
+                return None
+            if d > 0:
+                chunk_stride = old_strides[d - 1]
+                tensor_n = view_n = 1
+    return tuple(out) if view_d == -1 else None
 
 
 def reshape(a: PureArray, shape: tuple) -> PureArray:
