@@ -90,6 +90,14 @@ def assert_close(got, expected, rtol: float | None = None, atol: float | None = 
             assert abs(g - e) <= tol, f"{label}element {i}: {g!r} != {e!r} (tolerance {tol:.3g})"
 
 
+def same_strides(got: pd.Tensor, expected: torch.Tensor) -> bool:
+    """Views agree on layout: equal strides on every dim longer than 1 (others address nothing)."""
+    if got.numel() == 0:
+        return True
+    pairs = zip(got.shape, got.stride(), expected.stride())
+    return all(st_g == st_e for n, st_g, st_e in pairs if n > 1)
+
+
 def assert_grads_close(pd_leaves, torch_leaves, rtol=None, atol=None) -> None:
     """Gradients of matching leaves agree; a leaf torch gave no gradient must have none or zeros."""
     for i, (p, t) in enumerate(zip(pd_leaves, torch_leaves)):

@@ -101,7 +101,7 @@ def _mask_select(t: Tensor, mask: Tensor) -> Tensor:
     if mask.shape != t.shape[: mask.ndim]:
         raise IndexError(f"mask of shape {mask.shape} does not match the indexed tensor's shape {t.shape}")
     positions = [i for i, m in enumerate(mask.reshape(-1).tolist()) if m]
-    rows = t.reshape((-1,) + t.shape[mask.ndim :])
+    rows = t.reshape((mask.numel(),) + t.shape[mask.ndim :])  # not -1: ambiguous when a dim is 0
     return rows[tensor(positions, dtype=dt.int64, device=t.device)]
 
 
@@ -127,7 +127,11 @@ def setitem(t: Tensor, key, value) -> None:
         target = region.shape if be.NAME == "pure" else tuple(region.shape)
         from puredl.backends.pure import broadcast_shapes
 
-        if broadcast_shapes("setitem", target, value.shape) != target:
+        try:
+            fits = broadcast_shapes("setitem", target, value.shape) == target
+        except ValueError:
+            fits = False
+        if not fits:
             raise ValueError(f"setitem: value of shape {value.shape} cannot be broadcast to {target}")
         if value._be is be:
             be.setitem(t._impl, nk, value._impl)
