@@ -1,0 +1,389 @@
+"""The run report: ``runs/NAME/report.md``, ``metrics.json`` and PNG plots (matplotlib, Agg).
+
+``summary`` is what ``run-all`` collects::
+
+    {"name", "model", "device", "total_seconds",
+     "phases": [{"name", "capability", "adapter_dir", "train_losses", "steps", "seconds"}, ...],
+     "history": [{"stage", "taught", "metrics": {capability: {..., "score"}}}, ...],
+     "forgetting": [flag, ...],
+     "sequential": <the same for the --compare sequential baseline>}   # optional
+
+(``"compare": {"sequential": ...}`` is accepted too). ``format_table`` renders the
+phase-by-capability table that ``run-all`` prints last and the report opens with.
+
+>>> def acc(x): return {"reasoning": {"accuracy": x, "score": x}}
+>>> summary = {"name": "demo", "phases": [], "forgetting": [], "history": [
+...     {"stage": "base", "taught": None, "metrics": acc(0.2)},
+...     {"stage": "phase0", "taught": "reasoning", "metrics": acc(0.3)}]}
+>>> print(format_table(summary))
+| stage  | taught    | reasoning (accuracy) |
+|--------|-----------|----------------------|
+| base   | -         | 20.0%                |
+| phase0 | reasoning | 30.0% (taught)       |
+<BLANKLINE>
+No catastrophic forgetting.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+from puredl._optional import require
+from puredl.finetune.forgetting import lower_is_better, relative_worsening
+
+REPORT_FILE = "report.md"
+METRICS_FILE = "metrics.json"
+LOSS_PLOT = "training_loss.png"
+CAPABILITY_PLOT = "capabilities.png"
+
+_UNITS = {"fluency": "perplexity, lower is better", "terminology": "accuracy", "reasoning": "accuracy"}
+
+
+# ----------------------------------------------------------------------------- small helpers
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _jsonable(value: Any) -> Any:
+    """Summary -> plain JSON: NaN/inf become null, paths strings, tensors numbers."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, (str, int, bool)) or value is None:
+        return value
+    if isinstance(value, Path):
+        return str(value)
+    if hasattr(value, "item"):
+        return _jsonable(value.item())
+    return str(value)
+
+
+def _sequential(summary: dict) -> dict | None:
+    seq = summary.get("sequential")
+    if seq is None:
+        seq = (summary.get("compare") or {}).get("sequential")
+    return seq if isinstance(seq, dict) else None
+
+
+def _capabilities(history: list[dict]) -> list[str]:
+    caps: list[str] = []
+    for entry in history:
+        for cap in list(entry.get("metrics", {})) + ([entry["taught"]] if entry.get("taught") else []):
+            if cap not in caps:
+                caps.append(cap)
+    return caps
+
+
+def _pct(value: Any) -> str:
+    return f"{100 * value:.1f}%" if isinstance(value, (int, float)) and math.isfinite(value) else "n/a"
+
+
+def _value(cap: str, entry: dict) -> str:
+    if "perplexity" in entry:
+        return f"{entry['perplexity']:.2f}"
+    if "accuracy" in entry:
+        text = _pct(entry["accuracy"])
+        if "taught_accuracy" in entry or "heldout_accuracy" in entry:
+            taught, held = _pct(entry.get("taught_accuracy")), _pct(entry.get("heldout_accuracy"))
+            text += f" (taught {taught}, held-out {held})"
+        return text
+    score = entry.get("score")
+    return f"{score:.4g}" if isinstance(score, (int, float)) else "n/a"
+
+
+def _flag_index(flags: list[dict]) -> dict[tuple[str, str], dict]:
+    return {(f.get("capability"), f.get("stage")): f for f in flags or []}
+
+
+def _score(entry: Any) -> float | None:
+    value = entry.get("score") if isinstance(entry, dict) else None
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    return float(value) if ok else None
+
+
+def _cells(history: list[dict], flags: list[dict]) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of the stage-by-capability table, with retained/FORGOTTEN marks."""
+    caps = _capabilities(history)
+    header = ["stage", "taught"] + [f"{c} ({_UNITS.get(c, 'score')})" for c in caps]
+    flagged = _flag_index(flags)
+    taught_score: dict[str, float] = {}
+    rows = []
+    for entry in history:
+        stage, taught, metrics = str(entry.get("stage")), entry.get("taught"), entry.get("metrics", {})
+        row = [stage, taught or "-"]
+        for cap in caps:
+            if cap not in metrics:
+                row.append("-")
+                continue
+            cell = _value(cap, metrics[cap])
+            score = _score(metrics[cap])
+            if cap == taught:
+                cell += " (taught)"
+            elif cap in taught_score and score is not None:
+                worse = relative_worsening(taught_score[cap], score, lower_is_better(cap, metrics[cap]))
+                if worse > 0:
+                    change = f"{100 * worse:.1f}% worse"
+                else:
+                    change = f"{100 * -worse:.1f}% better" if worse < 0 else "unchanged"
+                mark = "FORGOTTEN" if (cap, stage) in flagged else "retained"
+                cell += f" {mark}, {change}"
+            row.append(cell)
+        if taught and _score(metrics.get(taught)) is not None:
+            taught_score[taught] = _score(metrics[taught])
+        rows.append(row)
+    return header, rows
+
+
+def _markdown(header: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+
+    def line(cells: list[str]) -> str:
+        return "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths)) + " |"
+
+    return "\n".join([line(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *map(line, rows)])
+
+
+# ----------------------------------------------------------------------------- tables
+
+
+def format_table(summary: dict) -> str:
+    """The phase-by-capability table (markdown, aligned for the terminal) and the forgetting verdict.
+
+    Each cell holds the capability's value after that stage; at later stages it also says whether
+    the capability was retained or FORGOTTEN relative to right after the phase that taught it.
+    """
+    history = summary.get("history") or []
+    if not history:
+        return "(no validation results: evaluation was off or did not run)"
+    header, rows = _cells(history, summary.get("forgetting") or [])
+    lines = [_markdown(header, rows)]
+    if len(history) > 1:
+        lines.append("")
+        lines.append(forgetting_verdict(summary))
+    return "\n".join(lines)
+
+
+def forgetting_verdict(summary: dict) -> str:
+    """``No catastrophic forgetting (threshold 5.0%).`` or one line per flag."""
+    flags = summary.get("forgetting") or []
+    threshold = summary.get("forgetting_threshold")
+    if threshold is None and flags:
+        threshold = flags[0].get("threshold")
+    limit = f" (threshold {100 * threshold:.1f}%)" if isinstance(threshold, (int, float)) else ""
+    if not flags:
+        return f"No catastrophic forgetting{limit}."
+    lines = [f"Catastrophic forgetting flagged{limit}:"]
+    lines += [f"- {f.get('message') or f}" for f in flags]
+    return "\n".join(lines)
+
+
+def change_from_base(summary: dict) -> list[str]:
+    """One line per capability: base value -> final value, and whether that is better or worse."""
+    history = summary.get("history") or []
+    if len(history) < 2:
+        return []
+    base, final = history[0].get("metrics", {}), history[-1].get("metrics", {})
+    lines = []
+    for cap in _capabilities(history):
+        before, after = _score(base.get(cap)), _score(final.get(cap))
+        if before is None or after is None:
+            continue
+        worse = relative_worsening(before, after, lower_is_better(cap, final.get(cap)))
+        verdict = (
+            "unchanged" if worse == 0 else f"{100 * abs(worse):.1f}% {'worse' if worse > 0 else 'better'}"
+        )
+        lines.append(f"{cap}: base {_value(cap, base[cap])} -> final {_value(cap, final[cap])} ({verdict})")
+    return lines
+
+
+def _phase_table(phases: list[dict]) -> str:
+    if not phases:
+        return "(no phases finished)"
+    rows = []
+    for p in phases:
+        losses = [x for x in p.get("train_losses") or [] if isinstance(x, (int, float)) and math.isfinite(x)]
+        loss = f"{losses[0]:.3f} -> {losses[-1]:.3f}" if losses else "n/a"
+        rows.append(
+            [
+                str(p.get("index", len(rows))),
+                str(p.get("name", "")),
+                str(p.get("capability", "")),
+                str(p.get("n_examples", "")),
+                str(p.get("steps", "")),
+                f"{p['seconds']:.0f}" if isinstance(p.get("seconds"), (int, float)) else "",
+                loss,
+                f"`{p.get('adapter_dir', '')}`",
+            ]
+        )
+    header = ["phase", "name", "capability", "examples", "steps", "seconds", "loss first -> last", "adapter"]
+    return _markdown(header, rows)
+
+
+# ----------------------------------------------------------------------------- plots
+
+
+def _plt() -> Any:
+    matplotlib = require("matplotlib", "llm", "report plots")
+    matplotlib.use("Agg")
+    return require("matplotlib.pyplot", "llm", "report plots")
+
+
+def _save_figure(fig: Any, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+    os.replace(tmp, path)
+
+
+def plot_training_loss(summary: dict, path: Path) -> bool:
+    """Training loss per phase (steps run on across phases); the sequential baseline below it."""
+    runs = [("progressive", summary.get("phases") or [])]
+    seq = _sequential(summary)
+    if seq:
+        runs.append(("sequential baseline", seq.get("phases") or []))
+    if not any(p.get("train_losses") for _, phases in runs for p in phases):
+        return False
+    plt = _plt()
+    fig, axes = plt.subplots(len(runs), 1, figsize=(8, 3.2 * len(runs)), squeeze=False)
+    for ax, (title, phases) in zip(axes[:, 0], runs):
+        start = 0
+        for k, p in enumerate(phases):
+            losses = list(p.get("train_losses") or [])
+            xs = range(start + 1, start + len(losses) + 1)
+            ax.plot(
+                xs,
+                losses,
+                label=f"phase {p.get('index', k)}: {p.get('name', '')} ({p.get('capability', '')})",
+            )
+            if start:
+                ax.axvline(start + 0.5, color="grey", linestyle=":", linewidth=1)
+            start += len(losses)
+        ax.set_title(f"Training loss ({title})")
+        ax.set_xlabel("optimizer step (phases run on)")
+        ax.set_ylabel("loss")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    _save_figure(fig, path)
+    plt.close(fig)
+    return True
+
+
+def plot_capabilities(summary: dict, path: Path) -> bool:
+    """Each capability across stages: progressive (and sequential) runs, taught stage and flags marked."""
+    history = summary.get("history") or []
+    caps = _capabilities(history)
+    if not caps:
+        return False
+    runs = [("progressive", history, summary.get("forgetting") or [], "tab:blue")]
+    seq = _sequential(summary)
+    if seq and seq.get("history"):
+        runs.append(("sequential", seq["history"], seq.get("forgetting") or [], "tab:orange"))
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(caps), figsize=(4.2 * len(caps), 3.6), squeeze=False)
+    for ax, cap in zip(axes[0], caps):
+        for label, hist, flags, color in runs:
+            stages = [str(h.get("stage")) for h in hist]
+            xs, ys = [], []
+            for i, h in enumerate(hist):
+                s = _score(h.get("metrics", {}).get(cap))
+                if s is not None:
+                    xs.append(i)
+                    ys.append(s if "perplexity" in h["metrics"][cap] else 100 * s)
+            if not xs:
+                continue
+            ax.plot(xs, ys, marker="o", color=color, label=label)
+            for i, y in zip(xs, ys):
+                if hist[i].get("taught") == cap:
+                    ax.plot([i], [y], marker="*", markersize=14, color=color, linestyle="none")
+                if any(f.get("capability") == cap and f.get("stage") == stages[i] for f in flags):
+                    ax.plot([i], [y], marker="x", markersize=12, color="red", mew=2, linestyle="none")
+            ax.set_xticks(range(len(stages)))
+            ax.set_xticklabels(stages, rotation=30)
+        lower = any(lower_is_better(cap, h.get("metrics", {}).get(cap)) for h in history)
+        ax.set_title(cap)
+        ax.set_ylabel("perplexity (lower is better)" if lower else "accuracy % (chance 20%)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, title="* taught, x forgotten", title_fontsize=7)
+    fig.tight_layout()
+    _save_figure(fig, path)
+    plt.close(fig)
+    return True
+
+
+# ----------------------------------------------------------------------------- the report
+
+
+def render_report(summary: dict, plots: list[str]) -> str:
+    """The markdown text of ``report.md``."""
+    name = summary.get("name", "run")
+    seconds = summary.get("total_seconds")
+    lines = [f"# {name}: progressive LoRA report", ""]
+    lines.append(f"- model: `{summary.get('model', '?')}`")
+    lines.append(f"- device: {summary.get('device', '?')}")
+    if summary.get("config"):
+        lines.append(f"- config: `{summary['config']}`")
+    if isinstance(seconds, (int, float)):
+        lines.append(f"- total time: {seconds:.0f} s ({seconds / 60:.1f} min)")
+    lines += ["", "## Capabilities after each stage", "", format_table(summary), ""]
+    changes = change_from_base(summary)
+    if changes:
+        lines += ["Base model to final model:", ""] + [f"- {c}" for c in changes] + [""]
+    lines += ["## Phases", "", _phase_table(summary.get("phases") or []), ""]
+    seq = _sequential(summary)
+    if seq:
+        n_prog, n_seq = len(summary.get("forgetting") or []), len(seq.get("forgetting") or [])
+        lines += [
+            "## Baseline: one LoRA trained sequentially (no freezing, no merging)",
+            "",
+            format_table(seq),
+            "",
+            f"Forgetting flags: progressive {n_prog}, sequential {n_seq}.",
+            "",
+            _phase_table(seq.get("phases") or []),
+            "",
+        ]
+    if plots:
+        lines += ["## Plots", ""] + [f"![{p}]({p})" for p in plots] + [""]
+    lines += [
+        "## How to read this",
+        "",
+        "- fluency: token-weighted perplexity on held-out Korean sentences (lower is better).",
+        "- terminology: picking the right English term for a Korean term and the reverse among 5",
+        "  dictionary terms by log-likelihood, asked with a template not used in training; taught =",
+        "  train-split terms, held-out = test-split terms. Chance is 20%.",
+        "- reasoning: accuracy on held-out five-option questions by option log-likelihood (chance 20%).",
+        "- A capability is FORGOTTEN when it is more than the threshold (relative) worse than right",
+        "  after the phase that taught it; `retained` otherwise. Small test sets move by whole",
+        "  questions: on 50 questions one answer is 2 points of accuracy.",
+        "",
+        f"Raw numbers: [{METRICS_FILE}]({METRICS_FILE}).",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def write_report(run_dir: str | Path, summary: dict) -> Path:
+    """Write ``report.md``, ``metrics.json`` and the PNG plots into ``run_dir``; returns the report path."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    _atomic_write_text(run_dir / METRICS_FILE, json.dumps(_jsonable(summary), indent=2, ensure_ascii=False))
+    plots = []
+    if plot_training_loss(summary, run_dir / LOSS_PLOT):
+        plots.append(LOSS_PLOT)
+    if plot_capabilities(summary, run_dir / CAPABILITY_PLOT):
+        plots.append(CAPABILITY_PLOT)
+    report = run_dir / REPORT_FILE
+    _atomic_write_text(report, render_report(summary, plots))
+    return report
