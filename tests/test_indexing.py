@@ -54,7 +54,13 @@ def basic_key(draw, shape: tuple):
 def test_basic_indexing_matches_torch(shape, data, dtype, layout, seed):
     key = data.draw(basic_key(shape))
     pa, ta, pl, tl = make_pair(shape, dtype, layout, seed)
-    out_p, out_t = pa[key], ta[key]
+    try:
+        out_t = ta[key]
+    except IndexError:  # an Ellipsis can move an int onto a shorter dim
+        with pytest.raises(IndexError, match="out of bounds"):
+            pa[key]
+        return
+    out_p = pa[key]
     assert_close(out_p, out_t, what=f"x[{key!r}]")
     if layout != "expanded":  # an expanded dim's stride is 0 in both, but torch keeps others' as they were
         assert same_strides(out_p, out_t), (out_p.stride(), out_t.stride())
@@ -104,10 +110,8 @@ def test_integer_tensor_pairs_gather_elements(shape, idx_shapes, dtype, seed):
     backward_both(out_p, out_t, seed)
     assert_grads_close([pl], [tl])
     # the cross-entropy pattern: one column per row
-    r = torch.arange(shape[0])
-    assert_close(
-        pa[from_torch(r), from_torch(cols.reshape(-1)[:1].expand(shape[0]))], ta[r, cols.reshape(-1)[:1]]
-    )
+    r, c = torch.arange(shape[0]), cols.reshape(-1)[:1]
+    assert_close(pa[from_torch(r), from_torch(c.expand(shape[0]))], ta[r, c])
 
 
 def test_index_lists_and_trailing_basic_keys_match_torch():

@@ -1,4 +1,4 @@
-"""Tensor indexing: basic (ints, slices, None, Ellipsis) as views, integer tensors and bool masks as gathers."""
+"""Tensor indexing: basic keys (ints, slices, None, Ellipsis) as views; integer tensors and masks gather."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ def normalize_basic_key(key, shape: tuple) -> tuple:
             out.append(None)
         elif isinstance(k, slice):
             if k.step is not None and k.step <= 0:
-                raise ValueError("step must be greater than zero (negative slicing is not supported, as in torch)")
+                raise ValueError("step must be greater than zero (negative steps are not supported, as in torch)")
             start, stop, step = k.indices(shape[dim])
             out.append((start, max(stop, start), step))
             dim += 1
@@ -77,7 +77,7 @@ def _gather(t: Tensor, keys: tuple) -> Tensor:
         k += 1
     rest = keys[k:]
     if any(_is_advanced(x) for x in rest) or any(x is None or x is Ellipsis for x in keys[:k]):
-        raise IndexError("integer-tensor indices are supported on leading dimensions only (x[idx] or x[i, j, ...])")
+        raise IndexError("integer-tensor indices work on leading dimensions only (x[idx] or x[i, j, ...])")
     if k > t.ndim:
         raise IndexError(f"too many indices for tensor of dimension {t.ndim}")
     idx = [_as_index(x, t.device) for x in keys[:k]]
