@@ -29,7 +29,7 @@ def normalize_basic_key(key, shape: tuple) -> tuple:
             out.append(None)
         elif isinstance(k, slice):
             if k.step is not None and k.step <= 0:
-                raise ValueError("step must be greater than zero (negative steps are unsupported, as in torch)")
+                raise ValueError("step must be greater than zero (as in torch, no negative steps)")
             start, stop, step = k.indices(shape[dim])
             out.append((start, max(stop, start), step))
             dim += 1
