@@ -381,6 +381,10 @@ def test_save_accepts_parameters(tmp_path):
     assert sorted(loaded) == sorted(model.state_dict())
     for name, value in model.state_dict().items():
         assert loaded[name].tolist() == value.tolist()
+    fresh = nn.Linear(3, 2)
+    fresh.load_state_dict(loaded)
+    x = puredl.tensor([[0.5, -1.0, 2.0]])
+    assert fresh(x).tolist() == model(x).tolist()
 
 
 def test_save_rejects_non_tensors(tmp_path):
