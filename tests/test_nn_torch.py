@@ -7,6 +7,7 @@ import random
 import pytest
 
 torch = pytest.importorskip("torch")
+torch.set_num_threads(1)  # tiny tensors: extra threads only add contention on a busy CPU
 
 import puredl as pd  # noqa: E402
 import torch_ref as tr  # noqa: E402
