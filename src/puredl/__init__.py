@@ -33,6 +33,7 @@ from puredl.creation import (
     zeros_like,
 )
 from puredl.devices import from_torch
+from puredl.io import load, save
 from puredl.dtypes import DType, float32, float64, get_default_dtype, int64, set_default_dtype
 from puredl.dtypes import bool_ as bool  # noqa: A001 - torch's name (puredl.bool)
 from puredl.ops import (
