@@ -191,7 +191,8 @@ def test_user_dictionary_and_text_files(tmp_path):
         ("not json\n", "not valid JSON"),
         ("[1, 2]\n", "expected a JSON object"),
         (
-            '{"question": "q", "A": "a", "B": "b", "C": "c", "D": "d", "E": "e", "answer": 1, "split": "x"}\n',
+            '{"question": "q", "A": "a", "B": "b", "C": "c", "D": "d", "E": "e", "answer": 1, '
+            '"split": "x"}\n',
             "unknown split",
         ),
     ],
