@@ -77,6 +77,10 @@ class Function:
 
     @property
     def name(self) -> str:
+        """``Mul`` for a node that ran ``mul`` (shared op nodes say which op), else the class name."""
+        op = getattr(self, "op", None)
+        if isinstance(op, str):
+            return "".join(part.capitalize() for part in op.split("_"))
         return type(self).__name__
 
     def backward(self, grad):  # pragma: no cover - abstract
