@@ -255,8 +255,8 @@ def device() -> str:
 
 
 def _active() -> bool:
-    """True when collectives have somewhere to go (a process group with more than one rank)."""
-    return _world is not None and _world.backend is not None and _world.world_size > 1
+    """True when a process group exists (a group of one still runs the collectives, cheaply)."""
+    return _world is not None and _world.backend is not None
 
 
 def barrier() -> None:
