@@ -217,8 +217,6 @@ def test_group_of_one_packs_and_unpacks_every_gradient(gloo_group_of_one):
     """With one rank the mean is the gradient itself, so any packing or offset error shows."""
     import torch
 
-    from puredl import accel
-
     assert gloo_group_of_one.backend == "gloo" and dist.init(backend="gloo") is gloo_group_of_one
     with pytest.raises(ValueError, match="already initialized with backend 'gloo'"):
         dist.init(backend="nccl")
