@@ -66,8 +66,9 @@ DEFAULT_THRESHOLDS = {
     "activation": 512,
     "shape": 1024,
 }
-# Seconds per unit of work on the pure backend, and the cost of copying a torch tensor to pure.
-# They turn "this input must move off torch" into work units for AUTO's locality rule.
+# Seconds per unit of work on the pure backend, the cost of copying a torch tensor to pure, and
+# of viewing pure storage from torch (which the thresholds include). They turn "this input lives
+# on torch" into work units for AUTO's locality rule.
 DEFAULT_COSTS = {
     "pure_unit_s": {
         "elementwise": 4e-8,
@@ -78,6 +79,7 @@ DEFAULT_COSTS = {
     },
     "move_fixed_s": 3e-6,
     "move_elem_s": 1e-9,
+    "view_fixed_s": 4e-6,
 }
 # PUREDL_ACCEL_THRESHOLDS=low: small enough that the test suites' tiny tensors run on both backends
 LOW_THRESHOLDS = {"elementwise": 6, "matmul": 12, "reduction": 6, "activation": 6, "shape": 6}
@@ -229,7 +231,8 @@ def _refresh() -> None:
     _fast = _mode is AccelMode.PURE and not _logging
     units = _costs["pure_unit_s"]
     for cat in CATEGORIES:
-        _move_fixed[cat] = _costs["move_fixed_s"] / units[cat]
+        # a torch-resident input costs a copy to go to pure, and saves the view that torch would need
+        _move_fixed[cat] = (_costs["move_fixed_s"] + _costs["view_fixed_s"]) / units[cat]
         _move_elem[cat] = _costs["move_elem_s"] / units[cat]
 
 
@@ -404,7 +407,7 @@ def pure_impl(t) -> _pure.PureArray:
 
 
 def _move_cost(t, category: str) -> float:
-    """Work units it costs to copy a torch-resident tensor to pure."""
+    """Work units that a torch-resident input adds to running on pure (copy out + the view saved)."""
     n = 1
     for s in t.shape:
         n *= s
@@ -432,6 +435,23 @@ def _select(op: str, category: str, work: int, tensors: tuple):
     global _last_op
     _last_op = op
     tcpu = _tb
+    mode = _mode
+    if not _logging:  # the common cases first: AUTO below threshold on pure data, TORCH on torch data
+        if mode is AccelMode.AUTO:
+            for t in tensors:
+                if t._be is not _pure:
+                    break
+            else:
+                if work < _thresholds[category] or tcpu is None:
+                    _count_pure(op)
+                    return _pure, [t._impl for t in tensors]
+        elif mode is AccelMode.TORCH:
+            for t in tensors:
+                if t._be is not tcpu:
+                    break
+            else:
+                _count_torch(op)
+                return tcpu, [t._impl for t in tensors]
     device_be = None
     n_torch = 0
     for t in tensors:
@@ -448,7 +468,6 @@ def _select(op: str, category: str, work: int, tensors: tuple):
             )
     if device_be is not None:
         return _on_device(op, device_be, tensors)
-    mode = _mode
     if mode is AccelMode.TORCH:
         use_torch, reason = True, "mode torch"
     elif mode is AccelMode.PURE:
@@ -605,7 +624,7 @@ def load_config(path: str | None = None) -> bool:
             }
             merged = json.loads(json.dumps(DEFAULT_COSTS))
             merged["pure_unit_s"].update({_category(k): v for k, v in units.items() if v > 0})
-            for k in ("move_fixed_s", "move_elem_s"):
+            for k in ("move_fixed_s", "move_elem_s", "view_fixed_s"):
                 if _valid_number(costs.get(k)):
                     merged[k] = float(costs[k])
             _costs = merged

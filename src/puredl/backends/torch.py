@@ -48,6 +48,8 @@ WIDENED = {
     torch.uint8: torch.int64,
 }
 
+_BY_TYPECODE = {d.typecode: t for d, t in TORCH_DTYPE.items()}
+_frombuffer = torch.frombuffer
 _SMALL_COPY = 4096  # below this many elements, tobytes() beats a memoryview copy
 
 
@@ -73,7 +75,9 @@ def _guarded(fn):
 
 def device(a: torch.Tensor) -> str:
     d = a.device
-    return "cpu" if d.type == "cpu" else f"{d.type}:{d.index or 0}"
+    if d.type == "cpu":
+        return "cpu"
+    return d.type if d.index is None else f"{d.type}:{d.index}"
 
 
 def dtype_of(a: torch.Tensor) -> dt.DType:
@@ -123,14 +127,16 @@ def from_pure(a: _pure.PureArray, dev: str = "cpu") -> torch.Tensor:
     resized while the view lives (the pure backend only grows arrays it has just created).
     """
     buf = a.buf
-    tdt = TORCH_DTYPE[_pure.BY_TYPECODE[buf.typecode]]
-    if len(buf) == 0:
-        t = torch.empty(a.shape, dtype=tdt)
+    tdt = _BY_TYPECODE[buf.typecode]
+    shape = a.shape
+    if not buf:
+        t = torch.empty(shape, dtype=tdt)
     else:
-        t = torch.frombuffer(buf, dtype=tdt)
-        shape = a.shape
-        if a.offset == 0 and len(buf) == _pure.numel(shape) and a.strides == _pure.contiguous_strides(shape):
-            t = t.view(shape)
+        t = _frombuffer(buf, dtype=tdt)
+        if len(shape) == 1 and a.offset == 0 and shape[0] == len(buf) and a.strides[0] == 1:
+            pass  # the whole buffer, as it is
+        elif a.offset == 0 and len(buf) == _pure.numel(shape) and _pure.is_contiguous(a):
+            t = t.view(*shape) if shape else t.view(())
         else:
             t = t.as_strided(shape, a.strides, a.offset)
     if dev != "cpu":
