@@ -753,7 +753,7 @@ def getitem_basic(a: Tensor, key: tuple) -> Tensor:
 class IndexSelect0(Function):
     def backward(self, g):
         a, idx = self.inputs
-        be, (ii, ig) = g._be, (idx._impl, g._impl)
+        be, (ii, ig) = accel.select("index_add", SHAPE, _numel(g.shape), (idx, g))
         return _wrap(be.index_add0(a.shape, ii, ig), be), None
 
 
