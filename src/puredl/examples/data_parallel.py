@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     opt = optim.SGD(model.parameters(), lr=args.lr, momentum=0.9)
     loss_fn = nn.CrossEntropyLoss()
-    x_train, y_train = x_train.to(world.device), y_train.to(world.device)
+    on_device = x_train.to(world.device), y_train.to(world.device)  # for the accuracy log
 
     stats = None
     start = time.perf_counter()
@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
             opt.zero_grad()
             loss = pd.tensor(0.0)
             if mine:
-                xb, yb = data.take(x_train, mine), data.take(y_train, mine)
+                xb, yb = data.take(x_train, mine).to(world.device), data.take(y_train, mine).to(world.device)
                 # the share-weighted mean over ranks is the mean over the whole global batch
                 loss = loss_fn(model(xb), yb) * (len(mine) * n_ranks / len(batch))
                 loss.backward()
@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
             opt.step()
             seen += dist.mean_over_ranks(loss.item()) * len(batch)
         if not args.quiet and (epoch == 1 or epoch % 10 == 0 or epoch == args.epochs):
-            acc = dist.mean_over_ranks(_accuracy(model, x_train, y_train))
+            acc = dist.mean_over_ranks(_accuracy(model, *on_device))
             _say(f"epoch {epoch:4d}/{args.epochs}  loss {seen / n_train:.4f}  train accuracy {acc:.1%}")
     elapsed = time.perf_counter() - start
 
