@@ -409,8 +409,8 @@ class Module:
         return "\n".join(lines)
 
     def __str__(self) -> str:
-        # print(model) shows the tree and, for anything with parameters, the total count
-        if not self._modules and not self._parameters:
+        # print(model) shows the tree and the total count; a single layer prints as its repr
+        if not self._modules:
             return repr(self)
         return self.summary()
 
