@@ -133,3 +133,143 @@ def save_tiny_model(folder: str | Path, seed: int = 0) -> Path:
     tiny_gemma3(len(tok), seed=seed).save_pretrained(folder)
     tok.save_pretrained(folder)
     return folder
+
+
+def tiny_gemma3_multimodal(vocab_size: int | None = None, seed: int = 0):
+    """A tiny ``Gemma3ForConditionalGeneration`` (MedGemma's shape: vision tower + language model)."""
+    import torch
+    from transformers import Gemma3Config, Gemma3ForConditionalGeneration, SiglipVisionConfig
+
+    if vocab_size is None:
+        vocab_size = len(tiny_tokenizer())
+    vision = SiglipVisionConfig(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        image_size=28,
+        patch_size=14,
+    )
+    cfg = Gemma3Config(
+        text_config=tiny_gemma3_config(vocab_size).to_dict(),
+        vision_config=vision.to_dict(),
+        mm_tokens_per_image=4,
+    )
+    torch.manual_seed(seed)
+    return Gemma3ForConditionalGeneration(cfg).eval()
+
+
+# ---------------------------------------------------------------- pipeline stand-ins for the tiny model
+
+
+class TinyExample:
+    """Same fields as ``puredl.finetune.datasets.TextExample``."""
+
+    def __init__(self, text: str, prompt: str = "") -> None:
+        self.text = text
+        self.prompt = prompt
+
+
+def tiny_examples(kind: str, split: str = "train", path=None, max_samples=None, seed: int = 0) -> list:
+    """Deterministic examples per phase kind, drawn from ``TINY_CORPUS`` (a stand-in data loader)."""
+    lines = {
+        "korean_text": TINY_CORPUS[:10],
+        "medical_terms": TINY_CORPUS[10:16],
+        "medical_mcq": TINY_CORPUS[16:18],
+    }[kind]
+    if kind == "medical_mcq":
+        out = [
+            TinyExample(text=line.split("정답:")[1].strip(), prompt=line.split("정답:")[0] + "정답:")
+            for line in lines
+        ]
+    else:
+        out = [TinyExample(text=line) for line in lines]
+    out = out * 2 if split == "train" else out[:3]
+    return out[:max_samples] if max_samples else out
+
+
+def tiny_evaluate(model, tokenizer, capabilities, data_paths=None, max_eval=None, device="cpu") -> dict:
+    """Token-weighted perplexity per capability on its test examples (``score`` = -perplexity)."""
+    import math
+
+    import torch
+
+    kinds = {"fluency": "korean_text", "terminology": "medical_terms", "reasoning": "medical_mcq"}
+    out = {}
+    for cap in capabilities:
+        nll, n = 0.0, 0
+        for ex in tiny_examples(kinds[cap], split="test"):
+            ids = tokenizer(ex.prompt + ex.text, return_tensors="pt")["input_ids"].to(device)
+            with torch.no_grad():
+                logits = model(input_ids=ids).logits[0, :-1].float()
+            nll += float(torch.nn.functional.cross_entropy(logits, ids[0, 1:], reduction="sum"))
+            n += ids.shape[1] - 1
+        ppl = math.exp(nll / n)
+        out[cap] = {"perplexity": ppl, "score": -ppl}
+    return out
+
+
+def tiny_hooks():
+    """``PipelineHooks`` for the tiny model: stand-in data and metrics, the real forgetting check."""
+    from puredl.finetune.hooks import CAPABILITIES_DEFAULT, PipelineHooks, default_hooks
+
+    real = default_hooks()
+    return PipelineHooks(
+        load_examples=tiny_examples,
+        evaluate=tiny_evaluate,
+        check_forgetting=real.check_forgetting,
+        write_report=None,
+        format_table=None,
+        capabilities=dict(CAPABILITIES_DEFAULT),
+    )
+
+
+def tiny_config_text(model_dir: str | Path, out_dir: str | Path, **training) -> str:
+    """An SDN config for the tiny model (three phases, a few steps each)."""
+    settings = {
+        "epochs": 1,
+        "batch_size": 2,
+        "learning_rate": 0.01,
+        "max_length": 48,
+        "checkpoint_every": 2,
+        "seed": 3,
+        "device": "cpu",
+    }
+    settings.update(training)
+    lines = [
+        'project: "tiny"',
+        "model:",
+        f'  name: "{model_dir}"',
+        "  lora_r: 4",
+        "  lora_alpha: 8",
+        "  lora_dropout: 0.0",
+        '  target_modules: ["q_proj", "v_proj"]',
+        "training:",
+    ]
+    lines += [f"  {k}: {json.dumps(v)}" for k, v in settings.items()]
+    lines += [
+        "phases:",
+        '  - {name: "fluency", data: "korean_text", target_modules: ["q_proj", "v_proj", "embeddings"]}',
+        '  - {name: "terms", data: "medical_terms"}',
+        '  - {name: "mcq", data: "medical_mcq"}',
+        "output:",
+        f'  dir: "{out_dir}"',
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def run_tiny_pipeline(config_path: str, resume: bool = False, compare: str | None = None) -> dict:
+    """``run-all`` on the tiny model with the stand-in hooks (used in-process and by a subprocess)."""
+    from puredl.finetune.config import load_config
+    from puredl.finetune.pipeline import make_context, run_all
+
+    cfg = load_config(config_path)
+    ctx = make_context(cfg, resume=resume, hooks=tiny_hooks(), out=lambda s: print(s, flush=True))
+    summary, _ = run_all(ctx, compare=compare)
+    return summary
+
+
+if __name__ == "__main__":  # python tests/finetune_helpers.py CONFIG [--resume]  (the SIGKILL test's child)
+    import sys
+
+    run_tiny_pipeline(sys.argv[1], resume="--resume" in sys.argv[2:])

@@ -33,13 +33,22 @@ class EncodedExample:
 
 
 def encode_example(tokenizer: Any, text: str, prompt: str = "", max_length: int = 128) -> EncodedExample:
-    """Tokenize ``prompt + text``; only ``text`` tokens (and ``<eos>``) carry labels."""
-    prefix = tokenizer(prompt, add_special_tokens=True)["input_ids"]
-    body = tokenizer(text, add_special_tokens=False)["input_ids"]
+    """Tokenize ``prompt + text``; only ``text`` tokens (and ``<eos>``) carry labels.
+
+    Too long: the prompt loses tokens from its start (after ``<bos>``) so that the answer
+    at the end survives; a text longer than ``max_length`` alone is cut at its end.
+    """
+    prefix = list(tokenizer(prompt, add_special_tokens=True)["input_ids"])
+    body = list(tokenizer(text, add_special_tokens=False)["input_ids"])
     if tokenizer.eos_token_id is not None:
-        body = body + [tokenizer.eos_token_id]
-    ids = (list(prefix) + list(body))[:max_length]
-    labels = ([IGNORE_INDEX] * len(prefix) + list(body))[:max_length]
+        body.append(tokenizer.eos_token_id)
+    room = max_length - len(body)
+    if len(prefix) > room and len(prefix) > 1:
+        head = prefix[:1] if prefix[0] == tokenizer.bos_token_id else []
+        keep = max(0, room - len(head))
+        prefix = head + (prefix[len(prefix) - keep :] if keep else [])
+    ids = (prefix + body)[:max_length]
+    labels = ([IGNORE_INDEX] * len(prefix) + body)[:max_length]
     return EncodedExample(input_ids=ids, labels=labels)
 
 
@@ -48,7 +57,7 @@ def encode_examples(
 ) -> tuple[list[EncodedExample], int]:
     """Encode ``TextExample``-like objects (``.text``, ``.prompt``); drop ones left with no target.
 
-    Returns ``(encoded, dropped)`` where ``dropped`` counts examples whose prompt filled ``max_length``.
+    Returns ``(encoded, dropped)``; ``dropped`` counts examples with nothing left to predict.
     """
     encoded: list[EncodedExample] = []
     dropped = 0

@@ -33,6 +33,7 @@ from puredl._optional import require
 EMBEDDINGS = "embeddings"
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
+SHORT_TARGETS_KEY = "puredl.target_modules"
 
 
 @dataclass
@@ -195,6 +196,7 @@ def add_lora(
     with warnings.catch_warnings():
         # PEFT warns about tied weights even when they are tied on purpose (ensure_weight_tying)
         warnings.filterwarnings("ignore", message=".*tie.*", category=UserWarning)
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
         if isinstance(lora, LoRAAdapter):
             try:
                 if wrapped:
@@ -264,8 +266,7 @@ def load_lora(path: str | Path) -> LoRAAdapter:
     raw = json.loads(cfg_file.read_text(encoding="utf-8"))
     targets = raw.get("target_modules") or []
     targets = [targets] if isinstance(targets, str) else list(targets)
-    puredl_meta = raw.get("puredl", {}) if isinstance(raw.get("puredl"), dict) else {}
-    short = puredl_meta.get("target_modules") or sorted({t.rsplit(".", 1)[-1] for t in targets})
+    short = _saved_short_targets(path) or sorted({t.rsplit(".", 1)[-1] for t in targets})
     config = LoRAConfig(
         r=int(raw.get("r", 8)),
         alpha=float(raw.get("lora_alpha", 8)),
@@ -332,14 +333,25 @@ def save_lora(model: Any, path: str | Path, adapter_name: str | None = None) -> 
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}-", dir=path.parent))
     try:
         cfg.save_pretrained(str(tmp))
-        raw = json.loads((tmp / ADAPTER_CONFIG).read_text())
-        raw["puredl"] = {"target_modules": _short_targets(model, cfg)}
-        (tmp / ADAPTER_CONFIG).write_text(json.dumps(raw, indent=2, sort_keys=True))
-        st.save_file(state, str(tmp / ADAPTER_WEIGHTS), metadata={"format": "pt"})
+        # puredl's short target names ride in the safetensors header, which PEFT ignores
+        meta = {"format": "pt", SHORT_TARGETS_KEY: json.dumps(_short_targets(model, cfg))}
+        st.save_file(state, str(tmp / ADAPTER_WEIGHTS), metadata=meta)
         replace_dir(tmp, path)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return path
+
+
+def _saved_short_targets(path: Path) -> list[str] | None:
+    """The short target names save_lora stored in the weights file's header (None if absent)."""
+    st = require("safetensors", "llm", "reading adapters")
+    with st.safe_open(str(path / ADAPTER_WEIGHTS), framework="pt") as fh:
+        text = (fh.metadata() or {}).get(SHORT_TARGETS_KEY)
+    try:
+        names = json.loads(text) if text else None
+    except json.JSONDecodeError:
+        return None
+    return [str(n) for n in names] if isinstance(names, list) else None
 
 
 def _short_targets(model: Any, cfg: Any) -> list[str]:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -146,7 +147,7 @@ def load_phase_data(ctx: RunContext, k: int, tokenizer: Any, split: str = "train
     source = phase.data_path or "bundled"
     ctx.out(
         f"Loaded {len(raw)} {phase.data} examples ({source}, {split} split)"
-        + (f"; {dropped} dropped: prompt fills max_length {settings.max_length}" if dropped else "")
+        + (f"; {dropped} dropped (nothing left to predict)" if dropped else "")
     )
     if not encoded:
         raise FinetuneError(f"phase {k} ({phase.name}): no usable training examples in {source} {phase.data}")
@@ -201,8 +202,6 @@ def run_single_phase(ctx: RunContext, k: int, base: Any, tokenizer: Any) -> tupl
     name = f"lora_{k}"
     lora_cfg = lora_config_for(ctx, k)
     if not ctx.resume and is_main_process():
-        import shutil
-
         shutil.rmtree(work / "checkpoints", ignore_errors=True)  # a fresh phase never resumes stale state
     torch.manual_seed(ctx.cfg.phase_training(k).seed + k)  # LoRA_k initialisation
     model = add_lora(base, lora_cfg, trainable=True, name=name)
@@ -211,6 +210,7 @@ def run_single_phase(ctx: RunContext, k: int, base: Any, tokenizer: Any) -> tupl
     target = adapter_dir(ctx.run_dir, k)
     if is_main_process():
         save_lora(model, target, adapter_name=name)
+        shutil.rmtree(work / "checkpoints", ignore_errors=True)  # only needed until the adapter is saved
     first, last = (result.losses[0], result.losses[-1]) if result.losses else (float("nan"),) * 2
     ctx.out(f"\u2713 LoRA_{k} saved to {target} (loss {first:.3f} -> {last:.3f}, {result.seconds:.0f} s)")
     record = {
@@ -331,7 +331,8 @@ def run_all(ctx: RunContext, compare: str | None = None) -> tuple[dict, int]:
         ctx.out("")
         ctx.out(f"=== Phase {k}: {phase.name} ({phase.data} -> {ctx.capability(k)}) ===")
         if k:
-            ctx.out(f"Base + LoRA_0..{k - 1} merged and frozen; LoRA_{k} trainable")
+            merged = "LoRA_0" if k == 1 else f"LoRA_0..{k - 1}"
+            ctx.out(f"Base + {merged} merged and frozen; LoRA_{k} trainable")
         record = _finished_phase(ctx, k)
         skipped = record is not None
         if skipped:
@@ -445,8 +446,6 @@ def _save_progress(ctx: RunContext, summary: dict) -> Path | None:
 
 def _clear_run_state(ctx: RunContext) -> None:
     """A fresh run forgets what an earlier run left (so a later --resume cannot mix the two)."""
-    import shutil
-
     run_dir = ctx.run_dir
     stale = [run_dir / STATE_FILE, run_dir / "sequential" / SUMMARY_FILE]
     for k in range(max(len(ctx.cfg.phases), 8)):
@@ -529,6 +528,7 @@ def run_sequential(ctx: RunContext, tokenizer: Any, base_history: list[dict]) ->
             model, result, n = train_phase(ctx, k, model, tokenizer, work, "sequential", f"sequential {k}")
             if is_main_process():
                 save_lora(model, target, adapter_name="sequential")
+                shutil.rmtree(work / "checkpoints", ignore_errors=True)
             record = {
                 "index": k,
                 "name": phase.name,
