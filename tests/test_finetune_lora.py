@@ -12,7 +12,6 @@ pytest.importorskip("transformers")
 peft = pytest.importorskip("peft")
 
 from finetune_helpers import tiny_gemma3, tiny_gemma3_multimodal, tiny_tokenizer  # noqa: E402
-
 from puredl.finetune.lora import (  # noqa: E402
     LoRAConfig,
     add_lora,
