@@ -171,10 +171,10 @@ def test_table_has_a_row_per_stage_and_marks_taught_retained_and_forgotten():
     assert "fluency (perplexity, lower is better)" in rows[0] and "reasoning (accuracy)" in rows[0]
     base, p0, p1, p2 = rows[1:]
     assert "60.00" in base and "20.0%" in base
-    assert "40.00 (taught)" in p0 and p0.count(" - ") == 2  # not measured before being taught
-    assert "40.50 retained, 1.2% worse" in p1 and "40.0% (taught 50.0%, held-out 30.0%) (taught)" in p1
+    assert "40.00 [taught]" in p0 and p0.count(" - ") == 2  # not measured before being taught
+    assert "40.50 retained, 1.2% worse" in p1 and "40.0% (taught 50.0%, held-out 30.0%) [taught]" in p1
     assert (
-        "44.00 FORGOTTEN, 10.0% worse" in p2 and "40.0% retained, unchanged" in p2 and "30.0% (taught)" in p2
+        "44.00 FORGOTTEN, 10.0% worse" in p2 and "40.0% retained, unchanged" in p2 and "30.0% [taught]" in p2
     )
     assert "Catastrophic forgetting flagged (threshold 5.0%)" in table and "fluency perplexity rose" in table
     assert len({len(r) for r in rows}) == 1  # columns line up in the terminal

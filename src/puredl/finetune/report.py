@@ -19,7 +19,7 @@ phase-by-capability table that ``run-all`` prints last and the report opens with
 | stage  | taught    | reasoning (accuracy) |
 |--------|-----------|----------------------|
 | base   | -         | 20.0%                |
-| phase0 | reasoning | 30.0% (taught)       |
+| phase0 | reasoning | 30.0% [taught]       |
 <BLANKLINE>
 No catastrophic forgetting.
 """
@@ -130,7 +130,7 @@ def _cells(history: list[dict], flags: list[dict]) -> tuple[list[str], list[list
             cell = _value(cap, metrics[cap])
             score = _score(metrics[cap])
             if cap == taught:
-                cell += " (taught)"
+                cell += " [taught]"
             elif cap in taught_score and score is not None:
                 worse = relative_worsening(taught_score[cap], score, lower_is_better(cap, metrics[cap]))
                 if worse > 0:
@@ -312,6 +312,8 @@ def plot_capabilities(summary: dict, path: Path) -> bool:
             ax.set_xticks(range(len(stages)))
             ax.set_xticklabels(stages, rotation=30)
         lower = any(lower_is_better(cap, h.get("metrics", {}).get(cap)) for h in history)
+        if not lower:
+            ax.axhline(20.0, color="grey", linestyle="--", linewidth=1)  # chance with five options
         ax.set_title(cap)
         ax.set_ylabel("perplexity (lower is better)" if lower else "accuracy % (chance 20%)")
         ax.grid(alpha=0.3)
