@@ -57,29 +57,31 @@ _ALIASES = {
     "shape": "shape",
 }
 
-# Crossovers measured on this project's 2-core CI machine (Python 3.11, torch 2.13 CPU, pure inputs,
-# conversion included) with `puredl accel calibrate`; see docs/acceleration.md for the table.
+# Crossovers measured on this project's 2-core machine (Python 3.11, torch 2.13 CPU) with
+# `puredl accel calibrate`: the work from which torch, paying the zero-copy view of pure inputs,
+# beats pure (median of 3 runs; docs/acceleration.md has the table). A torch op costs ~5-15 us
+# whatever its size, a pure element ~50 ns, so torch wins from tens of elements on.
 DEFAULT_THRESHOLDS = {
-    "elementwise": 512,
-    "matmul": 4096,
-    "reduction": 2048,
-    "activation": 512,
-    "shape": 1024,
+    "elementwise": 56,  # add: pure 5.3 us at 10 elements, 10 us at 100; torch ~8 us flat
+    "matmul": 56,  # multiply-adds: pure ~29 ns each, torch ~14 us flat up to 32x32
+    "reduction": 300,  # sum: pure ~7.5 ns per element (C-level sum), torch ~6 us
+    "activation": 42,  # relu: pure ~50 ns per element, torch ~5.5 us
+    "shape": 700,  # gathered elements (index_select, cat): pure slices in C, torch ~50 us with checks
 }
 # Seconds per unit of work on the pure backend, the cost of copying a torch tensor to pure, and
 # of viewing pure storage from torch (which the thresholds include). They turn "this input lives
 # on torch" into work units for AUTO's locality rule.
 DEFAULT_COSTS = {
     "pure_unit_s": {
-        "elementwise": 4e-8,
-        "matmul": 1.5e-8,
-        "reduction": 1e-8,
-        "activation": 4e-8,
-        "shape": 3e-8,
+        "elementwise": 5.5e-8,
+        "matmul": 2.9e-8,
+        "reduction": 7.5e-9,
+        "activation": 4.9e-8,
+        "shape": 3.2e-8,
     },
-    "move_fixed_s": 3e-6,
-    "move_elem_s": 1e-9,
-    "view_fixed_s": 4e-6,
+    "move_fixed_s": 4.5e-6,
+    "move_elem_s": 1e-10,
+    "view_fixed_s": 8.3e-7,
 }
 # PUREDL_ACCEL_THRESHOLDS=low: small enough that the test suites' tiny tensors run on both backends
 LOW_THRESHOLDS = {"elementwise": 6, "matmul": 12, "reduction": 6, "activation": 6, "shape": 6}
@@ -219,6 +221,7 @@ _mode = AccelMode.PURE
 _logging = False
 _log_file = None
 _fast = True  # PURE mode and no logging: the hot path in select() returns at once
+_fast_auto = False  # AUTO mode and no logging
 _thresholds: dict[str, float] = dict(DEFAULT_THRESHOLDS)
 _costs: dict = json.loads(json.dumps(DEFAULT_COSTS))
 _threshold_source = "built-in defaults"
@@ -227,8 +230,9 @@ _move_elem: dict[str, float] = {}
 
 
 def _refresh() -> None:
-    global _fast
+    global _fast, _fast_auto
     _fast = _mode is AccelMode.PURE and not _logging
+    _fast_auto = _mode is AccelMode.AUTO and not _logging
     units = _costs["pure_unit_s"]
     for cat in CATEGORIES:
         # a torch-resident input costs a copy to go to pure, and saves the view that torch would need
@@ -422,6 +426,13 @@ _last_op = ""
 def select(op: str, category: str, work: int, tensors: tuple):
     """Pick the backend for one op and return ``(backend, [impl of each tensor on it])``."""
     if _fast:
+        for t in tensors:
+            if t._be is not _pure:
+                break
+        else:
+            _count_pure(op)
+            return _pure, [t._impl for t in tensors]
+    elif _fast_auto and work < _thresholds[category]:  # AUTO, a small op on pure data: stay on pure
         for t in tensors:
             if t._be is not _pure:
                 break

@@ -1,6 +1,7 @@
 """Timing pure against torch per op category: the crossovers behind AUTO's thresholds.
 
-``calibrate()`` times one representative op per category (add, matmul, sum, relu, cat) on
+``calibrate()`` times one representative op per category (add, matmul, sum, relu, an
+index_select gather) on
 pure-resident inputs in PURE and TORCH mode over a grid of sizes, takes the size where torch
 starts to win (the zero-copy conversion of the inputs counted), applies and saves it, prints a
 table and plots pure, torch and auto against size. ``benchmarks/accel.py`` and ``puredl bench``
@@ -11,7 +12,7 @@ op on a fresh intermediate does (a leaf tensor's view is cached after its first 
 
 >>> from puredl.calibration import BENCH_OPS
 >>> sorted(BENCH_OPS)
-['add', 'cat', 'matmul', 'relu', 'sum']
+['add', 'cat', 'index_select', 'matmul', 'relu', 'sum']
 """
 
 from __future__ import annotations
@@ -83,13 +84,21 @@ BENCH_OPS: dict[str, BenchOp] = {
         lambda a, b: _cat(a.detach(), b.detach()),
         int,
     ),
+    # rows of 16 gathered by an index tensor (an embedding lookup); size = elements gathered
+    "index_select": BenchOp(
+        "index_select",
+        "shape",
+        lambda n: (_vector(_rows(n) * 16, 8).reshape(_rows(n), 16), _row_index(n)),
+        lambda a, idx: a.detach()[idx.detach()],
+        lambda n: _rows(n) * 16,
+    ),
 }
 CALIBRATED = {
     "elementwise": "add",
     "matmul": "matmul",
     "reduction": "sum",
     "activation": "relu",
-    "shape": "cat",
+    "shape": "index_select",
 }
 
 
@@ -99,24 +108,41 @@ def _cat(a: Tensor, b: Tensor) -> Tensor:
     return cat((a, b))
 
 
-def time_call(fn: Callable[[], object], min_time: float = 0.03, rounds: int = 3) -> float:
-    """Seconds per call: the best of ``rounds`` rounds of at least ``min_time / rounds`` seconds.
+def _rows(n: int) -> int:
+    return max(1, n // 16)
 
-    The best round is the one least disturbed by other processes on a shared machine.
+
+def _row_index(n: int) -> Tensor:
+    from puredl import dtypes
+
+    rows = _rows(n)
+    rng = Random(9)
+    return Tensor.from_array(array("q", [rng.randrange(rows) for _ in range(rows)]), (rows,), dtypes.int64)
+
+
+def time_call(fn: Callable[[], object], min_time: float = 0.03, rounds: int = 3) -> float:
+    """Seconds per call: the best of at least ``rounds`` short rounds filling ``min_time``.
+
+    Rounds are batches of about 0.5 ms (one call when a call is longer), so that on a shared
+    machine some rounds run undisturbed; the best round is the estimate (as ``timeit`` advises).
     """
+    start = time.perf_counter()
     fn()  # warm-up: first-call imports and caches
-    per_round = min_time / rounds
+    first = time.perf_counter() - start
+    batch = max(1, int(5e-4 / max(first, 1e-7)))
     best = math.inf
-    for _ in range(rounds):
-        n = 0
+    spent = 0.0
+    done = 0
+    while done < rounds or spent < min_time:
         start = time.perf_counter()
-        while True:
+        for _ in range(batch):
             fn()
-            n += 1
-            elapsed = time.perf_counter() - start
-            if elapsed >= per_round:
-                break
-        best = min(best, elapsed / n)
+        elapsed = time.perf_counter() - start
+        best = min(best, elapsed / batch)
+        if done == 0 and batch == 1 and elapsed < 2.5e-4:  # the warm-up call was slow: batch up
+            batch = max(1, int(5e-4 / max(elapsed, 1e-7)))
+        spent += elapsed
+        done += 1
     return best
 
 
@@ -152,7 +178,7 @@ CALIBRATION_SIZES = {
     "elementwise": [8, 16, 32, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 2048, 4096],
     "activation": [8, 16, 32, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 2048, 4096],
     "reduction": [16, 64, 128, 256, 512, 768, 1024, 1536, 2048, 3072, 4096, 8192, 16384],
-    "shape": [16, 64, 128, 256, 512, 768, 1024, 1536, 2048, 3072, 4096, 8192, 16384],
+    "shape": [16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192],
     # matrix elements n*n: n = 2 .. 40, work n**3 = 8 .. 64000
     "matmul": [4, 9, 16, 25, 36, 49, 64, 100, 144, 196, 256, 400, 576, 1024, 1600],
 }
@@ -305,13 +331,18 @@ def plot_series(panels: list, path: str, title: str) -> str | None:
     cols = min(len(panels), 3)
     rows = -(-len(panels) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 4 * rows), squeeze=False)
-    styles = {"pure": ("o-", "tab:blue"), "torch": ("s-", "tab:orange"), "auto": ("^--", "tab:green")}
+    styles = {
+        "pure": ("o-", "tab:blue"),
+        "torch": ("s-", "tab:orange"),
+        "auto": ("^--", "tab:green"),
+        "auto (calibrated)": ("v:", "tab:red"),
+    }
     for ax, (name, sizes, series, mark) in zip(axes.flat, panels):
         for label, times in series.items():
             pts = [(s, t) for s, t in zip(sizes, times) if t is not None]
             if not pts:
                 continue
-            style, color = styles.get(label.split()[0], (".-", None))
+            style, color = styles.get(label, styles.get(label.split()[0], (".-", None)))
             ax.plot([p[0] for p in pts], [p[1] * 1e6 for p in pts], style, color=color, label=label, ms=4)
         if mark is not None and math.isfinite(mark):
             ax.axvline(mark, color="gray", lw=0.8, ls=":", label="threshold")

@@ -1,0 +1,207 @@
+"""AUTO against PURE and TORCH: matmul, add, relu and sum from 10 to 4,000,000 elements, in one run.
+
+For every op and size the same pure-resident inputs are timed in PURE mode, in TORCH mode and in
+AUTO mode, first with the built-in default thresholds and then with the thresholds that
+``calibrate()`` measures in this run (not saved to the user config). Goal: AUTO within 1.1x of
+the faster of pure and torch at every size. Inputs are detached before each call, so every call
+pays the zero-copy conversion that an op on a fresh intermediate pays.
+
+Pure matmul is not run where it would take more than --pure-budget seconds per call; its time
+there is extrapolated from the largest size it ran at (multiply-adds scale as n**3) and marked
+"est." (such sizes are hours of pure Python).
+
+Usage: python benchmarks/accel.py [--quick] [--out-dir benchmarks/results]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from datetime import date
+
+from puredl import accel
+from puredl.calibration import BENCH_OPS, plot_series, time_op
+
+SIZES = [10, 30, 100, 300, 1_000, 3_000, 10_000, 30_000, 100_000, 300_000, 1_000_000, 4_000_000]
+QUICK_SIZES = [10, 100, 1_000, 10_000, 100_000]
+OPS = ("matmul", "add", "relu", "sum")
+GOAL = 1.1
+
+
+def fmt(s: float | None, est: bool = False) -> str:
+    if s is None:
+        return "-"
+    mark = " est." if est else ""
+    if s < 1e-3:
+        return f"{s * 1e6:.1f} us{mark}"
+    if s < 1:
+        return f"{s * 1e3:.2f} ms{mark}"
+    return f"{s:.1f} s{mark}"
+
+
+def min_time_for(seconds_hint: float) -> float:
+    """Long enough to average small ops, one call per round for big ones."""
+    return 0.05 if seconds_hint < 1e-3 else 0.0
+
+
+def measure_op(name: str, sizes: list, pure_budget: float) -> list:
+    op = BENCH_OPS[name]
+    rows = []
+    pure_rate = None  # seconds per unit of work at the largest size pure ran
+    for size in sizes:
+        tensors = op.make(size)
+        work = op.work(size)
+        row = {"size": size, "label": op.size_label(size), "work": work, "pure_est": False}
+        est = pure_rate * work if pure_rate is not None else 0.0
+        if est > pure_budget:
+            row["pure"], row["pure_est"] = est, True
+        else:
+            t = time_op(op, tensors, "pure", min_time_for(est), rounds=3)
+            row["pure"] = t
+            pure_rate = t / work
+        row["torch"] = time_op(op, tensors, "torch", min_time_for(1e-4), rounds=3)
+        row["auto_default"] = time_op(
+            op, tensors, "auto", min_time_for(min(row["pure"], row["torch"])), rounds=3
+        )
+        rows.append(row)
+        print(
+            f"  {name:<7}{row['label']:>12}  pure {fmt(row['pure'], row['pure_est']):>14}"
+            f"  torch {fmt(row['torch']):>10}"
+            f"  auto {fmt(row['auto_default']):>10}",
+            file=sys.stderr,
+        )
+    return rows
+
+
+def remeasure_auto(name: str, rows: list, key: str) -> None:
+    op = BENCH_OPS[name]
+    for row in rows:
+        tensors = op.make(row["size"])
+        row[key] = time_op(op, tensors, "auto", min_time_for(min(row["pure"], row["torch"])), rounds=3)
+
+
+def ratio(row: dict, key: str) -> float:
+    return row[key] / min(row["pure"], row["torch"])
+
+
+def table(results: dict, thresholds: dict) -> str:
+    lines = []
+    for name, rows in results.items():
+        cat = BENCH_OPS[name].category
+        lines.append(
+            f"\n### {name} ({cat}; thresholds: default {accel._human(thresholds['default'][cat])}, "
+            f"calibrated {accel._human(thresholds['calibrated'][cat])})\n"
+        )
+        lines.append("| size | work | pure | torch | auto (default) | ratio | auto (calibrated) | ratio |")
+        lines.append("|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for r in rows:
+            rd, rc = ratio(r, "auto_default"), ratio(r, "auto_calibrated")
+            flag_d = " **over**" if rd > GOAL else ""
+            flag_c = " **over**" if rc > GOAL else ""
+            cells = [
+                r["label"],
+                accel._human(r["work"]),
+                fmt(r["pure"], r["pure_est"]),
+                fmt(r["torch"]),
+                fmt(r["auto_default"]),
+                f"{rd:.2f}{flag_d}",
+                fmt(r["auto_calibrated"]),
+                f"{rc:.2f}{flag_c}",
+            ]
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="sizes 10..100,000 only")
+    ap.add_argument("--out-dir", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results"))
+    ap.add_argument("--pure-budget", type=float, default=3.0, help="longest pure call to run, in seconds")
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="torch intra-op threads (0: torch's default); 1 avoids stalls on a busy machine",
+    )
+    args = ap.parse_args(argv)
+    accel.torch_backend()
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    sizes = QUICK_SIZES if args.quick else SIZES
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    accel.reset_thresholds()  # the built-in defaults, whatever the user config says
+    thresholds = {"default": accel.get_thresholds()}
+    start = time.time()
+    results = {}
+    print("timing pure, torch and auto (default thresholds)...", file=sys.stderr)
+    for name in OPS:
+        results[name] = measure_op(name, sizes, args.pure_budget)
+    print("calibrating (not saved)...", file=sys.stderr)
+    with accel.using():
+        cal = accel.calibrate(save=False, verbose=False)
+        thresholds["calibrated"] = accel.get_thresholds()
+        print("timing auto (calibrated thresholds)...", file=sys.stderr)
+        for name in OPS:
+            remeasure_auto(name, results[name], "auto_calibrated")
+    elapsed = time.time() - start
+
+    worst = {
+        key: max(ratio(r, key) for rows in results.values() for r in rows)
+        for key in ("auto_default", "auto_calibrated")
+    }
+    header = (
+        f"# AUTO vs PURE vs TORCH ({date.today().isoformat()})\n\n"
+        f"Machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
+        f"torch {torch.__version__} ({torch.get_num_threads()} threads); load average at start {load:.1f}. "
+        f"Run took {elapsed:.0f} s.\n\n"
+        "Times are per op through the public API (best of 3 rounds), inputs pure-resident and detached "
+        "before each call. ratio = auto / min(pure, torch); goal <= 1.1.\n\n"
+        f"Worst ratio: {worst['auto_default']:.2f} with the default thresholds, "
+        f"{worst['auto_calibrated']:.2f} after calibrate().\n\n"
+        "Calibrated crossovers: "
+        + ", ".join(f"{c} {accel._human(r.threshold)}" for c, r in cal.categories.items())
+    )
+    text = header + "\n" + table(results, thresholds) + "\n"
+    print(text)
+    os.makedirs(args.out_dir, exist_ok=True)
+    stem = os.path.join(args.out_dir, "accel" + ("_quick" if args.quick else ""))
+    for ext, content in (
+        (".md", text),
+        (".json", json.dumps({"results": results, "thresholds": thresholds})),
+    ):
+        tmp = f"{stem}{ext}.tmp"
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(content)
+        os.replace(tmp, stem + ext)
+    panels = []
+    for name, rows in results.items():
+        s = [r["size"] for r in rows]
+        panels.append(
+            (
+                name,
+                s,
+                {
+                    "pure": [None if r["pure_est"] else r["pure"] for r in rows],
+                    "torch": [r["torch"] for r in rows],
+                    "auto (default)": [r["auto_default"] for r in rows],
+                    "auto (calibrated)": [r["auto_calibrated"] for r in rows],
+                },
+                None,
+            )
+        )
+    png = plot_series(panels, stem + ".png", "puredl AUTO vs PURE vs TORCH (time per op)")
+    print(f"wrote {stem}.md, {stem}.json" + (f", {png}" if png else ""), file=sys.stderr)
+    ok = all(v <= GOAL for v in worst.values())
+    print(f"goal auto <= {GOAL}x the faster backend: {'met' if ok else 'NOT met'}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
