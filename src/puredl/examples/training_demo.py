@@ -11,7 +11,7 @@ import argparse
 
 import puredl as pd
 from puredl import data, datasets, nn, optim
-from puredl.train import EarlyStopping, Trainer
+from puredl.train import EarlyStopping, Trainer, metrics
 
 EPOCHS = 60
 SEED = 0
@@ -39,7 +39,7 @@ def run(epochs: int = EPOCHS, seed: int = SEED, verbose: bool = True) -> dict:
         "Adam": lambda p: optim.Adam(p, lr=0.01),
     }
     results, curves = {}, {}
-    accuracy = [pd.train.metrics.Accuracy(threshold=0.0)]  # logits: class 1 when > 0
+    accuracy = [metrics.Accuracy(threshold=0.0)]  # logits: class 1 when > 0
     for name, make_opt in recipes.items():
         model = make_model()
         model.load_state_dict(start)  # every optimizer starts from the same weights
