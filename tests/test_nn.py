@@ -52,6 +52,27 @@ def test_setattr_before_init_gives_clear_error():
         Bad()
 
 
+def test_plain_attributes_and_property_setters():
+    class WithProperty(nn.Module):
+        def __init__(self):
+            self.note = "set before init is fine for plain values"
+            super().__init__()
+            self._scale = 1.0
+            self.scale = 3.0
+
+        @property
+        def scale(self):
+            return self._scale
+
+        @scale.setter
+        def scale(self, v):
+            self._scale = float(v) * 2
+
+    m = WithProperty()
+    assert m.scale == 6.0 and m.note.startswith("set before")
+    assert list(m.state_dict()) == []
+
+
 def test_shared_parameter_listed_once():
     lin = nn.Linear(2, 2)
     m = nn.Sequential(lin, nn.ReLU(), lin)

@@ -196,3 +196,39 @@ def test_no_reference_cycles_after_fit():
     finally:
         gc.enable()
     assert found == 0
+
+
+class FakeTerminal:
+    """A text stream that says it is a terminal (so the progress bar turns on)."""
+
+    def __init__(self):
+        import io
+
+        self.buffer = io.StringIO()
+
+    def isatty(self):
+        return True
+
+    def write(self, s):
+        return self.buffer.write(s)
+
+    def flush(self):
+        pass
+
+
+def test_progress_bar_on_a_terminal_keeps_the_epoch_lines():
+    pytest.importorskip("tqdm")
+    from puredl.train import ProgressLogger
+
+    term = FakeTerminal()
+    trainer = xor_trainer()
+    trainer.fit(datasets.xor(), epochs=20, verbose=False, callbacks=[ProgressLogger(stream=term)])
+    text = term.buffer.getvalue()
+    assert "epoch" in text  # the tqdm bar's unit
+    assert re.search(r"Epoch 20/20 - Loss: \d\.\d{4} - Acc: \d+\.\d\d%", text)
+    plain = FakeTerminal()
+    plain.isatty = lambda: False
+    trainer.fit(datasets.xor(), epochs=2, verbose=False, callbacks=[ProgressLogger(stream=plain)])
+    assert plain.buffer.getvalue().splitlines() == [
+        s for s in plain.buffer.getvalue().splitlines() if s.startswith("Epoch ")
+    ]

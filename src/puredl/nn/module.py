@@ -94,9 +94,13 @@ class Module:
     def __setattr__(self, name: str, value: Any) -> None:
         d = self.__dict__
         if "_parameters" not in d:
-            raise AttributeError(
-                f"cannot assign {name!r} before Module.__init__() is called (call super().__init__() first)"
-            )
+            if isinstance(value, (Parameter, Module)):
+                raise AttributeError(
+                    f"cannot assign {name!r} before Module.__init__() is called "
+                    "(call super().__init__() first)"
+                )
+            object.__setattr__(self, name, value)
+            return
         params, modules, buffers = d["_parameters"], d["_modules"], d["_buffers"]
         if isinstance(value, Parameter):
             modules.pop(name, None)
@@ -124,7 +128,10 @@ class Module:
                     f"cannot assign {type(value).__name__} as buffer {name!r} (Tensor or None expected)"
                 )
             buffers[name] = value
-        # the value also lives in __dict__ so that ``self.weight`` is a plain attribute lookup
+        else:
+            object.__setattr__(self, name, value)  # plain attributes (properties' setters run)
+            return
+        # registered values also live in __dict__ so that ``self.weight`` is a plain attribute lookup
         d[name] = value
 
     def __delattr__(self, name: str) -> None:
