@@ -24,7 +24,7 @@ import time
 from datetime import date
 
 from puredl import accel
-from puredl.calibration import BENCH_OPS, plot_series, time_op
+from puredl.calibration import BENCH_OPS, plot_series, time_modes
 
 SIZES = [10, 30, 100, 300, 1_000, 3_000, 10_000, 30_000, 100_000, 300_000, 1_000_000, 4_000_000]
 QUICK_SIZES = [10, 100, 1_000, 10_000, 100_000]
@@ -43,12 +43,8 @@ def fmt(s: float | None, est: bool = False) -> str:
     return f"{s:.1f} s{mark}"
 
 
-def min_time_for(seconds_hint: float) -> float:
-    """Long enough to average small ops, one call per round for big ones."""
-    return 0.05 if seconds_hint < 1e-3 else 0.0
-
-
-def measure_op(name: str, sizes: list, pure_budget: float) -> list:
+def measure_op(name: str, sizes: list, thresholds: dict, pure_budget: float, min_time: float) -> list:
+    """pure, torch, auto (default) and auto (calibrated) for each size, timed interleaved."""
     op = BENCH_OPS[name]
     rows = []
     pure_rate = None  # seconds per unit of work at the largest size pure ran
@@ -56,32 +52,27 @@ def measure_op(name: str, sizes: list, pure_budget: float) -> list:
         tensors = op.make(size)
         work = op.work(size)
         row = {"size": size, "label": op.size_label(size), "work": work, "pure_est": False}
+        settings = {
+            "torch": ("torch", None),
+            "auto_default": ("auto", thresholds["default"]),
+            "auto_calibrated": ("auto", thresholds["calibrated"]),
+        }
         est = pure_rate * work if pure_rate is not None else 0.0
         if est > pure_budget:
             row["pure"], row["pure_est"] = est, True
         else:
-            t = time_op(op, tensors, "pure", min_time_for(est), rounds=3)
-            row["pure"] = t
-            pure_rate = t / work
-        row["torch"] = time_op(op, tensors, "torch", min_time_for(1e-4), rounds=3)
-        row["auto_default"] = time_op(
-            op, tensors, "auto", min_time_for(min(row["pure"], row["torch"])), rounds=3
-        )
+            settings["pure"] = ("pure", None)
+        row.update(time_modes(op, tensors, settings, min_time))
+        if not row["pure_est"]:
+            pure_rate = row["pure"] / work
         rows.append(row)
         print(
             f"  {name:<7}{row['label']:>12}  pure {fmt(row['pure'], row['pure_est']):>14}"
-            f"  torch {fmt(row['torch']):>10}"
-            f"  auto {fmt(row['auto_default']):>10}",
+            f"  torch {fmt(row['torch']):>10}  auto {fmt(row['auto_default']):>10}"
+            f" / {fmt(row['auto_calibrated'])}",
             file=sys.stderr,
         )
     return rows
-
-
-def remeasure_auto(name: str, rows: list, key: str) -> None:
-    op = BENCH_OPS[name]
-    for row in rows:
-        tensors = op.make(row["size"])
-        row[key] = time_op(op, tensors, "auto", min_time_for(min(row["pure"], row["torch"])), rounds=3)
 
 
 def ratio(row: dict, key: str) -> float:
@@ -121,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="sizes 10..100,000 only")
     ap.add_argument("--out-dir", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results"))
     ap.add_argument("--pure-budget", type=float, default=3.0, help="longest pure call to run, in seconds")
+    ap.add_argument("--min-time", type=float, default=0.03, help="seconds of timing per mode and size")
     ap.add_argument(
         "--threads",
         type=int,
@@ -139,17 +131,13 @@ def main(argv: list[str] | None = None) -> int:
     accel.reset_thresholds()  # the built-in defaults, whatever the user config says
     thresholds = {"default": accel.get_thresholds()}
     start = time.time()
-    results = {}
-    print("timing pure, torch and auto (default thresholds)...", file=sys.stderr)
-    for name in OPS:
-        results[name] = measure_op(name, sizes, args.pure_budget)
     print("calibrating (not saved)...", file=sys.stderr)
     with accel.using():
         cal = accel.calibrate(save=False, verbose=False)
         thresholds["calibrated"] = accel.get_thresholds()
-        print("timing auto (calibrated thresholds)...", file=sys.stderr)
-        for name in OPS:
-            remeasure_auto(name, results[name], "auto_calibrated")
+    accel.reset_thresholds()
+    print("timing pure, torch, auto (default) and auto (calibrated), interleaved...", file=sys.stderr)
+    results = {name: measure_op(name, sizes, thresholds, args.pure_budget, args.min_time) for name in OPS}
     elapsed = time.time() - start
 
     worst = {
@@ -161,8 +149,9 @@ def main(argv: list[str] | None = None) -> int:
         f"Machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
         f"torch {torch.__version__} ({torch.get_num_threads()} threads); load average at start {load:.1f}. "
         f"Run took {elapsed:.0f} s.\n\n"
-        "Times are per op through the public API (best of 3 rounds), inputs pure-resident and detached "
-        "before each call. ratio = auto / min(pure, torch); goal <= 1.1.\n\n"
+        "Times are per op through the public API: the best of at least 3 rounds, the four settings "
+        "taking turns round by round (so load from other processes hits them alike); inputs are "
+        "pure-resident and detached before each call. ratio = auto / min(pure, torch); goal <= 1.1.\n\n"
         f"Worst ratio: {worst['auto_default']:.2f} with the default thresholds, "
         f"{worst['auto_calibrated']:.2f} after calibrate().\n\n"
         "Calibrated crossovers: "

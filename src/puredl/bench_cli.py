@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     if not accel.torch_available():
         print("puredl bench compares pure with torch: pip install 'puredl[torch]'", file=sys.stderr)
         return 1
-    from puredl.calibration import BENCH_OPS, time_op
+    from puredl.calibration import BENCH_OPS, time_modes
 
     unknown = [o for o in args.ops if o not in BENCH_OPS]
     if unknown:
@@ -59,11 +59,13 @@ def run(args: argparse.Namespace) -> int:
         for size in args.sizes:
             tensors = op.make(size)
             est = rate * op.work(size) if rate else 0.0
-            pure = None if est > args.pure_budget else time_op(op, tensors, "pure", args.min_time)
+            settings = {"torch": ("torch", None), "auto": ("auto", None)}
+            if est <= args.pure_budget:
+                settings["pure"] = ("pure", None)
+            t = time_modes(op, tensors, settings, args.min_time)
+            pure, torch_t, auto_t = t.get("pure"), t["torch"], t["auto"]
             if pure is not None:
                 rate = pure / op.work(size)
-            torch_t = time_op(op, tensors, "torch", args.min_time)
-            auto_t = time_op(op, tensors, "auto", args.min_time)
             with accel.using("auto"):
                 where = op.run(*tensors)._be.NAME
             speedup = f"{pure / torch_t:.1f}x" if pure is not None else f">{est / torch_t:.0f}x (est.)"
