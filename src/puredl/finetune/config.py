@@ -222,9 +222,9 @@ def _build(cls: type, raw: Any, prefix: str, source: str | None) -> Any:
     for key, value in raw.items():
         if key not in known:
             close = difflib.get_close_matches(str(key), list(known), n=1)
-            hint = f"; did you mean {prefix}{close[0]!r}?" if close else ""
+            hint = f"; did you mean '{prefix}{close[0]}'?" if close else ""
             raise ConfigError(
-                f"unknown key {prefix}{key!r}{hint} (known keys here: {', '.join(known)})",
+                f"unknown key '{prefix}{key}'{hint} (known keys here: {', '.join(known)})",
                 source,
             )
         kwargs[key] = _convert(hints[key], value, f"{prefix}{key}", source)

@@ -164,14 +164,17 @@ def load_model_and_tokenizer(
     torch = require("torch", "llm", "fine-tuning")
     transformers = require("transformers", "llm", "fine-tuning")
     source = resolve_model_source(name)
-    kwargs: dict[str, Any] = {"dtype": dtype or torch.float32}
-    if revision and not isinstance(source, Path):
-        kwargs["revision"] = revision
+    hub: dict[str, Any] = {}
+    if not isinstance(source, Path):
+        if revision:
+            hub["revision"] = revision
+        if _offline():
+            hub["local_files_only"] = True  # honour HF_HUB_OFFLINE even if the hub was imported earlier
     try:
-        tokenizer = transformers.AutoTokenizer.from_pretrained(
-            str(source), **{k: v for k, v in kwargs.items() if k == "revision"}
+        tokenizer = transformers.AutoTokenizer.from_pretrained(str(source), **hub)
+        model = transformers.AutoModelForCausalLM.from_pretrained(
+            str(source), dtype=dtype or torch.float32, **hub
         )
-        model = transformers.AutoModelForCausalLM.from_pretrained(str(source), **kwargs)
     except (OSError, ValueError) as exc:
         raise ModelLoadError(_load_failure_message(name, source, exc, config_path)) from exc
     tokenizer.padding_side = "right"
@@ -183,6 +186,10 @@ def load_model_and_tokenizer(
     return model, tokenizer
 
 
+def _offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
 def _load_failure_message(name: str, source: Path | str, exc: Exception, config_path: str | None) -> str:
     where_cfg = f"in {config_path} " if config_path else ""
     if isinstance(source, Path):
@@ -190,7 +197,7 @@ def _load_failure_message(name: str, source: Path | str, exc: Exception, config_
     hub_cache = os.environ.get("HF_HUB_CACHE") or os.path.join(
         os.environ.get("HF_HOME", str(Path.home() / ".cache" / "huggingface")), "hub"
     )
-    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
+    offline = _offline()
     network = (
         "HF_HUB_OFFLINE is set, so the Hub was not contacted" if offline else "the Hub was not reachable"
     )

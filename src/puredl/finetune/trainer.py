@@ -96,6 +96,43 @@ def token_loss_sum(logits: Any, labels: Any) -> Any:
     )
 
 
+def _decoder_and_head(model: Any) -> tuple[Any, Any, float | None] | None:
+    """(decoder, output layer, logit soft-cap) when logits can be computed for chosen positions only."""
+    peft = require("peft", "llm", "fine-tuning")
+    base = model.get_base_model() if isinstance(model, peft.PeftModel) else model
+    get_decoder = getattr(base, "get_decoder", None)
+    head = base.get_output_embeddings() if hasattr(base, "get_output_embeddings") else None
+    if get_decoder is None or head is None:
+        return None
+    decoder = get_decoder()
+    if decoder is None or decoder is base:
+        return None
+    text_cfg = base.config.get_text_config() if hasattr(base.config, "get_text_config") else base.config
+    return decoder, head, getattr(text_cfg, "final_logit_softcapping", None)
+
+
+def batch_loss_sum(model: Any, batch: dict[str, Any]) -> Any:
+    """Summed next-token loss of a batch, computing output logits only where a label is taken.
+
+    With a 262k-token vocabulary the output layer dominates the step; prompt and padding
+    positions need no logits, so only the labelled positions go through it. Falls back to the
+    model's full forward for architectures without a separate decoder.
+    """
+    torch = require("torch", "llm", "fine-tuning")
+    parts = _decoder_and_head(model)
+    if parts is None:
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        return token_loss_sum(logits, batch["labels"])
+    decoder, head, softcap = parts
+    hidden = decoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+    targets = batch["labels"][:, 1:]
+    keep = targets != IGNORE_INDEX
+    logits = head(hidden[:, :-1][keep]).float()
+    if softcap:
+        logits = torch.tanh(logits / softcap) * softcap
+    return torch.nn.functional.cross_entropy(logits, targets[keep], reduction="sum")
+
+
 def train_adapter(
     model: Any,
     examples: list[EncodedExample],
@@ -184,13 +221,10 @@ def train_adapter(
                 for _, idx in group:
                     batch = collate([examples[i] for i in idx], pad_id, device)
                     with autocast(device, amp_dtype):
-                        logits = model(
-                            input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
-                        ).logits
-                    loss = token_loss_sum(logits, batch["labels"]) / n_tokens
+                        loss = batch_loss_sum(model, batch) / n_tokens
                     loss.backward()
                     step_loss += float(loss.detach())
-                    del logits, loss
+                    del loss
                 if not math.isfinite(step_loss):
                     raise TrainingDivergedError(
                         f"{desc}: loss became {step_loss} at step {step + 1}; the last good checkpoint in "
