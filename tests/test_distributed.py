@@ -6,7 +6,6 @@ test_distributed_gloo.py; these run in-process and take well under a second each
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 import sys
@@ -19,16 +18,27 @@ import puredl as pd
 from puredl import distributed as dist
 from puredl._optional import MissingDependencyError
 
+pytestmark = pytest.mark.timeout(120)  # a process group that waits for peers fails instead of stalling
+
 TORCHRUN_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
 
 
 @pytest.fixture(autouse=True)
-def clean_world(monkeypatch):
-    """Each test starts outside any torchrun environment and leaves no process group behind."""
+def setenv(monkeypatch):
+    """Each test starts outside any torchrun environment and leaves no process group behind.
+
+    Yields ``setenv(NAME=value, ...)``: variables set through it are undone after the test (a
+    leaked RANK or WORLD_SIZE would make a later in-process init() wait for peers forever).
+    """
     for name in TORCHRUN_VARS:
         monkeypatch.delenv(name, raising=False)
     dist.destroy()
-    yield
+
+    def set_vars(**values: str) -> None:
+        for name, value in values.items():
+            monkeypatch.setenv(name, value)
+
+    yield set_vars
     dist.destroy()
 
 
@@ -81,8 +91,8 @@ def test_shard_covers_the_sequence_in_order(n, world, drop):
         assert sizes == sorted(sizes, reverse=True)  # the bigger shares come first
 
 
-def test_shard_defaults_to_this_process():
-    os.environ.update(RANK="1", WORLD_SIZE="2")
+def test_shard_defaults_to_this_process(setenv):
+    setenv(RANK="1", WORLD_SIZE="2")
     assert dist.shard([1, 2, 3, 4]) == [3, 4]
 
 
@@ -109,8 +119,8 @@ def test_shard_needs_a_length():
 # ----------------------------------------------------------------------------- environment
 
 
-def test_queries_read_torchruns_environment_before_init():
-    os.environ.update(RANK="3", WORLD_SIZE="4", LOCAL_RANK="1")
+def test_queries_read_torchruns_environment_before_init(setenv):
+    setenv(RANK="3", WORLD_SIZE="4", LOCAL_RANK="1")
     assert (dist.rank(), dist.world_size(), dist.local_rank()) == (3, 4, 1)
     assert not dist.is_main_process()
     assert not dist.is_initialized()
@@ -125,16 +135,16 @@ def test_queries_read_torchruns_environment_before_init():
         (dict(WORLD_SIZE="2", RANK="0", LOCAL_RANK="-1"), r"LOCAL_RANK=-1"),
     ],
 )
-def test_bad_environment_is_named(env, message):
-    os.environ.update(env)
+def test_bad_environment_is_named(setenv, env, message):
+    setenv(**env)
     with pytest.raises(ValueError, match=message):
         dist.init()
     assert not dist.is_initialized()
 
 
-def test_missing_rendezvous_address_is_named():
+def test_missing_rendezvous_address_is_named(setenv):
     pytest.importorskip("torch")
-    os.environ.update(WORLD_SIZE="2", RANK="0")
+    setenv(WORLD_SIZE="2", RANK="0")
     with pytest.raises(RuntimeError, match="MASTER_ADDR and MASTER_PORT not set.*torchrun"):
         dist.init(backend="gloo")
     assert not dist.is_initialized()
@@ -154,9 +164,9 @@ def test_nccl_without_a_gpu_suggests_gloo():
         dist.init(backend="nccl")
 
 
-def test_missing_torch_names_the_extra(monkeypatch):
+def test_missing_torch_names_the_extra(monkeypatch, setenv):
     monkeypatch.setitem(sys.modules, "torch", None)  # import torch now fails, as on a pure install
-    os.environ.update(WORLD_SIZE="2", RANK="0", MASTER_ADDR="127.0.0.1", MASTER_PORT="1")
+    setenv(WORLD_SIZE="2", RANK="0", MASTER_ADDR="127.0.0.1", MASTER_PORT="1")
     with pytest.raises(MissingDependencyError, match=r"pip install 'puredl\[torch\]'"):
         dist.init()
 
@@ -204,10 +214,10 @@ def test_bad_models_and_sources_are_named():
 
 
 @pytest.fixture
-def gloo_group_of_one():
+def gloo_group_of_one(setenv):
     """A real gloo process group with one rank on 127.0.0.1: the collective path, in-process."""
     pytest.importorskip("torch")
-    os.environ.update(WORLD_SIZE="1", RANK="0", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port()))
+    setenv(WORLD_SIZE="1", RANK="0", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port()))
     world = dist.init(backend="gloo", timeout_s=30)
     yield world
     dist.destroy()

@@ -210,6 +210,13 @@ def launch(argv: list[str], world: int = WORLD, timeout_s: float = LAUNCH_TIMEOU
     raise AssertionError("unreachable")
 
 
+@pytest.fixture(autouse=True)
+def no_torchrun_env(monkeypatch):
+    """In-process runs here are single-process runs, whatever the calling shell had set."""
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.delenv(name, raising=False)
+
+
 @pytest.fixture(scope="module")
 def launched(tmp_path_factory) -> tuple[list[dict], list[str], Path]:
     """One launch of the worker on two ranks: (what each rank recorded, its output, the folder)."""
