@@ -222,6 +222,7 @@ _logging = False
 _log_file = None
 _fast = True  # PURE mode and no logging: the hot path in select() returns at once
 _fast_auto = False  # AUTO mode and no logging
+_fast_torch = False  # TORCH mode and no logging
 _thresholds: dict[str, float] = dict(DEFAULT_THRESHOLDS)
 _costs: dict = json.loads(json.dumps(DEFAULT_COSTS))
 _threshold_source = "built-in defaults"
@@ -230,9 +231,10 @@ _move_elem: dict[str, float] = {}
 
 
 def _refresh() -> None:
-    global _fast, _fast_auto
+    global _fast, _fast_auto, _fast_torch
     _fast = _mode is AccelMode.PURE and not _logging
     _fast_auto = _mode is AccelMode.AUTO and not _logging
+    _fast_torch = _mode is AccelMode.TORCH and not _logging
     units = _costs["pure_unit_s"]
     for cat in CATEGORIES:
         # a torch-resident input costs a copy to go to pure, and saves the view that torch would need
@@ -439,6 +441,20 @@ def select(op: str, category: str, work: int, tensors: tuple):
         else:
             _count_pure(op)
             return _pure, [t._impl for t in tensors]
+    elif _fast_torch:  # TORCH mode, data already on torch's CPU backend
+        tcpu = _tb
+        for t in tensors:
+            if t._be is not tcpu:
+                break
+        else:
+            global _last_op
+            _last_op = op
+            _stats.torch_count += 1
+            row = _stats.per_op.get(op)
+            if row is None:
+                row = _stats.per_op[op] = [0, 0, 0]
+            row[1] += 1
+            return tcpu, [t._impl for t in tensors]
     return _select(op, category, work, tensors)
 
 

@@ -172,8 +172,10 @@ def time_modes(
         batch[label] = max(1, int(5e-4 / max(first, 1e-7)))
         best[label] = math.inf
     spent, done = 0.0, 0
+    order = list(settings.items())
     while done < rounds or spent < min_time * len(settings):
-        for label, (mode, th) in settings.items():
+        k = done % len(order)  # rotate who goes first: no setting always follows the same one
+        for label, (mode, th) in order[k:] + order[:k]:
             with accel.using(mode, th):
                 n = batch[label]
                 start = time.perf_counter()

@@ -14,7 +14,8 @@ from puredl import accel
 
 
 def describe(name: str, t: pd.Tensor) -> str:
-    return f"  {name:<26} shape={str(t.shape):<10} dtype={t.dtype.name:<8} device={t.device:<7} storage={t._be.NAME}"
+    where = f"device={t.device:<7} storage={t._be.NAME}"
+    return f"  {name:<26} shape={str(t.shape):<10} dtype={t.dtype.name:<8} {where}"
 
 
 def run(device: str = "cpu", verbose: bool = True) -> dict:

@@ -51,8 +51,9 @@ def run(device: str = "cpu", verbose: bool = True) -> dict:
     a, b = pd.tensor(a_vals, device=device), pd.tensor(b_vals, device=device)
     ta, tb = torch.tensor(a_vals), torch.tensor(b_vals)
     pos, tpos = a.abs() + 1.0, ta.abs() + 1.0
-    m, tm = pd.tensor([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]], device=device), torch.tensor(
-        [[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]]
+    m, tm = (
+        pd.tensor([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]], device=device),
+        torch.tensor([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]]),
     )
     groups = {
         "Element-wise": [
@@ -133,9 +134,14 @@ def run(device: str = "cpu", verbose: bool = True) -> dict:
     checked += 1
     if not grad_ok:
         mismatches.append("backward")
-    say(f"Autograd: d/dx sum(tanh(x @ x)) {'matches' if grad_ok else 'DIFFERS FROM'} torch: {x.grad.tolist()}")
+    say(
+        f"Autograd: d/dx sum(tanh(x @ x)) {'matches' if grad_ok else 'DIFFERS FROM'} torch: {x.grad.tolist()}"
+    )
     stats = accel.get_stats()
-    say(f"\n{checked} results checked against torch, {len(mismatches)} mismatches; {stats.torch_count} ops ran on torch")
+    say(
+        f"\n{checked} results checked against torch, {len(mismatches)} mismatches; "
+        f"{stats.torch_count} ops ran on torch"
+    )
     return {"checked": checked, "mismatches": mismatches, "stats": stats}
 
 
