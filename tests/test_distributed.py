@@ -142,6 +142,11 @@ def test_bad_environment_is_named(setenv, env, message):
     assert not dist.is_initialized()
 
 
+def test_bad_timeout_is_named():
+    with pytest.raises(ValueError, match="timeout_s=0 must be a positive number of seconds"):
+        dist.init(timeout_s=0)
+
+
 def test_missing_rendezvous_address_is_named(setenv):
     pytest.importorskip("torch")
     setenv(WORLD_SIZE="2", RANK="0")

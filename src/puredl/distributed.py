@@ -172,6 +172,8 @@ def init(backend: str | None = None, *, timeout_s: float | None = None) -> World
         local = _env_int("LOCAL_RANK", 0)
         _world = World(dist.get_rank(), dist.get_world_size(), local, name, _device_for(name, local))
         return _world
+    if timeout_s is not None and not float(timeout_s) > 0:
+        raise ValueError(f"init(): timeout_s={timeout_s!r} must be a positive number of seconds")
     rank_, world, local = _env_world()
     if world == 1 and backend is None:
         _world = World(rank_, 1, local, None, "cpu")
