@@ -9,6 +9,8 @@ data tools and safetensors files. Accelerated tier: the same ops on PyTorch (CPU
 tensor([[2., 4.]])
 """
 
+# subpackages of the pure tier (standard library only; they import Tensor lazily where needed)
+from puredl import data, datasets, nn, optim  # noqa: E402
 from puredl.autograd import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
 from puredl.creation import (
     arange,
@@ -33,9 +35,9 @@ from puredl.creation import (
     zeros_like,
 )
 from puredl.devices import from_torch
-from puredl.io import load, save
 from puredl.dtypes import DType, float32, float64, get_default_dtype, int64, set_default_dtype
 from puredl.dtypes import bool_ as bool  # noqa: A001 - torch's name (puredl.bool)
+from puredl.io import load, save
 from puredl.ops import (
     abs,  # noqa: A004
     add,
