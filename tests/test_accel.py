@@ -249,6 +249,9 @@ def test_stats_count_per_backend_and_per_op(fresh_stats):
     assert (s.pure_count, s.torch_count, s.fallback_count) == (2, 1, 0)
     assert s.op("matmul") == (1, 1, 0) and s.op("add") == (1, 0, 0)
     assert s.ops()["matmul"].torch == 1 and s.total() == 3
+    snap = s.copy()
+    a @ a
+    assert snap.total() == 3 and snap.op("matmul") == (1, 1, 0) and s.total() == 4
     accel.reset_stats()
     assert accel.get_stats().total() == 0
 

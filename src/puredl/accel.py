@@ -116,6 +116,13 @@ class AccelStats:
     def total(self) -> int:
         return self.pure_count + self.torch_count
 
+    def copy(self) -> AccelStats:
+        """A snapshot that later ops do not change."""
+        c = AccelStats()
+        c.pure_count, c.torch_count, c.fallback_count = self.pure_count, self.torch_count, self.fallback_count
+        c.per_op = {k: list(v) for k, v in self.per_op.items()}
+        return c
+
     def ops(self) -> dict[str, OpStats]:
         """Per-op counts: ``{"matmul": OpStats(pure=2, torch=5, fallback=0), ...}``."""
         return {op: OpStats(*row) for op, row in sorted(self.per_op.items())}
