@@ -12,7 +12,9 @@ class DType:
 
     __slots__ = ("name", "typecode", "itemsize", "is_floating_point", "pytype", "rank")
 
-    def __init__(self, name: str, typecode: str, itemsize: int, is_floating_point: bool, pytype: type, rank: int):
+    def __init__(
+        self, name: str, typecode: str, itemsize: int, is_floating_point: bool, pytype: type, rank: int
+    ):
         self.name = name
         self.typecode = typecode
         self.itemsize = itemsize
@@ -75,6 +77,25 @@ def as_dtype(dtype: object) -> DType:
 def promote(a: DType, b: DType) -> DType:
     """Result dtype of a binary op between two tensors (PyTorch's category rules for these four)."""
     return a if a.rank >= b.rank else b
+
+
+def _category(d: DType) -> int:
+    return 2 if d.is_floating_point else (1 if d is int64 else 0)
+
+
+def promote_tensors(a: DType, a_ndim: int, b: DType, b_ndim: int) -> DType:
+    """Result dtype of a binary op between tensors with these ranks, as torch decides it.
+
+    A 0-d tensor beside a dimensioned one counts only when it is of a higher category
+    (bool < int < float): float32 vector + float64 scalar tensor stays float32.
+
+    >>> promote_tensors(float32, 1, float64, 0), promote_tensors(int64, 1, float64, 0)
+    (puredl.float32, puredl.float64)
+    """
+    if (a_ndim == 0) == (b_ndim == 0):
+        return promote(a, b)
+    dims, zero = (a, b) if b_ndim == 0 else (b, a)
+    return zero if _category(zero) > _category(dims) else dims
 
 
 def promote_scalar(t: DType, scalar: object) -> DType:

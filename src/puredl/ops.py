@@ -88,7 +88,9 @@ def binary(op: str, a, b) -> Tensor:
         return _scalar_op(op, a, b, reverse=False)
     if not isinstance(a, Tensor):
         return _scalar_op(op, b, a, reverse=True)
-    common = dt.promote(a.dtype, b.dtype)
+    if op == "sub" and (a.dtype is dt.bool_ or b.dtype is dt.bool_):
+        raise TypeError("sub: subtracting a bool tensor is not supported (as in torch); use ~ or .long()")
+    common = dt.promote_tensors(a.dtype, a.ndim, b.dtype, b.ndim)
     if op in _COMPARE:
         out_dtype = dt.bool_
     else:
@@ -146,6 +148,8 @@ class ScalarOp(Function):
 def _scalar_op(op: str, a: Tensor, s, reverse: bool) -> Tensor:
     if isinstance(s, Tensor) or not isinstance(s, (int, float, bool)):
         raise TypeError(f"{op}: unsupported operand {type(s).__name__}")
+    if op == "sub" and (a.dtype is dt.bool_ or isinstance(s, bool)):
+        raise TypeError("sub: subtraction with a bool is not supported (as in torch); use ~ or .long()")
     if op in _COMPARE:
         out_dtype = dt.bool_
     else:
@@ -361,6 +365,12 @@ class Clamp(Function):
 def clamp(a: Tensor, min=None, max=None) -> Tensor:  # noqa: A002 - torch's names
     if min is None and max is None:
         raise ValueError("clamp: at least one of min or max must be given")
+    out_dtype = a.dtype
+    for bound in (min, max):  # an int tensor clamped to 0.5 becomes float, as in torch
+        if bound is not None:
+            out_dtype = dt.promote_scalar(out_dtype, bound)
+    if out_dtype is not a.dtype:
+        a = a.to(out_dtype)
     be, (ia,) = accel.select("clamp", ELEMENTWISE, _numel(a.shape), (a,))
     node = Clamp()
     node.lo, node.hi = min, max
@@ -381,11 +391,12 @@ def where(cond: Tensor, a, b) -> Tensor:
     """Elements of ``a`` where ``cond`` is true, else of ``b`` (either may be a Python scalar)."""
     from puredl.creation import scalar_tensor
 
+    # a Python scalar becomes a 0-d tensor of the dtype it would promote its partner to
     if not isinstance(a, Tensor):
-        a = scalar_tensor(a, b.dtype if isinstance(b, Tensor) else None, like=cond)
+        a = scalar_tensor(a, dt.promote_scalar(b.dtype, a) if isinstance(b, Tensor) else None, like=cond)
     if not isinstance(b, Tensor):
-        b = scalar_tensor(b, a.dtype, like=cond)
-    out_dtype = dt.promote(a.dtype, b.dtype)
+        b = scalar_tensor(b, dt.promote_scalar(a.dtype, b), like=cond)
+    out_dtype = dt.promote_tensors(a.dtype, a.ndim, b.dtype, b.ndim)
     shape = _broadcast("where", _broadcast("where", cond.shape, a.shape), b.shape)
     be, (ic, ia, ib) = accel.select("where", ELEMENTWISE, _numel(shape), (cond, a, b))
     ic = be.cast(ic, dt.bool_)

@@ -49,7 +49,7 @@ def contiguous_strides(shape: tuple) -> tuple:
     acc = 1
     for n in reversed(shape):
         strides.append(acc)
-        acc *= n
+        acc *= max(n, 1)  # like torch: a size-0 dim counts as 1, so strides stay informative
     return tuple(reversed(strides))
 
 
@@ -61,6 +61,8 @@ def numel(shape: tuple) -> int:
 
 
 def is_contiguous(a: PureArray) -> bool:
+    if 0 in a.shape:
+        return True  # nothing to address, as torch says
     expected = 1
     for n, st in zip(reversed(a.shape), reversed(a.strides)):
         if n != 1 and st != expected:
@@ -122,12 +124,20 @@ def broadcast_values(a: PureArray, shape: tuple):
         v = values(a)
         reps = numel(shape[:lead])
         return v * reps if isinstance(v, (array, list)) else list(v) * reps
-    strides = [0] * lead + [0 if n == 1 and m != 1 else st for n, m, st in zip(a.shape, shape[lead:], a.strides)]
-    return [a.buf[i] for i in _indices(shape, tuple(strides), a.offset)]
+    return [a.buf[i] for i in _indices(shape, _broadcast_strides(a, shape), a.offset)]
+
+
+def _broadcast_strides(a: PureArray, shape: tuple) -> tuple:
+    """Strides that show ``a`` as ``shape``: 0 on added and stretched dims."""
+    lead = len(shape) - len(a.shape)
+    pairs = zip(a.shape, shape[lead:], a.strides)
+    return (0,) * lead + tuple(0 if n == 1 and m != 1 else st for n, m, st in pairs)
 
 
 def _new(typecode: str, data, shape: tuple) -> PureArray:
-    return PureArray(data if isinstance(data, array) and data.typecode == typecode else array(typecode, data), shape)
+    if not (isinstance(data, array) and data.typecode == typecode):
+        data = array(typecode, data)
+    return PureArray(data, shape)
 
 
 # --------------------------------------------------------------------------- creation and export
@@ -145,12 +155,16 @@ def from_values(data, shape: tuple, dtype: DType) -> PureArray:
 def full(shape: tuple, value, dtype: DType) -> PureArray:
     if dtype.typecode == "b":
         value = 1 if value else 0
+    elif dtype.typecode == "q":
+        value = int(value)  # truncation toward zero, like torch
     return PureArray(array(dtype.typecode, [value]) * numel(shape), tuple(shape))
 
 
 def to_array(a: PureArray) -> array:
     v = values(a)
-    return array(a.buf.typecode, v) if v is a.buf else (v if isinstance(v, array) else array(a.buf.typecode, v))
+    if isinstance(v, array) and v is not a.buf:
+        return v  # already a fresh copy
+    return array(a.buf.typecode, v)
 
 
 def tolist(a: PureArray):
@@ -252,9 +266,7 @@ def permute(a: PureArray, dims: tuple) -> PureArray:
 
 
 def expand(a: PureArray, shape: tuple) -> PureArray:
-    lead = len(shape) - len(a.shape)
-    strides = [0] * lead + [0 if n == 1 and m != 1 else st for n, m, st in zip(a.shape, shape[lead:], a.strides)]
-    return PureArray(a.buf, tuple(shape), tuple(strides), a.offset)
+    return PureArray(a.buf, tuple(shape), _broadcast_strides(a, tuple(shape)), a.offset)
 
 
 def getitem(a: PureArray, key: tuple) -> PureArray:
@@ -367,7 +379,7 @@ _BINARY_SAFE = {"div": _safe_div, "pow": _safe_pow}
 
 
 def _map2(op: str, fn, xs, ys, typecode: str):
-    if typecode == "q" and op == "pow":
+    if typecode in "qb" and op == "pow":  # exact integer powers (math.pow gives floats)
         return array(typecode, map(_ipow, xs, ys))
     if typecode == "q" and op == "div":
         raise TypeError("integer true division must produce a float result")
@@ -537,7 +549,8 @@ def reduce_sum(a: PureArray, dims: tuple, keepdim: bool, dtype: DType) -> PureAr
     vs, _, group = _moved_last(a, dims)
     if group == 0:
         return full(out_shape, 0, dtype)
-    return PureArray(array(dtype.typecode, [sum(vs[i : i + group]) for i in range(0, len(vs), group)]), out_shape)
+    sums = [sum(vs[i : i + group]) for i in range(0, len(vs), group)]
+    return PureArray(array(dtype.typecode, sums), out_shape)
 
 
 def max_dim(a: PureArray, dim: int, keepdim: bool, largest: bool = True):
