@@ -121,4 +121,13 @@ def tensor_repr(t) -> str:
         extras.append(f"grad_fn=<{t._node.name}Backward>")
     elif t.requires_grad:
         extras.append("requires_grad=True")
-    return "tensor(" + tensor_str(t) + "".join(", " + e for e in extras) + ")"
+    out = "tensor(" + tensor_str(t)
+    last_line = len(out) - out.rfind("\n") + 1
+    for e in extras:  # a suffix that would pass the line width goes on its own line, as in torch
+        if last_line + len(e) + 2 > _LINEWIDTH:
+            out += ",\n" + " " * len("tensor(") + e
+            last_line = len("tensor(") + len(e)
+        else:
+            out += ", " + e
+            last_line += len(e) + 2
+    return out + ")"
