@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 import weakref
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 _grad_enabled = True
 
