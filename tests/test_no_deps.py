@@ -13,12 +13,15 @@ SRC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 
 def _run_isolated(code: str) -> subprocess.CompletedProcess:
     # -I: ignore PYTHON* variables and the user site; -S: no site-packages at all
     prelude = f"import sys; sys.path.insert(0, {SRC!r})\n"
+    # PUREDL_ACCEL=torch (one of CI's modes) cannot hold where torch is absent: run the default
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PUREDL_")}
     return subprocess.run(
         [sys.executable, "-I", "-S", "-c", prelude + textwrap.dedent(code)],
         capture_output=True,
         text=True,
         timeout=120,
         cwd=os.path.dirname(SRC),
+        env=env,
     )
 
 

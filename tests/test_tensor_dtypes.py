@@ -45,7 +45,7 @@ def test_tensor_tensor_promotion_matches_torch(name, da, db, ndims):
     pb, tb = _pair(db, ndims[1])
     fn = BINARY[name]
     if name == "div" and db is pd.bool:
-        pb, tb = pb | True, tb | True  # no division by False
+        pb, tb = pd.ones_like(pb), torch.ones_like(tb)  # no division by False
     assert_close(fn(pa, pb), fn(ta, tb), what=f"{da.name}[{ndims[0]}d] {name} {db.name}[{ndims[1]}d]")
 
 
@@ -76,6 +76,21 @@ def test_tensor_scalar_promotion_matches_torch(op, dtype, scalar):
             fns[op](pa)
         return
     assert_close(fns[op](pa), expected, what=f"{dtype.name} {op} {scalar!r}")
+
+
+def test_logical_operators_on_bool_tensors_match_torch():
+    pa, ta = pd.tensor([True, False, True, False]), torch.tensor([True, False, True, False])
+    pb, tb = pd.tensor([True, True, False, False]), torch.tensor([True, True, False, False])
+    assert_close(pa & pb, ta & tb)
+    assert_close(pa | pb, ta | tb)
+    assert_close(~pa, ~ta)
+    for s in (True, False):
+        assert_close(pa | s, ta | s, what=f"| {s}")
+        assert_close(pa & s, ta & s, what=f"& {s}")
+        assert_close(s | pa, s | ta, what=f"{s} |")
+    assert_close(pd.logical_and(pa, pb), torch.logical_and(ta, tb))
+    assert_close(pd.logical_or(pa, pb), torch.logical_or(ta, tb))
+    assert_close(pd.logical_not(pa), torch.logical_not(ta))
 
 
 def test_float64_default_dtype_applies_to_factories_and_scalars(float64_default):

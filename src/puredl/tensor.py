@@ -357,6 +357,12 @@ class Tensor:
     def __or__(self, o):
         return _ops().binary("logical_or", self, o)
 
+    def __rand__(self, o):
+        return _ops().binary("logical_and", o, self)
+
+    def __ror__(self, o):
+        return _ops().binary("logical_or", o, self)
+
     def __invert__(self):
         return _ops().unary("logical_not", self)
 
