@@ -232,8 +232,14 @@ def test_special_values_match_torch():
     vals = [0.0, -0.0, 1.0, -1.0, math.inf, -math.inf, math.nan, 800.0]
     a = pd.tensor(vals, dtype=pd.float64)
     ta = to_torch(a)
-    for name in ("exp", "log", "sqrt", "abs", "sigmoid", "tanh", "relu", "neg"):
+    for name in ("exp", "log", "sqrt", "abs", "sigmoid", "tanh", "relu", "neg", "sign"):
         assert_close(getattr(a, name)(), getattr(ta, name)(), what=name)
+    for name in ("abs", "relu", "sigmoid", "tanh", "exp"):  # gradients at NaN and 0
+        x = pd.tensor([math.nan, 0.0, -1.0, 2.0], dtype=pd.float64, requires_grad=True)
+        tx = to_torch(x, True)
+        getattr(x, name)().sum().backward()
+        getattr(tx, name)().sum().backward()
+        assert_grads_close([x], [tx])
     z = pd.tensor([1.0, -1.0, 0.0, 2.0], dtype=pd.float64)
     zero = pd.zeros(4, dtype=pd.float64)
     assert_close(z / zero, to_torch(z) / to_torch(zero), what="x / 0")

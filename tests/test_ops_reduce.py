@@ -148,6 +148,28 @@ def test_max_and_argmax_pick_the_first_of_ties_like_torch():
     assert_close(a.argmin(0), ta.argmin(0))
 
 
+def test_nan_propagates_through_reductions_like_torch():
+    nan = float("nan")
+    vals = [[1.0, nan, 3.0], [2.0, 5.0, -1.0], [nan, nan, 0.0]]
+    a = pd.tensor(vals, dtype=pd.float64)
+    ta = to_torch(a)
+    for name, fn in {
+        "max": lambda x: x.max(),
+        "min": lambda x: x.min(),
+        "argmax": lambda x: x.argmax(),
+        "argmin": lambda x: x.argmin(),
+        "argmax(1)": lambda x: x.argmax(1),
+        "argmin(0)": lambda x: x.argmin(0),
+        "max(1)": lambda x: x.max(1).values,
+        "max(1).indices": lambda x: x.max(1).indices,
+        "sum(0)": lambda x: x.sum(0),
+        "mean(1)": lambda x: x.mean(1),
+        "softmax(1)": lambda x: x.softmax(1),
+        "log_softmax(1)": lambda x: x.log_softmax(1),
+    }.items():
+        assert_close(fn(a), fn(ta), what=name)
+
+
 def test_reductions_over_empty_dims_match_torch():
     a = pd.zeros(2, 0, 3)
     ta = to_torch(a)

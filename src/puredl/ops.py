@@ -247,8 +247,8 @@ class Unary(Function):
             return (g / a,)
         if op == "abs":
             return (g * sign(a),)
-        if op == "relu":
-            return (g * gt(a, 0.0).to(g.dtype),)
+        if op == "relu":  # NaN passes forward, and so does its gradient, as in torch
+            return (where(le(a, 0.0), 0.0, g),)
         if op == "sin":
             return (g * cos(a),)
         if op == "cos":

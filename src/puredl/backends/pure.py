@@ -432,7 +432,7 @@ def _sigmoid(x, _exp=math.exp):
 
 
 def _sign(x):
-    return (x > 0) - (x < 0) if x == x else _nan
+    return (x > 0) - (x < 0)  # 0 for NaN, as torch's sign (so abs' gradient there is 0)
 
 
 _SQRT1_2 = 1.0 / math.sqrt(2.0)
@@ -587,8 +587,11 @@ def argmax_all(a: PureArray, largest: bool = True) -> PureArray:
     vs = values(a)
     if len(vs) == 0:
         raise ValueError("argmax/argmin of an empty tensor")
-    m = max(vs) if largest else min(vs)
-    return PureArray(array("q", [list(vs).index(m)]), ())
+    vs = list(vs)
+    nan_at = next((i for i, x in enumerate(vs) if x != x), None)
+    if nan_at is not None:  # NaN wins, the first one, like torch
+        return PureArray(array("q", [nan_at]), ())
+    return PureArray(array("q", [vs.index(max(vs) if largest else min(vs))]), ())
 
 
 def softmax(a: PureArray, dim: int, log: bool = False) -> PureArray:
