@@ -384,6 +384,22 @@ def test_crossover_interpolates_where_torch_starts_to_win():
     assert crossover([10, 100], [1.0, 1.5], [2.0, 2.0]) == math.inf  # never
     # a noisy win below the real crossover does not count: torch must stay ahead
     assert crossover([10, 100, 1000, 10000], [1.0, 3.0, 2.0, 20.0], [2.0, 2.0, 2.5, 2.5]) > 1000
+    # nor does one stalled torch measurement above it (a busy machine) turn it into "never"
+    works = [10, 100, 1000, 10000, 100000]
+    assert crossover(works, [1.0, 5.0, 50.0, 500.0, 5000.0], [2.0, 2.0, 2.0, 2000.0, 2.0]) == 27
+
+
+def test_calibrate_caps_thresholds_where_pure_takes_too_long(monkeypatch):
+    from puredl import calibration
+
+    monkeypatch.setattr(calibration, "crossover", lambda *a: math.inf)  # as if torch never won
+    monkeypatch.setattr(
+        calibration, "CALIBRATION_SIZES", {**calibration.CALIBRATION_SIZES, "matmul": [4, 64, 256]}
+    )
+    with accel.using():
+        r = accel.calibrate(save=False, categories=("matmul",), min_time=0.002, verbose=False)
+    unit = r.costs["pure_unit_s"]["matmul"]
+    assert r.thresholds["matmul"] == round(calibration.PURE_CAP_S / unit) < math.inf
 
 
 def test_calibrate_measures_applies_saves_and_plots(tmp_path, monkeypatch):
