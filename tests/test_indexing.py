@@ -218,6 +218,8 @@ def test_index_errors_say_which_index_and_dim():
         a["x"]
     with pytest.raises(ValueError, match="step"):
         a[::-1]
+    with pytest.raises(IndexError, match="setitem: assignment takes basic keys"):
+        a[pd.tensor([0, 1])] = 1.0
     with pytest.raises(ValueError, match=r"setitem.*\(4,\).*\(3,\)"):
         a[0] = pd.zeros(4)
     with pytest.raises(IndexError, match="too many indices for tensor of dimension 0"):

@@ -172,6 +172,15 @@ def test_pow_negative_base_integer_exponent(shape, dtype, exponent, seed):
     assert_grads_close([pl], [tl])
 
 
+def test_pow_gradients_at_zero_follow_torch():
+    a = pd.tensor([0.0, 0.0, 0.0, 2.0, 3.0], dtype=pd.float64, requires_grad=True)
+    b = pd.tensor([2.0, 0.0, 0.5, 0.0, -1.0], dtype=pd.float64, requires_grad=True)
+    ta, tb = to_torch(a, True), to_torch(b, True)
+    (a**b).sum().backward()
+    (ta**tb).sum().backward()
+    assert_grads_close([a, b], [ta, tb])
+
+
 @given(shapes=broadcastable_shapes(3), dtype=float_dtypes, seed=seeds, layout=layouts)
 def test_where_matches_torch(shapes, dtype, seed, layout):
     pc, tc, _, _ = make_pair(shapes[0], pd.float64, layout, seed, grad=False)

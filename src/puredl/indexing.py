@@ -118,6 +118,9 @@ def setitem(t: Tensor, key, value) -> None:
 
         t.copy_(ops.where(key, value, t))
         return
+    keys = key if isinstance(key, tuple) else (key,)
+    if any(isinstance(k, list) or (isinstance(k, Tensor) and k.ndim > 0) for k in keys):
+        raise IndexError("setitem: assignment takes basic keys (ints, slices, None, ...) or a bool mask")
     nk = normalize_basic_key(key, t.shape)
     be = t._be
     if isinstance(value, Tensor):

@@ -65,14 +65,17 @@ class Binary(Function):
             gb = -g * a / (b * b) if b.requires_grad else None
         elif op == "pow":
             out = _wrap(self.saved[0], self.saved[1])
-            ga = g * b * a ** (b - 1)
-            gb = g * out * log(a) if b.requires_grad else None
+            # torch's conventions at the edges: d/da is 0 where b == 0, d/db is 0 where a == 0 <= b
+            ga = where(eq(b, 0.0), 0.0, g * b * a ** (b - 1)) if a.requires_grad else None
+            gb = None
+            if b.requires_grad:
+                gb = where(logical_and(eq(a, 0.0), ge(b, 0.0)), 0.0, g * out * log(a))
         else:  # maximum / minimum: ties share the gradient equally, like torch
             win = gt(a, b) if op == "maximum" else lt(a, b)
             mask_a = where(eq(a, b), 0.5, win.to(g.dtype))
             ga, gb = g * mask_a, g * (1.0 - mask_a)
         return (
-            unbroadcast(ga, a.shape) if a.requires_grad else None,
+            unbroadcast(ga, a.shape) if ga is not None and a.requires_grad else None,
             unbroadcast(gb, b.shape) if gb is not None and b.requires_grad else None,
         )
 
