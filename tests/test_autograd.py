@@ -47,6 +47,24 @@ def test_backward_with_an_explicit_gradient_like_torch():
     assert_grads_close([pl], [tl])
 
 
+def test_each_leaf_owns_a_contiguous_grad():
+    x, y = pd.ones(2, 3, requires_grad=True), pd.ones(2, 3, requires_grad=True)
+    (x + y).sum().backward()  # the same broadcast upstream gradient reaches both leaves
+    assert x.grad.is_contiguous() and x.grad.stride() == (3, 1)
+    x.grad.mul_(3.0)  # in place, as optimizers and clip_grad_norm_ do
+    assert y.grad.tolist() == [[1.0] * 3] * 2
+    seed = pd.tensor([1.0, 2.0])
+    z = pd.zeros(2, requires_grad=True)
+    z.backward(seed)
+    z.grad.zero_()
+    assert seed.tolist() == [1.0, 2.0]
+    h = z * 1.0
+    h.retain_grad()
+    (h + 0.0).backward(seed)
+    h.grad.zero_()
+    assert seed.tolist() == [1.0, 2.0] and z.grad.tolist() == [1.0, 2.0]
+
+
 def test_backward_argument_errors():
     x = pd.ones(2, 2, requires_grad=True)
     with pytest.raises(RuntimeError, match="scalar outputs"):

@@ -138,7 +138,7 @@ def run_backward(root, gradient, retain_graph: bool = False) -> None:
             if node.retained is not None:
                 out = node.retained()
                 if out is not None:
-                    out.grad = g if out.grad is None else out.grad + g
+                    out.grad = g.clone() if out.grad is None else out.grad + g
             in_grads = node.backward(g)
             for t, gi in zip(node.inputs, in_grads):
                 if gi is None or not t.requires_grad:
@@ -162,7 +162,9 @@ def run_backward(root, gradient, retain_graph: bool = False) -> None:
 def _accumulate(leaf, g) -> None:
     if g.dtype is not leaf.dtype:
         g = g.to(leaf.dtype)
-    leaf.grad = g if leaf.grad is None else leaf.grad + g
+    # a fresh contiguous copy: g may be a broadcast view, or shared with another leaf or the caller,
+    # and optimizers update .grad in place
+    leaf.grad = g.clone() if leaf.grad is None else leaf.grad + g
 
 
 def retain(node: Function, tensor) -> None:
