@@ -147,6 +147,37 @@ def test_arange_matches_torch(args):
     assert_close(pd.arange(*args, dtype=pd.float64), torch.arange(*args, dtype=torch.float64))
 
 
+@given(
+    start=st.integers(-20, 20),
+    length=st.integers(0, 40),
+    step=st.sampled_from([1, 2, 3, -1, -2, 0.1, 0.25, 0.3, -0.7, 1.5]),
+    dtype=st.sampled_from([None, pd.float32, pd.float64]),
+)
+def test_arange_with_random_bounds_matches_torch(start, length, step, dtype):
+    end = start + length * step * 0.97
+    if isinstance(step, int) and dtype is None:
+        end = int(end)
+    kw_p, kw_t = ({}, {}) if dtype is None else ({"dtype": dtype}, {"dtype": TORCH_DTYPE[dtype]})
+    assert_close(pd.arange(start, end, step, **kw_p), torch.arange(start, end, step, **kw_t))
+
+
+@given(start=st.floats(-100, 100), end=st.floats(-100, 100), steps=st.integers(0, 30))
+def test_linspace_with_random_bounds_matches_torch(start, end, steps):
+    assert_close(
+        pd.linspace(start, end, steps, dtype=pd.float64),
+        torch.linspace(start, end, steps, dtype=torch.float64),
+    )
+    assert_close(pd.linspace(start, end, steps), torch.linspace(start, end, steps))
+
+
+def test_tensor_from_tensors_and_scalars_like_torch():
+    assert_close(
+        pd.tensor([pd.tensor(1.5), pd.tensor(2.0)]), torch.tensor([torch.tensor(1.5), torch.tensor(2.0)])
+    )
+    assert_close(pd.tensor(pd.tensor([[1, 2]])), torch.tensor([[1, 2]]))
+    assert_close(pd.as_tensor([1.0, 2.0], dtype=pd.float64), torch.as_tensor([1.0, 2.0], dtype=torch.float64))
+
+
 @pytest.mark.parametrize("args", [(0, 1, 5), (-2.0, 3.0, 7), (1, 1, 3), (0, 10, 1), (0, 1, 0), (5, -5, 11)])
 def test_linspace_matches_torch(args):
     assert_close(pd.linspace(*args), torch.linspace(*args), what=f"linspace{args}")
