@@ -256,6 +256,8 @@ class Unary(Function):
             return (g * cos(a),)
         if op == "cos":
             return (-g * sin(a),)
+        if op == "erf":  # d/dx erf(x) = 2/sqrt(pi) * exp(-x^2)
+            return (g * exp(-a * a) * (2.0 / math.sqrt(math.pi)),)
         if op == "gelu":  # d/dx x*Phi(x) = Phi(x) + x*phi(x)
             cdf = 0.5 * (1.0 + erf(a * (1.0 / math.sqrt(2.0))))
             pdf = exp(-0.5 * a * a) * (1.0 / math.sqrt(2.0 * math.pi))
@@ -273,7 +275,7 @@ class Unary(Function):
 
 
 _NEEDS_OUTPUT = {"exp", "sqrt", "sigmoid", "tanh"}
-_NOT_DIFFERENTIABLE = {"sign", "erf", "logical_not"}
+_NOT_DIFFERENTIABLE = {"sign", "logical_not"}
 
 
 def unary(op: str, a: Tensor, category: str = ELEMENTWISE) -> Tensor:
