@@ -26,7 +26,6 @@ from finetune_helpers import (  # noqa: E402
     tiny_gemma3_multimodal,
     tiny_tokenizer,
 )
-
 from puredl.finetune.batching import IGNORE_INDEX, collate, encode_example, micro_batches  # noqa: E402
 from puredl.finetune.lora import LoRAConfig, add_lora  # noqa: E402
 from puredl.finetune.schedule import lr_factor, warmup_steps_for  # noqa: E402

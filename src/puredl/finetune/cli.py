@@ -12,6 +12,7 @@ Imports nothing heavy at module level, so ``puredl --help`` works without the ``
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -63,6 +64,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--capabilities", nargs="+", default=None, help="fluency terminology reasoning (default all)"
     )
     p.add_argument("--max-eval", type=int, default=None, help="items per capability (overrides the config)")
+    p.add_argument("--output", default=None, help="also write the metrics to this JSON file")
 
     sub.add_parser("defaults", help="print every config key with its default and meaning")
 
@@ -121,8 +123,14 @@ def _run(command: str, args: argparse.Namespace) -> int:
         if adapters is None:
             adapters = pipeline.adapters_of_run(ctx, args.phase) if args.phase is not None else []
         metrics = pipeline.validate(ctx, adapters, args.capabilities)
-        import json
+        try:
+            from puredl.finetune.metrics import format_metrics
 
-        print(json.dumps(metrics, indent=2, ensure_ascii=False))
+            print(format_metrics(metrics))
+        except ImportError:
+            print(json.dumps(metrics, indent=2, ensure_ascii=False))
+        if args.output:
+            pipeline.write_json(Path(args.output), metrics)
+            print(f"metrics written to {args.output}")
         return 0
     raise AssertionError(command)

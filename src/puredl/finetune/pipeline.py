@@ -228,7 +228,7 @@ def run_single_phase(ctx: RunContext, k: int, base: Any, tokenizer: Any) -> tupl
         "lora": dataclasses.asdict(lora_cfg),
     }
     if is_main_process():
-        _write_json(work / RESULT_FILE, record)
+        write_json(work / RESULT_FILE, record)
     return model, record
 
 
@@ -252,12 +252,18 @@ def measure(ctx: RunContext, model: Any, tokenizer: Any, capabilities: list[str]
         max_eval=ctx.cfg.evaluation.max_eval,
         device=ctx.device,
     )
-    shown = ", ".join(f"{cap} {_headline(metrics.get(cap, {}))}" for cap in capabilities)
+    shown = ", ".join(f"{cap} {_headline(metrics.get(cap, {}), cap)}" for cap in capabilities)
     ctx.out(f"Validation ({stage}): {shown} [{time.perf_counter() - t0:.0f} s]")
     return metrics
 
 
-def _headline(entry: dict) -> str:
+def _headline(entry: dict, capability: str = "") -> str:
+    try:  # the metrics module's wording, when it is installed
+        from puredl.finetune.metrics import headline
+
+        return headline(capability, entry)
+    except ImportError:
+        pass
     if "perplexity" in entry:
         return f"ppl={entry['perplexity']:.2f}"
     if "accuracy" in entry:
@@ -300,7 +306,7 @@ def run_all(ctx: RunContext, compare: str | None = None) -> tuple[dict, int]:
         if not ctx.resume:
             _clear_run_state(ctx)
         run_dir.mkdir(parents=True, exist_ok=True)
-        _write_json(run_dir / "run_config.json", config_to_dict(cfg))
+        write_json(run_dir / "run_config.json", config_to_dict(cfg))
 
     title = f"=== puredl progressive LoRA: {cfg.project} ==="
     ctx.out(title)
@@ -317,7 +323,7 @@ def run_all(ctx: RunContext, compare: str | None = None) -> tuple[dict, int]:
         if metrics is not None:
             history = [{"stage": "base", "taught": None, "metrics": metrics}]
             if is_main_process():
-                _write_json(
+                write_json(
                     run_dir / STATE_FILE, {"config": config_to_dict(cfg), "phases": [], "history": history}
                 )
     else:
@@ -430,8 +436,8 @@ def _save_progress(ctx: RunContext, summary: dict) -> Path | None:
     """run_state.json (for --resume), summary.json, and the report when the report module is there."""
     if not is_main_process():
         return None
-    _write_json(ctx.run_dir / SUMMARY_FILE, summary)
-    _write_json(
+    write_json(ctx.run_dir / SUMMARY_FILE, summary)
+    write_json(
         ctx.run_dir / STATE_FILE,
         {
             "config": config_to_dict(ctx.cfg),
@@ -491,7 +497,7 @@ def run_phase_only(ctx: RunContext, k: int) -> dict:
     metrics = measure(ctx, model, tokenizer, capabilities_through(ctx, k), f"after phase {k}")
     record["metrics"] = metrics
     if is_main_process():
-        _write_json(phase_dir(ctx.run_dir, k) / RESULT_FILE, record)
+        write_json(phase_dir(ctx.run_dir, k) / RESULT_FILE, record)
     return record
 
 
@@ -541,7 +547,7 @@ def run_sequential(ctx: RunContext, tokenizer: Any, base_history: list[dict]) ->
                 "n_examples": n,
             }
             if is_main_process():
-                _write_json(work / RESULT_FILE, record)
+                write_json(work / RESULT_FILE, record)
         phases.append(record)
         metrics = measure(ctx, model, tokenizer, capabilities_through(ctx, k), f"sequential after phase {k}")
         if metrics is not None:
@@ -556,7 +562,7 @@ def run_sequential(ctx: RunContext, tokenizer: Any, base_history: list[dict]) ->
         "total_seconds": round(time.perf_counter() - t0, 1),
     }
     if is_main_process():
-        _write_json(seq_dir / SUMMARY_FILE, summary)
+        write_json(seq_dir / SUMMARY_FILE, summary)
         if ctx.hooks.write_report is not None:
             ctx.hooks.write_report(seq_dir, summary)
     return summary
@@ -607,7 +613,8 @@ def validate(ctx: RunContext, adapters: list[Path], capabilities: list[str] | No
 # ---------------------------------------------------------------- small helpers
 
 
-def _write_json(path: Path, data: Any) -> None:
+def write_json(path: Path, data: Any) -> None:
+    """Write JSON atomically (temp file, then rename)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False, default=_json_default), encoding="utf-8")
