@@ -20,7 +20,6 @@ from finetune_helpers import (  # noqa: E402
     tiny_hooks,
     tiny_tokenizer,
 )
-
 from puredl.finetune import cli, pipeline  # noqa: E402
 from puredl.finetune.config import load_config  # noqa: E402
 from puredl.finetune.devices import oom_guard, resolve_device  # noqa: E402
