@@ -28,12 +28,14 @@ def _flatten_nested(data) -> tuple[list, tuple]:
     def walk(x, depth):
         if depth == len(shape):
             if isinstance(x, (list, tuple)):
-                raise ValueError(f"tensor: ragged nested sequence (expected a scalar at depth {depth}, got a sequence)")
+                raise ValueError(f"tensor: ragged nested sequence (a sequence where depth {depth} has scalars)")
             flat.append(x.item() if isinstance(x, Tensor) else x)
             return
         if not isinstance(x, (list, tuple)) or len(x) != shape[depth]:
             got = len(x) if isinstance(x, (list, tuple)) else "a scalar"
-            raise ValueError(f"tensor: ragged nested sequence: expected length {shape[depth]} at depth {depth}, got {got}")
+            raise ValueError(
+                f"tensor: ragged nested sequence: expected length {shape[depth]} at depth {depth}, got {got}"
+            )
         for y in x:
             walk(y, depth + 1)
 
@@ -148,7 +150,8 @@ def randn(*size, dtype=None, device=None, requires_grad: bool = False, generator
     """Standard normal samples; reproducible with ``manual_seed``."""
     shape = _size(size)
     g = generator or default_generator
-    return _random([g.gauss(0.0, 1.0) for _ in range(_pure.numel(shape))], shape, dtype, device, requires_grad)
+    vals = [g.gauss(0.0, 1.0) for _ in range(_pure.numel(shape))]
+    return _random(vals, shape, dtype, device, requires_grad)
 
 
 def randint(low: int, high: int | None = None, size=(), dtype=None, device=None, generator=None) -> Tensor:
@@ -185,7 +188,9 @@ def arange(start, end=None, step=1, dtype=None, device=None, requires_grad: bool
     return _finish(_place(_pure.from_values(vals, (n,), d), device), requires_grad)
 
 
-def linspace(start: float, end: float, steps: int, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+def linspace(
+    start: float, end: float, steps: int, dtype=None, device=None, requires_grad: bool = False
+) -> Tensor:
     if steps < 0:
         raise ValueError("linspace: number of steps must be non-negative")
     if steps == 1:
@@ -216,7 +221,8 @@ def ones_like(t: Tensor, dtype=None, device=None, requires_grad: bool = False) -
 
 
 def full_like(t: Tensor, fill_value, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
-    return full(t.shape, fill_value, dtype=dtype or t.dtype, device=device or t.device, requires_grad=requires_grad)
+    d, dev = dtype or t.dtype, device or t.device
+    return full(t.shape, fill_value, dtype=d, device=dev, requires_grad=requires_grad)
 
 
 def empty_like(t: Tensor, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
