@@ -28,7 +28,7 @@ def _flatten_nested(data) -> tuple[list, tuple]:
     def walk(x, depth):
         if depth == len(shape):
             if isinstance(x, (list, tuple)):
-                raise ValueError(f"tensor: ragged nested sequence (a sequence where depth {depth} has scalars)")
+                raise ValueError(f"tensor: ragged nested sequence (a list where depth {depth} has scalars)")
             flat.append(x.item() if isinstance(x, Tensor) else x)
             return
         if not isinstance(x, (list, tuple)) or len(x) != shape[depth]:
