@@ -44,25 +44,45 @@ def op_cases(quick: bool):
     sizes = [100, 10_000] if quick else [100, 10_000, 100_000]
     for n in sizes:
         yield "add", f"{n}", lambda n=n: (pd.randn(n), pd.randn(n)), lambda a, b: a + b, lambda a, b: a + b
-        yield "mul (broadcast)", f"{n // 10}x10 * 10", lambda n=n: (pd.randn(n // 10, 10), pd.randn(10)), (
-            lambda a, b: a * b
-        ), lambda a, b: a * b
+        yield (
+            "mul (broadcast)",
+            f"{n // 10}x10 * 10",
+            lambda n=n: (pd.randn(n // 10, 10), pd.randn(10)),
+            (lambda a, b: a * b),
+            lambda a, b: a * b,
+        )
         yield "relu", f"{n}", lambda n=n: (pd.randn(n),), lambda a: a.relu(), lambda a: a.relu()
         yield "sigmoid", f"{n}", lambda n=n: (pd.randn(n),), lambda a: a.sigmoid(), lambda a: a.sigmoid()
         yield "sum", f"{n}", lambda n=n: (pd.randn(n),), lambda a: a.sum(), lambda a: a.sum()
-        yield "softmax(dim=1)", f"{n // 10}x10", lambda n=n: (pd.randn(n // 10, 10),), (
-            lambda a: a.softmax(1)
-        ), lambda a: a.softmax(1)
+        yield (
+            "softmax(dim=1)",
+            f"{n // 10}x10",
+            lambda n=n: (pd.randn(n // 10, 10),),
+            (lambda a: a.softmax(1)),
+            lambda a: a.softmax(1),
+        )
     for m in [10, 50, 100] if quick else [10, 50, 100, 200]:
-        yield "matmul", f"{m}x{m} @ {m}x{m}", lambda m=m: (pd.randn(m, m), pd.randn(m, m)), (
-            lambda a, b: a @ b
-        ), lambda a, b: a @ b
-    yield "matmul (batched)", "8x32x32 @ 32x32", lambda: (pd.randn(8, 32, 32), pd.randn(32, 32)), (
-        lambda a, b: a @ b
-    ), lambda a, b: a @ b
-    yield "transpose+contiguous", "200x200", lambda: (pd.randn(200, 200),), (
-        lambda a: a.T.contiguous()
-    ), lambda a: a.T.contiguous()
+        yield (
+            "matmul",
+            f"{m}x{m} @ {m}x{m}",
+            lambda m=m: (pd.randn(m, m), pd.randn(m, m)),
+            (lambda a, b: a @ b),
+            lambda a, b: a @ b,
+        )
+    yield (
+        "matmul (batched)",
+        "8x32x32 @ 32x32",
+        lambda: (pd.randn(8, 32, 32), pd.randn(32, 32)),
+        (lambda a, b: a @ b),
+        lambda a, b: a @ b,
+    )
+    yield (
+        "transpose+contiguous",
+        "200x200",
+        lambda: (pd.randn(200, 200),),
+        (lambda a: a.T.contiguous()),
+        lambda a: a.T.contiguous(),
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -86,10 +106,10 @@ def main(argv: list[str] | None = None) -> int:
     pd.manual_seed(0)
     for name, size, make, pure_fn, torch_fn in op_cases(args.quick):
         inputs = make()
-        t_pure = best_time(lambda: pure_fn(*inputs))
+        t_pure = best_time(lambda f=pure_fn, xs=inputs: f(*xs))
         if torch is not None:
             tins = [torch.tensor(x.tolist()) for x in inputs]
-            t_torch = best_time(lambda: torch_fn(*tins))
+            t_torch = best_time(lambda f=torch_fn, xs=tins: f(*xs))
             row = f"{name:22s} {size:18s} {fmt_time(t_pure)} {fmt_time(t_torch)} {t_pure / t_torch:10.1f}x"
         else:
             row = f"{name:22s} {size:18s} {fmt_time(t_pure)} {'-':>11s} {'-':>11s}"

@@ -13,7 +13,13 @@ from puredl import dtypes as dt
 from puredl.autograd import Function
 from puredl.tensor import Tensor, _wrap
 
-ELEMENTWISE, MATMUL, REDUCTION, ACTIVATION, SHAPE = "elementwise", "matmul", "reduction", "activation", "shape"
+ELEMENTWISE, MATMUL, REDUCTION, ACTIVATION, SHAPE = (
+    "elementwise",
+    "matmul",
+    "reduction",
+    "activation",
+    "shape",
+)
 
 
 def _record(node: Function, inputs: tuple, out: Tensor) -> Tensor:
@@ -87,7 +93,9 @@ def binary(op: str, a, b) -> Tensor:
     """``a op b`` with NumPy broadcasting; either side may be a Python scalar."""
     if not isinstance(b, Tensor):
         if not isinstance(a, Tensor):
-            raise TypeError(f"{op}: expected at least one Tensor, got {type(a).__name__} and {type(b).__name__}")
+            raise TypeError(
+                f"{op}: expected at least one Tensor, got {type(a).__name__} and {type(b).__name__}"
+            )
         return _scalar_op(op, a, b, reverse=False)
     if not isinstance(a, Tensor):
         return _scalar_op(op, b, a, reverse=True)
@@ -280,7 +288,10 @@ _NOT_DIFFERENTIABLE = {"sign", "logical_not"}
 
 def unary(op: str, a: Tensor, category: str = ELEMENTWISE) -> Tensor:
     out_dtype = a.dtype
-    if op in ("exp", "log", "sqrt", "sigmoid", "tanh", "gelu", "erf", "sin", "cos") and not a.dtype.is_floating_point:
+    if (
+        op in ("exp", "log", "sqrt", "sigmoid", "tanh", "gelu", "erf", "sin", "cos")
+        and not a.dtype.is_floating_point
+    ):
         out_dtype = dt.get_default_dtype()
         a = a.to(out_dtype)
     if op == "logical_not":
@@ -426,7 +437,9 @@ def matmul(a: Tensor, b: Tensor) -> Tensor:
     if not isinstance(a, Tensor) or not isinstance(b, Tensor):
         raise TypeError("matmul: both operands must be Tensors")
     if a.ndim == 0 or b.ndim == 0:
-        raise ValueError(f"matmul: both arguments need at least 1 dimension, got shapes {a.shape} and {b.shape}")
+        raise ValueError(
+            f"matmul: both arguments need at least 1 dimension, got shapes {a.shape} and {b.shape}"
+        )
     k_b = b.shape[-2] if b.ndim > 1 else b.shape[0]
     if a.shape[-1] != k_b:  # checked before 1-D operands are promoted, so the message shows the user's shapes
         raise ValueError(f"matmul: shapes {a.shape} and {b.shape} are not aligned ({a.shape[-1]} != {k_b})")
@@ -503,7 +516,9 @@ def mean(a: Tensor, dim=None, keepdim: bool = False) -> Tensor:
     return sum_(a, dims, keepdim) / float(count) if count else sum_(a, dims, keepdim) * math.nan
 
 
-def var(a: Tensor, dim=None, keepdim: bool = False, correction: int = 1, unbiased: bool | None = None) -> Tensor:
+def var(
+    a: Tensor, dim=None, keepdim: bool = False, correction: int = 1, unbiased: bool | None = None
+) -> Tensor:
     if unbiased is not None:
         correction = 1 if unbiased else 0
     dims = normalize_dims(dim, a.ndim, "var")
@@ -512,7 +527,9 @@ def var(a: Tensor, dim=None, keepdim: bool = False, correction: int = 1, unbiase
     return sum_(centered * centered, dims, keepdim) / float(max(count - correction, 0))
 
 
-def std(a: Tensor, dim=None, keepdim: bool = False, correction: int = 1, unbiased: bool | None = None) -> Tensor:
+def std(
+    a: Tensor, dim=None, keepdim: bool = False, correction: int = 1, unbiased: bool | None = None
+) -> Tensor:
     v = var(a, dim, keepdim, correction, unbiased)
     # like torch, a zero std has gradient 0, not sqrt's 1/0: route those entries around sqrt
     zero = eq(v, 0.0)
@@ -685,7 +702,9 @@ class Permute(Function):
 def permute(a: Tensor, dims: tuple) -> Tensor:
     dims = tuple(normalize_dim(d, a.ndim, "permute") for d in dims)
     if sorted(dims) != list(range(a.ndim)):
-        raise ValueError(f"permute: {dims} is not a permutation of the {a.ndim} dimensions of shape {a.shape}")
+        raise ValueError(
+            f"permute: {dims} is not a permutation of the {a.ndim} dimensions of shape {a.shape}"
+        )
     node = Permute()
     node.dims = dims
     return _record(node, (a,), _wrap(a._be.permute(a._impl, dims), a._be))
@@ -828,6 +847,8 @@ def stack(tensors, dim: int = 0) -> Tensor:
         raise ValueError("stack: expected a non-empty sequence of tensors")
     for t in tensors[1:]:
         if t.shape != tensors[0].shape:
-            raise ValueError(f"stack: all tensors must have the same shape, got {tensors[0].shape} and {t.shape}")
+            raise ValueError(
+                f"stack: all tensors must have the same shape, got {tensors[0].shape} and {t.shape}"
+            )
     d = normalize_dim(dim, tensors[0].ndim + 1, "stack")
     return cat([t.unsqueeze(d) for t in tensors], d)

@@ -104,7 +104,9 @@ class Tensor:
     # ------------------------------------------------------------------ values out
     def item(self):
         if self.numel() != 1:
-            raise ValueError(f"item(): only one-element tensors can be converted, this one has shape {self.shape}")
+            raise ValueError(
+                f"item(): only one-element tensors can be converted, this one has shape {self.shape}"
+            )
         return self._be.item(self._impl)
 
     def tolist(self):
@@ -158,11 +160,14 @@ class Tensor:
         if gradient is None:
             if self.numel() != 1:
                 raise RuntimeError(
-                    f"grad can be implicitly created only for scalar outputs; this tensor has shape {self.shape}"
+                    "grad can be implicitly created only for scalar outputs; "
+                    f"this tensor has shape {self.shape}"
                 )
             gradient = ones_like(self)
         elif gradient.shape != self.shape:
-            raise ValueError(f"backward: gradient shape {gradient.shape} does not match tensor shape {self.shape}")
+            raise ValueError(
+                f"backward: gradient shape {gradient.shape} does not match tensor shape {self.shape}"
+            )
         autograd.run_backward(self, gradient.detach(), retain_graph)
 
     def detach(self) -> Tensor:
