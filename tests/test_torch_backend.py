@@ -132,6 +132,17 @@ def test_binary_scalar_matches_pure(op, reverse):
     check(P.binary_scalar(op, pa, 2.0, reverse, dtype), T.binary_scalar(op, ta, 2.0, reverse, dtype))
 
 
+@pytest.mark.parametrize("op", ["logical_and", "logical_or", "lt", "ge", "eq"])
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("scalar", [True, False, 2.5, 2])
+def test_scalar_comparisons_and_logic_keep_the_scalar(op, reverse, scalar):
+    a = arr([1, 2, 3, 0], (4,), I64)
+    check(
+        P.binary_scalar(op, a, scalar, reverse, BOOL),
+        T.binary_scalar(op, T.from_pure(a), scalar, reverse, BOOL),
+    )
+
+
 def test_int64_arithmetic_and_logical_ops():
     a = arr([1, -2, 3, 4], (4,), I64)
     b = arr([2, 2, -1, 0], (4,), I64)

@@ -235,6 +235,9 @@ _BINARY = {
 }
 
 
+_TENSOR_ONLY = {"logical_and", "logical_or"}  # torch functions that take no Python scalar
+
+
 def _check_int_pow(exponent) -> None:
     negative = (exponent < 0).any().item() if isinstance(exponent, torch.Tensor) else exponent < 0
     if negative:
@@ -265,10 +268,16 @@ def binary_scalar(op: str, a: torch.Tensor, s, reverse: bool, dtype: dt.DType) -
         out = _scalar_maximum(a, s)
     elif op == "minimum":
         out = _scalar_minimum(a, s)
-    elif reverse:
+    elif reverse or op in _TENSOR_ONLY:
         if op == "pow" and a.dtype is torch.int64:
             _check_int_pow(a)
-        out = _BINARY[op](torch.tensor(s, dtype=a.dtype, device=a.device), a)
+        # comparisons keep the scalar's own type (2.5 < an int64 tensor compares with 2.5, not 2)
+        st = (
+            torch.tensor(s, device=a.device)
+            if tdt is torch.bool
+            else torch.tensor(s, dtype=a.dtype, device=a.device)
+        )
+        out = _BINARY[op](st, a) if reverse else _BINARY[op](a, st)
     else:
         if op == "pow" and a.dtype is torch.int64:
             _check_int_pow(s)
