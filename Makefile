@@ -20,9 +20,9 @@ run: venv-run
 	$(BIN)/puredl finetune run-all --config configs/embedded.sdn
 
 # the op and autograd suites run again under each acceleration mode (AUTO with thresholds forced low
-# so that graphs mix backends); PUREDL_ACCEL_NO_CONFIG keeps a user's calibration out of the tests
+# so that graphs mix backends)
 CORE_TESTS = tests/test_ops_*.py tests/test_tensor_*.py tests/test_indexing.py tests/test_autograd.py tests/test_nn*.py tests/test_optim*.py
-PYTEST = PUREDL_ACCEL_NO_CONFIG=1 $(BIN)/python -m pytest -q -p no:cacheprovider
+PYTEST = $(BIN)/python -m pytest -q -p no:cacheprovider
 
 test: venv-test
 	$(PYTEST) tests

@@ -60,12 +60,13 @@ class Binary(Function):
     def backward(self, g):
         a, b = self.inputs
         op = self.op
+        need_a, need_b = a.requires_grad, b.requires_grad
         if op == "add":
             ga, gb = g, g
         elif op == "sub":
-            ga, gb = g, -g
+            ga, gb = g, (-g if need_b else None)
         elif op == "mul":
-            ga, gb = g * b, g * a
+            ga, gb = (g * b if need_a else None), (g * a if need_b else None)
         elif op == "div":
             ga = g / b
             gb = -g * a / (b * b) if b.requires_grad else None
@@ -482,6 +483,8 @@ def normalize_dims(dim, ndim: int, op: str) -> tuple:
 
 
 def normalize_dim(dim: int, ndim: int, op: str) -> int:
+    if 0 <= dim < ndim:  # the common case, checked first: this runs on every shape op
+        return dim
     if not -max(ndim, 1) <= dim < max(ndim, 1):
         raise IndexError(f"{op}: dimension {dim} is out of range for a tensor with {ndim} dimensions")
     return dim % ndim if ndim else 0

@@ -28,13 +28,19 @@ except AttributeError:  # pragma: no cover - depends on the interpreter
 class PureArray:
     """A strided view of a flat array.array buffer."""
 
-    __slots__ = ("buf", "shape", "strides", "offset")
+    # _strides is None for a row-major layout: most arrays are, and checking is then free
+    __slots__ = ("buf", "shape", "_strides", "offset")
 
     def __init__(self, buf: array, shape: tuple, strides: tuple | None = None, offset: int = 0):
         self.buf = buf
         self.shape = shape
-        self.strides = contiguous_strides(shape) if strides is None else strides
+        self._strides = strides
         self.offset = offset
+
+    @property
+    def strides(self) -> tuple:
+        s = self._strides
+        return contiguous_strides(self.shape) if s is None else s
 
     @property
     def dtype(self) -> DType:
@@ -61,10 +67,12 @@ def numel(shape: tuple) -> int:
 
 
 def is_contiguous(a: PureArray) -> bool:
+    if a._strides is None:
+        return True
     if 0 in a.shape:
         return True  # nothing to address, as torch says
     expected = 1
-    for n, st in zip(reversed(a.shape), reversed(a.strides)):
+    for n, st in zip(reversed(a.shape), reversed(a._strides)):
         if n != 1 and st != expected:
             return False
         expected *= n
@@ -225,7 +233,7 @@ def clone(a: PureArray) -> PureArray:
 def view(a: PureArray, shape: tuple) -> PureArray | None:
     """A view with a new shape when the strides allow it, else None (caller copies)."""
     if is_contiguous(a) or numel(a.shape) == 0:
-        return PureArray(a.buf, shape, contiguous_strides(shape), a.offset)
+        return PureArray(a.buf, shape, None, a.offset)
     strides = _view_strides(a.shape, a.strides, shape)
     return None if strides is None else PureArray(a.buf, shape, strides, a.offset)
 
@@ -516,6 +524,17 @@ def matmul(a: PureArray, b: PureArray, dtype: DType) -> PureArray:
     mk, kn = m * k, k * n
     for bi in range(numel(batch)):
         base_a, base_b = bi * mk, bi * kn
+        if k <= 4:
+            # tiny inner dimension: accumulate scaled rows of b (few long loops beat many short dots)
+            brows = [bv[base_b + j * n : base_b + (j + 1) * n] for j in range(k)]
+            for i in range(m):
+                arow = av[base_a + i * k : base_a + (i + 1) * k]
+                acc = [arow[0] * y for y in brows[0]]
+                for j in range(1, k):
+                    s = arow[j]
+                    acc = [x + s * y for x, y in zip(acc, brows[j])]
+                out.extend(acc)
+            continue
         rows = [av[base_a + i * k : base_a + (i + 1) * k] for i in range(m)]
         # transpose once: each column becomes a contiguous tuple
         cols = list(zip(*[bv[base_b + i * n : base_b + (i + 1) * n] for i in range(k)]))
