@@ -184,8 +184,9 @@ def main(argv: list[str] | None = None) -> int:
     text = header + "\n" + table(results, thresholds) + "\n"
     print(text)
     os.makedirs(args.out_dir, exist_ok=True)
+    # named by date and machine, as benchmarks/results/README.md asks; _tN: torch at N threads
     suffix = ("_quick" if args.quick else "") + (f"_t{args.threads}" if args.threads else "")
-    stem = os.path.join(args.out_dir, "accel" + suffix)
+    stem = os.path.join(args.out_dir, f"accel_{date.today().isoformat()}_{os.cpu_count()}cpu{suffix}")
     for ext, content in (
         (".md", text),
         (".json", json.dumps({"results": results, "thresholds": thresholds})),

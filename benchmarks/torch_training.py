@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     torch = require("torch", "torch", "the torch training benchmark")
     step_pd, step_t = build(args.threads)
     # same start, same batches: the first losses agree (a check that both train the same model)
-    l_pd, l_t = float(step_pd(0)), float(step_t(0))
+    l_pd, l_t = step_pd(0).item(), step_t(0).item()
     for i in range(1, 5):  # warm-up
         step_pd(i)
         step_t(i)
@@ -123,7 +123,9 @@ def main(argv: list[str] | None = None) -> int:
     print(text)
     if not args.no_save:
         os.makedirs(args.out_dir, exist_ok=True)
-        stem = os.path.join(args.out_dir, "torch_training")
+        suffix = f"_t{args.threads}" if args.threads else ""
+        name = f"torch_training_{date.today().isoformat()}_{os.cpu_count()}cpu{suffix}"
+        stem = os.path.join(args.out_dir, name)
         for ext, content in (
             (".md", text),
             (".json", json.dumps({"ms_puredl": best_pd * 1e3, "ms_torch": best_t * 1e3, "ratio": ratio})),

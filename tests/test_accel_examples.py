@@ -127,6 +127,7 @@ def test_accel_reset_removes_the_config(tmp_path, monkeypatch, capsys):
 
 
 def test_bench_prints_pure_torch_auto_side_by_side(capsys):
+    accel.reset_thresholds()  # the defaults, whatever PUREDL_ACCEL_THRESHOLDS says (restored after)
     assert cli_main(["bench", "--ops", "add", "matmul", "--sizes", "16", "4096", "--min-time", "0.002"]) == 0
     lines = capsys.readouterr().out.splitlines()
     rows = [line.split() for line in lines[1:-1]]
@@ -140,7 +141,10 @@ def test_puredl_import_stays_free_of_torch():
     import subprocess
     import sys
 
+    import os
+
     code = "import sys, puredl, puredl.accel_cli, puredl.bench_cli; print('torch' in sys.modules)"
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PUREDL_ACCEL")}  # PURE mode
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env)
     assert r.returncode == 0 and r.stdout.strip() == "False", r.stderr
     assert pd.tensor([1.0]).tolist() == [1.0]
