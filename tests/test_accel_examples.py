@@ -138,10 +138,9 @@ def test_bench_prints_pure_torch_auto_side_by_side(capsys):
 
 
 def test_puredl_import_stays_free_of_torch():
+    import os
     import subprocess
     import sys
-
-    import os
 
     code = "import sys, puredl, puredl.accel_cli, puredl.bench_cli; print('torch' in sys.modules)"
     env = {k: v for k, v in os.environ.items() if not k.startswith("PUREDL_ACCEL")}  # PURE mode
