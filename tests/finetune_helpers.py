@@ -135,7 +135,7 @@ def save_tiny_model(folder: str | Path, seed: int = 0) -> Path:
     return folder
 
 
-def tiny_gemma3_multimodal(vocab_size: int | None = None, seed: int = 0):
+def tiny_gemma3_multimodal(vocab_size: int | None = None, seed: int = 0, num_layers: int = 2):
     """A tiny ``Gemma3ForConditionalGeneration`` (MedGemma's shape: vision tower + language model)."""
     import torch
     from transformers import Gemma3Config, Gemma3ForConditionalGeneration, SiglipVisionConfig
@@ -151,7 +151,7 @@ def tiny_gemma3_multimodal(vocab_size: int | None = None, seed: int = 0):
         patch_size=14,
     )
     cfg = Gemma3Config(
-        text_config=tiny_gemma3_config(vocab_size).to_dict(),
+        text_config=tiny_gemma3_config(vocab_size, num_layers).to_dict(),
         vision_config=vision.to_dict(),
         mm_tokens_per_image=4,
     )

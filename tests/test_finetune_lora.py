@@ -208,3 +208,15 @@ def test_tied_gradient_folding_is_the_true_derivative():
 def test_load_lora_rejects_a_folder_without_adapter(tmp_path):
     with pytest.raises(FileNotFoundError, match="adapter_config.json"):
         load_lora(tmp_path)
+
+
+def test_long_target_lists_stay_scoped_after_a_peft_round_trip(tmp_path):
+    """PEFT rewrites >= 20 targets into short suffixes; they must still miss the vision tower."""
+    every = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj", "embeddings"]
+    model = add_lora(tiny_gemma3_multimodal(num_layers=3), LoRAConfig(r=2, alpha=4, target_modules=every))
+    path = save_lora(model, tmp_path / "a")
+    assert load_lora(path).config.target_modules == sorted(every)
+    reloaded = peft.PeftModel.from_pretrained(tiny_gemma3_multimodal(num_layers=3), str(path))
+    wrapped = [n for n, m in reloaded.named_modules() if hasattr(m, "lora_A")]
+    assert len(wrapped) == 3 * 7 + 2  # 7 linear layers per block, the embedding and its tied output layer
+    assert not any("vision" in n for n in wrapped)

@@ -48,11 +48,11 @@ def test_each_phase_trains_only_its_own_adapter(tmp_path, model_dir, monkeypatch
     seen: list[tuple[int, set[str], bool]] = []
     original = pipeline.train_phase
 
-    def spy(ctx, k, model, tokenizer, work_dir, adapter_name, title):
+    def spy(ctx, k, model, tokenizer, work_dir, adapter_name, title, examples=None):
         trainable = {n for n, p in model.named_parameters() if p.requires_grad}
         base_frozen = all(not p.requires_grad for n, p in model.named_parameters() if "lora_" not in n)
         seen.append((k, trainable, base_frozen))
-        return original(ctx, k, model, tokenizer, work_dir, adapter_name, title)
+        return original(ctx, k, model, tokenizer, work_dir, adapter_name, title, examples)
 
     monkeypatch.setattr(pipeline, "train_phase", spy)
     summary = run_tiny_pipeline(str(config(tmp_path, model_dir)))
@@ -185,3 +185,20 @@ def test_local_folder_loads_on_the_requested_device(model_dir):
     model, tok = load_model_and_tokenizer(str(model_dir), device="cpu")
     assert not model.training and tok.padding_side == "right" and tok.pad_token_id == 0
     torch.testing.assert_close(logits_of(model), logits_of(tiny_gemma3()))
+
+
+def test_validate_measures_base_plus_adapters(tmp_path, model_dir):
+    cfg = load_config(config(tmp_path, model_dir))
+    run_tiny_pipeline(str(tmp_path / "tiny.sdn"))
+    ctx = pipeline.make_context(cfg, hooks=tiny_hooks(), out=lambda s: None)
+    base = pipeline.validate(ctx, [], ["fluency"])
+    after = pipeline.validate(ctx, pipeline.adapters_of_run(ctx, 0), ["fluency"])
+    summary = json.loads((tmp_path / "runs" / "tiny" / "summary.json").read_text())
+    assert base["fluency"] == pytest.approx(summary["history"][0]["metrics"]["fluency"])
+    assert after["fluency"]["perplexity"] == pytest.approx(
+        summary["history"][1]["metrics"]["fluency"]["perplexity"], rel=1e-4
+    )
+    (tmp_path / "other").mkdir()
+    other = load_config(config(tmp_path / "other", model_dir))
+    with pytest.raises(pipeline.FinetuneError, match="missing adapters"):
+        pipeline.adapters_of_run(pipeline.make_context(other, hooks=tiny_hooks(), out=lambda s: None))

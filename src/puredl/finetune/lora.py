@@ -34,6 +34,7 @@ EMBEDDINGS = "embeddings"
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 SHORT_TARGETS_KEY = "puredl.target_modules"
+EMBEDDING_NAMES = ("embed_tokens", "wte", "word_embeddings")  # for adapters saved by other tools
 
 
 @dataclass
@@ -266,7 +267,9 @@ def load_lora(path: str | Path) -> LoRAAdapter:
     raw = json.loads(cfg_file.read_text(encoding="utf-8"))
     targets = raw.get("target_modules") or []
     targets = [targets] if isinstance(targets, str) else list(targets)
-    short = _saved_short_targets(path) or sorted({t.rsplit(".", 1)[-1] for t in targets})
+    short = _saved_short_targets(path) or sorted(
+        {EMBEDDINGS if t.endswith(EMBEDDING_NAMES) else t.rsplit(".", 1)[-1] for t in targets}
+    )
     config = LoRAConfig(
         r=int(raw.get("r", 8)),
         alpha=float(raw.get("lora_alpha", 8)),
@@ -334,7 +337,7 @@ def save_lora(model: Any, path: str | Path, adapter_name: str | None = None) -> 
     try:
         cfg.save_pretrained(str(tmp))
         # puredl's short target names ride in the safetensors header, which PEFT ignores
-        meta = {"format": "pt", SHORT_TARGETS_KEY: json.dumps(_short_targets(model, cfg))}
+        meta = {"format": "pt", SHORT_TARGETS_KEY: json.dumps(_short_targets(model, adapter_name))}
         st.save_file(state, str(tmp / ADAPTER_WEIGHTS), metadata=meta)
         replace_dir(tmp, path)
     finally:
@@ -354,16 +357,33 @@ def _saved_short_targets(path: Path) -> list[str] | None:
     return [str(n) for n in names] if isinstance(names, list) else None
 
 
-def _short_targets(model: Any, cfg: Any) -> list[str]:
+def _short_targets(model: Any, adapter_name: str) -> list[str]:
+    """The adapter's targets as short names ('embeddings' for the input embedding).
+
+    Read from the modules that carry the adapter, not from the PEFT config: PEFT rewrites long
+    target lists into minimal suffixes, and adds the tied output layer by itself.
+    """
+    tuners = require("peft.tuners.lora", "llm", "LoRA")
     base = _unwrap(model)
     emb = base.get_input_embeddings()
-    emb_names = {n for n, m in base.named_modules() if m is emb or getattr(m, "base_layer", None) is emb}
+    emb = emb.get_base_layer() if hasattr(emb, "get_base_layer") else emb
+    emb_ptr = emb.weight.data_ptr()
     short: list[str] = []
-    for t in sorted(cfg.target_modules):
-        s = EMBEDDINGS if t in emb_names else t.rsplit(".", 1)[-1]
+    for name, module in base.named_modules():
+        if not isinstance(module, tuners.LoraLayer):
+            continue
+        if adapter_name not in module.lora_A and adapter_name not in module.lora_embedding_A:
+            continue
+        layer = module.get_base_layer()
+        if layer is emb:
+            s = EMBEDDINGS
+        elif layer.weight.data_ptr() == emb_ptr:
+            continue  # the output layer tied to the embedding rides along with "embeddings"
+        else:
+            s = name.rsplit(".", 1)[-1]
         if s not in short:
             short.append(s)
-    return short
+    return sorted(short)
 
 
 def replace_dir(src: Path, dst: Path) -> None:

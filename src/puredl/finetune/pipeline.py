@@ -155,11 +155,19 @@ def load_phase_data(ctx: RunContext, k: int, tokenizer: Any, split: str = "train
 
 
 def train_phase(
-    ctx: RunContext, k: int, model: Any, tokenizer: Any, work_dir: Path, adapter_name: str, title: str
+    ctx: RunContext,
+    k: int,
+    model: Any,
+    tokenizer: Any,
+    work_dir: Path,
+    adapter_name: str,
+    title: str,
+    examples: list[Any] | None = None,
 ) -> tuple[Any, TrainResult, int]:
     """Train the model's trainable adapter on phase k's data; returns (model, result, n_examples)."""
     settings = ctx.cfg.phase_training(k)
-    examples = load_phase_data(ctx, k, tokenizer)
+    if examples is None:
+        examples = load_phase_data(ctx, k, tokenizer)
     plan = make_plan(settings, len(examples))
     ctx.out(
         f"Training {plan.epochs} epoch(s) = {plan.total_steps} steps (batch {plan.batch_size} x accum "
@@ -183,6 +191,19 @@ def train_phase(
     return model, result, len(examples)
 
 
+def loss_trend(losses: list[float]) -> str:
+    """``loss 3.65 -> 3.10 (mean of the first/last 4 steps)``: single batches are too noisy to compare.
+
+    >>> loss_trend([4.0, 3.0, 2.0, 1.0])
+    'loss 4.000 -> 1.000 (mean of the first/last 1 steps)'
+    """
+    if not losses:
+        return "no steps"
+    n = max(1, len(losses) // 4)
+    first, last = sum(losses[:n]) / n, sum(losses[-n:]) / n
+    return f"loss {first:.3f} -> {last:.3f} (mean of the first/last {n} steps)"
+
+
 def describe_lora(model: Any, cfg: LoRAConfig, name: str) -> str:
     n_train = sum(p.numel() for p in trainable_parameters(model).values())
     n_all = sum(p.numel() for p in model.parameters())
@@ -203,16 +224,16 @@ def run_single_phase(ctx: RunContext, k: int, base: Any, tokenizer: Any) -> tupl
     lora_cfg = lora_config_for(ctx, k)
     if not ctx.resume and is_main_process():
         shutil.rmtree(work / "checkpoints", ignore_errors=True)  # a fresh phase never resumes stale state
+    examples = load_phase_data(ctx, k, tokenizer)
     torch.manual_seed(ctx.cfg.phase_training(k).seed + k)  # LoRA_k initialisation
     model = add_lora(base, lora_cfg, trainable=True, name=name)
     ctx.out(describe_lora(model, lora_cfg, name))
-    model, result, n_examples = train_phase(ctx, k, model, tokenizer, work, name, f"phase {k}")
+    model, result, n_examples = train_phase(ctx, k, model, tokenizer, work, name, f"phase {k}", examples)
     target = adapter_dir(ctx.run_dir, k)
     if is_main_process():
         save_lora(model, target, adapter_name=name)
         shutil.rmtree(work / "checkpoints", ignore_errors=True)  # only needed until the adapter is saved
-    first, last = (result.losses[0], result.losses[-1]) if result.losses else (float("nan"),) * 2
-    ctx.out(f"\u2713 LoRA_{k} saved to {target} (loss {first:.3f} -> {last:.3f}, {result.seconds:.0f} s)")
+    ctx.out(f"\u2713 LoRA_{k} saved to {target} ({loss_trend(result.losses)}, {result.seconds:.0f} s)")
     record = {
         "index": k,
         "name": phase.name,
