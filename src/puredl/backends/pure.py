@@ -514,15 +514,12 @@ def matmul(a: PureArray, b: PureArray, dtype: DType) -> PureArray:
     if k == 0:  # an empty sum is zero
         return full(batch + (m, n), 0, dtype)
     # lists, not arrays: reading an array element boxes a new float every time
-    av = _as_list(broadcast_values(a, batch + (m, k)))
     out = array(dtype.typecode)
-    if not batch and k > 4 and b._strides == (1, k) and b.offset == 0 and len(b.buf) == k * n:
-        # b is a transposed contiguous matrix (x @ W.T in Linear): its columns are the buffer's rows
-        flat = b.buf.tolist()
-        cols = [flat[j * k : (j + 1) * k] for j in range(n)]
-        rows = [av[i * k : (i + 1) * k] for i in range(m)]
-        _dots_into(out, rows, cols)
+    if not batch and k > 4:
+        # 2-D: read row-major or transposed operands straight from their buffers (x @ W.T, g.T @ x)
+        _dots_into(out, _matrix_lines(a, m, k, rows=True), _matrix_lines(b, k, n, rows=False))
         return PureArray(out, (m, n))
+    av = _as_list(broadcast_values(a, batch + (m, k)))
     bv = _as_list(broadcast_values(b, batch + (k, n)))
     mk, kn = m * k, k * n
     for bi in range(numel(batch)):
@@ -543,6 +540,22 @@ def matmul(a: PureArray, b: PureArray, dtype: DType) -> PureArray:
         cols = list(zip(*[bv[base_b + i * n : base_b + (i + 1) * n] for i in range(k)]))
         _dots_into(out, rows, cols)
     return PureArray(out, batch + (m, n))
+
+
+def _matrix_lines(a: PureArray, r: int, c: int, rows: bool) -> list:
+    """The rows (or columns) of the 2-D array ``a`` of shape (r, c) as sequences, without a strided gather."""
+    whole = a.offset == 0 and len(a.buf) == r * c
+    if whole and a._strides is None:
+        flat = a.buf.tolist()
+        lines = [flat[i * c : (i + 1) * c] for i in range(r)]
+        return lines if rows else list(zip(*lines))
+    if whole and a._strides == (1, r):  # a transposed row-major (c, r) matrix
+        flat = a.buf.tolist()
+        lines = [flat[j * r : (j + 1) * r] for j in range(c)]
+        return list(zip(*lines)) if rows else lines
+    v = _as_list(values(a))
+    lines = [v[i * c : (i + 1) * c] for i in range(r)]
+    return lines if rows else list(zip(*lines))
 
 
 def _dots_into(out: array, rows: list, cols: list) -> None:
