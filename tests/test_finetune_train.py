@@ -184,3 +184,49 @@ def test_resume_after_sigkill_mid_phase_matches_an_uninterrupted_run(tmp_path):
     assert got.keys() == want.keys()
     for key in want:
         torch.testing.assert_close(got[key], want[key], atol=1e-6, rtol=1e-5, msg=key)
+
+
+def test_nan_loss_stops_with_the_last_checkpoint_intact(tmp_path, monkeypatch):
+    from puredl.finetune import trainer
+    from puredl.finetune.checkpoint import latest_checkpoint
+    from puredl.finetune.errors import TrainingDivergedError
+
+    calls = {"n": 0}
+    real = trainer.batch_loss_sum
+
+    def poisoned(model, batch):
+        calls["n"] += 1
+        loss = real(model, batch)
+        return loss * float("nan") if calls["n"] == 3 else loss
+
+    monkeypatch.setattr(trainer, "batch_loss_sum", poisoned)
+    model = add_lora(tiny_gemma3(), LoRAConfig(r=2, alpha=4, dropout=0.0))
+    with pytest.raises(TrainingDivergedError, match="step 3.*intact"):
+        train_adapter(
+            model,
+            encoded(8),
+            plan(batch_size=2, total_steps=4, checkpoint_every=1),
+            adapter_name="lora_0",
+            pad_id=0,
+            work_dir=tmp_path,
+        )
+    assert latest_checkpoint(tmp_path / "checkpoints").name == "step_000002"
+
+
+@pytest.mark.gpu
+def test_bf16_training_on_a_gpu(tmp_path):
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA GPU")
+    model = add_lora(tiny_gemma3().to("cuda", torch.bfloat16), LoRAConfig(r=4, alpha=8, dropout=0.0))
+    result = train_adapter(
+        model,
+        encoded(8),
+        plan(batch_size=4, total_steps=3),
+        adapter_name="lora_0",
+        pad_id=0,
+        work_dir=tmp_path,
+        device="cuda:0",
+        amp_dtype=torch.bfloat16,
+    )
+    assert len(result.losses) == 3 and all(math.isfinite(x) for x in result.losses)
+    assert all(p.dtype == torch.float32 for p in model.parameters() if p.requires_grad)  # adapters stay fp32

@@ -168,8 +168,9 @@ def load_model_and_tokenizer(
     if not isinstance(source, Path):
         if revision:
             hub["revision"] = revision
-        if _offline():
-            hub["local_files_only"] = True  # honour HF_HUB_OFFLINE even if the hub was imported earlier
+        if _offline() or not _hub_resolves():
+            # HF_HUB_OFFLINE (even if the hub was imported earlier), or no DNS: skip ~45 s of retries
+            hub["local_files_only"] = True
     try:
         tokenizer = transformers.AutoTokenizer.from_pretrained(str(source), **hub)
         model = transformers.AutoModelForCausalLM.from_pretrained(
@@ -184,6 +185,20 @@ def load_model_and_tokenizer(
     model.to(device)
     model.eval()
     return model, tokenizer
+
+
+def _hub_resolves(host: str = "huggingface.co") -> bool:
+    """True when the Hub's name resolves (a machine without network fails here at once)."""
+    import socket
+
+    endpoint = os.environ.get("HF_ENDPOINT", "")
+    if endpoint:
+        host = endpoint.split("://", 1)[-1].split("/", 1)[0].split(":", 1)[0] or host
+    try:
+        socket.getaddrinfo(host, 443)
+        return True
+    except OSError:
+        return False
 
 
 def _offline() -> bool:

@@ -323,15 +323,14 @@ def run_all(ctx: RunContext, compare: str | None = None) -> tuple[dict, int]:
             f"--resume: the config differs from the one that started {run_dir} (see run_config.json); "
             "run without --resume to start over, or restore the old config"
         )
+    title = f"=== puredl progressive LoRA: {cfg.project} ==="
+    ctx.out(title)
+    base, tokenizer = load_base(ctx)  # first, so a model that cannot load leaves no run folder behind
     if is_main_process():
         if not ctx.resume:
             _clear_run_state(ctx)
         run_dir.mkdir(parents=True, exist_ok=True)
         write_json(run_dir / "run_config.json", config_to_dict(cfg))
-
-    title = f"=== puredl progressive LoRA: {cfg.project} ==="
-    ctx.out(title)
-    base, tokenizer = load_base(ctx)
     n_params = sum(p.numel() for p in base.parameters())
     ctx.out(
         f"Model {cfg.model.name} ({type(base).__name__}, {n_params / 1e6:.0f}M parameters) on "
