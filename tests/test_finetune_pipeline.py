@@ -202,3 +202,17 @@ def test_validate_measures_base_plus_adapters(tmp_path, model_dir):
     other = load_config(config(tmp_path / "other", model_dir))
     with pytest.raises(pipeline.FinetuneError, match="missing adapters"):
         pipeline.adapters_of_run(pipeline.make_context(other, hooks=tiny_hooks(), out=lambda s: None))
+
+
+def test_multimodal_checkpoint_folder_loads_and_trains_its_language_model(tmp_path):
+    from finetune_helpers import tiny_gemma3_multimodal
+    from puredl.finetune.lora import LoRAConfig, trainable_parameters
+
+    folder = tmp_path / "medgemma-like"
+    tiny_gemma3_multimodal().save_pretrained(folder)
+    tiny_tokenizer().save_pretrained(folder)
+    model, _ = load_model_and_tokenizer(str(folder))
+    assert type(model).__name__ == "Gemma3ForConditionalGeneration"
+    model = add_lora(model, LoRAConfig(r=2, alpha=4, target_modules=["q_proj", "v_proj"]))
+    names = list(trainable_parameters(model))
+    assert names and all(".language_model." in n for n in names)

@@ -230,3 +230,10 @@ def test_bf16_training_on_a_gpu(tmp_path):
     )
     assert len(result.losses) == 3 and all(math.isfinite(x) for x in result.losses)
     assert all(p.dtype == torch.float32 for p in model.parameters() if p.requires_grad)  # adapters stay fp32
+
+
+def test_gradient_checkpointing_gives_the_same_update(tmp_path):
+    plain = adapter_after(tmp_path, "plain", batch_size=4, total_steps=2)
+    checkpointed = adapter_after(tmp_path, "ckpt", batch_size=4, total_steps=2, gradient_checkpointing=True)
+    for name in plain:
+        torch.testing.assert_close(checkpointed[name], plain[name], atol=1e-6, rtol=1e-5)
