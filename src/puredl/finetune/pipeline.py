@@ -94,9 +94,39 @@ def make_context(
     torch = require("torch", "llm", "fine-tuning")
     if cfg.training.num_threads:
         torch.set_num_threads(cfg.training.num_threads)
-    return RunContext(
-        cfg, resolve_device(device or cfg.training.device), hooks or default_hooks(), resume, out
-    )
+    resolved = join_data_parallel(resolve_device(device or cfg.training.device))
+    if not is_main_process():
+        out = _silent  # rank 0 speaks for the run
+    return RunContext(cfg, resolved, hooks or default_hooks(), resume, out)
+
+
+def join_data_parallel(device: str) -> str:
+    """Under torchrun (``WORLD_SIZE`` > 1): join the process group; return this rank's device.
+
+    NCCL when the run is on a GPU (rank i on ``cuda:LOCAL_RANK``), gloo on CPU. Without torchrun
+    the device is returned unchanged and no process group is made.
+
+    >>> join_data_parallel("cpu")  # no WORLD_SIZE in the environment
+    'cpu'
+    """
+    from puredl import distributed
+
+    if distributed.world_size() <= 1:
+        return device
+    world = distributed.init("nccl" if device.startswith("cuda") else "gloo")
+    return world.device if world.backend == "nccl" else device
+
+
+def _data_parallel_note() -> str:
+    """``; data parallel on N ranks (each forwards 1/N of every batch)`` under torchrun, else ``""``."""
+    from puredl.finetune.trainer import data_parallel_world
+
+    world = data_parallel_world()[1]
+    return f"; data parallel on {world} ranks (each forwards 1/{world} of every batch)" if world > 1 else ""
+
+
+def _silent(text: str) -> None:
+    """The printer of ranks other than 0."""
 
 
 # ---------------------------------------------------------------- models
@@ -172,7 +202,7 @@ def train_phase(
     ctx.out(
         f"Training {plan.epochs} epoch(s) = {plan.total_steps} steps (batch {plan.batch_size} x accum "
         f"{plan.grad_accum}, lr {plan.learning_rate:g} {plan.scheduler}, warmup {plan.warmup}, "
-        f"max_length {plan.max_length})"
+        f"max_length {plan.max_length}){_data_parallel_note()}"
     )
     result = train_adapter(
         model,

@@ -7,19 +7,25 @@ was killed (even with SIGKILL) finishes as if it had never stopped.
 
 Gradient accumulation is exact: each micro-batch's summed token loss is divided by the number
 of target tokens in the whole optimizer step, so ``batch 2 x accum 2`` equals ``batch 4``.
-File writes go through ``is_main_process()`` so a data-parallel wrapper can be added later.
+Data parallel (``torchrun``, a process group of world size N > 1): every rank walks the same
+global micro-batches, forwards only its ``shard`` of each, and after the step's backward passes
+the LoRA gradients (and the step loss) are summed over ranks. Each rank divides by the token
+count of the *global* step, so the sum is exactly the single-process mean: N processes with
+``batch_size`` B train the same updates as one process with B. Only rank 0 writes files.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from puredl._optional import require
+from puredl.distributed import shard
 from puredl.finetune.batching import IGNORE_INDEX, EncodedExample, collate, micro_batches
 from puredl.finetune.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from puredl.finetune.devices import autocast, is_main_process, oom_guard
@@ -133,6 +139,51 @@ def batch_loss_sum(model: Any, batch: dict[str, Any]) -> Any:
     return torch.nn.functional.cross_entropy(logits, targets[keep], reduction="sum")
 
 
+def data_parallel_world() -> tuple[int, int]:
+    """(rank, world size) of the torch.distributed group this process trains in; (0, 1) without one.
+
+    >>> data_parallel_world()
+    (0, 1)
+    """
+    dist = sys.modules.get("torch.distributed")  # never import torch just to find out
+    if dist is None or not (dist.is_available() and dist.is_initialized()):
+        return 0, 1
+    return dist.get_rank(), dist.get_world_size()
+
+
+def broadcast_trainable(params: list[Any]) -> None:
+    """Give every rank rank 0's trainable weights (same start even if an initialisation differed)."""
+    torch = require("torch", "llm", "fine-tuning")
+    for p in params:
+        with torch.no_grad():
+            torch.distributed.broadcast(p.data, src=0)
+
+
+def sum_gradients_over_ranks(params: list[Any], step_loss: float) -> float:
+    """Sum ``params``' gradients and the step loss over all ranks (missing gradients count as zero).
+
+    Each rank's loss was already divided by the global step's token count, so the sum is the
+    global mean. One all_reduce per (dtype, device) keeps the round trips few.
+    """
+    torch = require("torch", "llm", "fine-tuning")
+    groups: dict[tuple, list[Any]] = {}
+    for p in params:
+        if p.grad is None:  # a rank whose shard of every micro-batch was empty
+            p.grad = torch.zeros_like(p)
+        groups.setdefault((p.grad.dtype, p.grad.device), []).append(p)
+    for group in groups.values():
+        flat = torch.cat([p.grad.reshape(-1) for p in group])
+        torch.distributed.all_reduce(flat)
+        offset = 0
+        for p in group:
+            n = p.grad.numel()
+            p.grad.copy_(flat[offset : offset + n].view_as(p.grad))
+            offset += n
+    total = torch.tensor([step_loss], dtype=torch.float64, device=params[0].device)
+    torch.distributed.all_reduce(total)
+    return float(total)
+
+
 def train_adapter(
     model: Any,
     examples: list[EncodedExample],
@@ -155,6 +206,7 @@ def train_adapter(
     if not owners:
         raise FinetuneError(f"{desc}: the model has no trainable parameters (add a trainable LoRA first)")
     params = [p for _, p in owners]
+    rank, world = data_parallel_world()
     optimizer = torch.optim.AdamW(params, lr=plan.learning_rate, weight_decay=plan.weight_decay)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: lr_factor(s, plan.total_steps, plan.warmup, plan.scheduler)
@@ -200,6 +252,8 @@ def train_adapter(
 
     if plan.gradient_checkpointing and hasattr(model, "gradient_checkpointing_enable"):
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if world > 1:
+        broadcast_trainable(params)  # also covers a resumed checkpoint read by every rank
     model.train()
     t0 = time.perf_counter()
     bar = tqdm(
@@ -219,18 +273,23 @@ def train_adapter(
                 device, f"{desc} step {step + 1}", plan.batch_size, plan.max_length, plan.grad_accum
             ):
                 for _, idx in group:
-                    batch = collate([examples[i] for i in idx], pad_id, device)
+                    mine = shard(idx, rank, world)  # the whole micro-batch when world == 1
+                    if not mine:
+                        continue  # fewer examples than ranks: this rank adds a zero gradient
+                    batch = collate([examples[i] for i in mine], pad_id, device)
                     with autocast(device, amp_dtype):
                         loss = batch_loss_sum(model, batch) / n_tokens
                     loss.backward()
                     step_loss += float(loss.detach())
                     del loss
+                fold_tied_gradients(tied)  # before the sum: only the owners are reduced
+                if world > 1:  # before the NaN check, so every rank stops together
+                    step_loss = sum_gradients_over_ranks(params, step_loss)
                 if not math.isfinite(step_loss):
                     raise TrainingDivergedError(
                         f"{desc}: loss became {step_loss} at step {step + 1}; the last good checkpoint in "
                         f"{ckpt_dir} is intact. Lower the learning rate ({plan.learning_rate}) and resume."
                     )
-                fold_tied_gradients(tied)
                 grad_norm = (
                     float(torch.nn.utils.clip_grad_norm_(params, plan.max_grad_norm))
                     if plan.max_grad_norm > 0
