@@ -245,25 +245,22 @@ def describe_lora(model: Any, cfg: LoRAConfig, name: str) -> str:
     )
 
 
-def run_single_phase(ctx: RunContext, k: int, base: Any, tokenizer: Any) -> tuple[Any, dict]:
-    """Phase k on ``base`` (base + merged 0..k-1): add LoRA_k, train, save; returns (model, record)."""
-    torch = require("torch", "llm", "fine-tuning")
-    phase = ctx.cfg.phases[k]
-    work = phase_dir(ctx.run_dir, k)
-    name = f"lora_{k}"
-    lora_cfg = lora_config_for(ctx, k)
-    if not ctx.resume and is_main_process():
-        shutil.rmtree(work / "checkpoints", ignore_errors=True)  # a fresh phase never resumes stale state
-    examples = load_phase_data(ctx, k, tokenizer)
-    torch.manual_seed(ctx.cfg.phase_training(k).seed + k)  # LoRA_k initialisation
-    model = add_lora(base, lora_cfg, trainable=True, name=name)
-    ctx.out(describe_lora(model, lora_cfg, name))
-    model, result, n_examples = train_phase(ctx, k, model, tokenizer, work, name, f"phase {k}", examples)
-    target = adapter_dir(ctx.run_dir, k)
+def finish_phase(
+    ctx: RunContext,
+    k: int,
+    model: Any,
+    work: Path,
+    target: Path,
+    adapter_name: str,
+    result: Any,
+    n_examples: int,
+    **extra,
+) -> dict:
+    """Save a trained adapter (rank 0), drop its checkpoints, and record the phase in its result file."""
     if is_main_process():
-        save_lora(model, target, adapter_name=name)
+        save_lora(model, target, adapter_name=adapter_name)
         shutil.rmtree(work / "checkpoints", ignore_errors=True)  # only needed until the adapter is saved
-    ctx.out(f"\u2713 LoRA_{k} saved to {target} ({loss_trend(result.losses)}, {result.seconds:.0f} s)")
+    phase = ctx.cfg.phases[k]
     record = {
         "index": k,
         "name": phase.name,
@@ -276,10 +273,31 @@ def run_single_phase(ctx: RunContext, k: int, base: Any, tokenizer: Any) -> tupl
         "tokens": result.tokens,
         "n_examples": n_examples,
         "resumed_from": result.resumed_from,
-        "lora": dataclasses.asdict(lora_cfg),
+        **extra,
     }
     if is_main_process():
         write_json(work / RESULT_FILE, record)
+    return record
+
+
+def run_single_phase(ctx: RunContext, k: int, base: Any, tokenizer: Any) -> tuple[Any, dict]:
+    """Phase k on ``base`` (base + merged 0..k-1): add LoRA_k, train, save; returns (model, record)."""
+    torch = require("torch", "llm", "fine-tuning")
+    work = phase_dir(ctx.run_dir, k)
+    name = f"lora_{k}"
+    lora_cfg = lora_config_for(ctx, k)
+    if not ctx.resume and is_main_process():
+        shutil.rmtree(work / "checkpoints", ignore_errors=True)  # a fresh phase never resumes stale state
+    examples = load_phase_data(ctx, k, tokenizer)
+    torch.manual_seed(ctx.cfg.phase_training(k).seed + k)  # LoRA_k initialisation
+    model = add_lora(base, lora_cfg, trainable=True, name=name)
+    ctx.out(describe_lora(model, lora_cfg, name))
+    model, result, n_examples = train_phase(ctx, k, model, tokenizer, work, name, f"phase {k}", examples)
+    target = adapter_dir(ctx.run_dir, k)
+    record = finish_phase(
+        ctx, k, model, work, target, name, result, n_examples, lora=dataclasses.asdict(lora_cfg)
+    )
+    ctx.out(f"\u2713 LoRA_{k} saved to {target} ({loss_trend(result.losses)}, {result.seconds:.0f} s)")
     return model, record
 
 
@@ -582,22 +600,7 @@ def run_sequential(ctx: RunContext, tokenizer: Any, base_history: list[dict]) ->
             record = saved
         else:
             model, result, n = train_phase(ctx, k, model, tokenizer, work, "sequential", f"sequential {k}")
-            if is_main_process():
-                save_lora(model, target, adapter_name="sequential")
-                shutil.rmtree(work / "checkpoints", ignore_errors=True)
-            record = {
-                "index": k,
-                "name": phase.name,
-                "data": phase.data,
-                "capability": ctx.capability(k),
-                "adapter_dir": str(target),
-                "train_losses": result.losses,
-                "steps": result.steps,
-                "seconds": round(result.seconds, 2),
-                "n_examples": n,
-            }
-            if is_main_process():
-                write_json(work / RESULT_FILE, record)
+            record = finish_phase(ctx, k, model, work, target, "sequential", result, n)
         phases.append(record)
         metrics = measure(ctx, model, tokenizer, capabilities_through(ctx, k), f"sequential after phase {k}")
         if metrics is not None:
