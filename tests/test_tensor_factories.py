@@ -224,3 +224,9 @@ def test_conversions_between_dtypes_match_torch():
     assert_close(p.to(pd.int64).double(), t.to(torch.int64).double())
     assert_close(p.bool().long(), t.bool().long())
     assert p.to("cpu") is p
+
+
+def test_view_with_a_dtype_is_refused_rather_than_silently_cast():
+    x = pd.tensor([1.5, 2.5])
+    with pytest.raises(TypeError, match="use .to\\(dtype\\)"):
+        x.view(pd.int64)

@@ -494,7 +494,8 @@ class Tensor:
 
     def view(self, *shape):
         if len(shape) == 1 and not isinstance(shape[0], (int, tuple, list)):
-            return self.to(shape[0])  # view(dtype) is not a reinterpretation here; only same dtype
+            # torch's view(dtype) reinterprets bits; a silent cast would give different numbers
+            raise TypeError(f"view: expected a shape, got {shape[0]!r}; use .to(dtype) to convert values")
         return _ops().reshape(self, _shape_args(shape), view_only=True)
 
     def view_as(self, other: Tensor):
