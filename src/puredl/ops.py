@@ -11,6 +11,7 @@ import math
 from puredl import accel, autograd
 from puredl import dtypes as dt
 from puredl.autograd import Function
+from puredl.backends import pure as _pure
 from puredl.tensor import Tensor, _wrap
 
 ELEMENTWISE, MATMUL, REDUCTION, ACTIVATION, SHAPE = (
@@ -649,6 +650,55 @@ def softmax(a: Tensor, dim: int = -1) -> Tensor:
 
 def log_softmax(a: Tensor, dim: int = -1) -> Tensor:
     return _softmax(a, dim, True)
+
+
+# =========================================================================== losses
+
+
+class NLLLoss(Function):
+    __slots__ = ("args",)
+
+    def backward(self, g):
+        logp, target, weight, total, be = self.saved
+        tensors = (g, _wrap(logp, be), _wrap(target, be))
+        if weight is not None:
+            tensors += (_wrap(weight, be),)
+        be2, impls = accel.select("nll_loss_backward", ACTIVATION, _numel(logp.shape), tensors)
+        if be2 is not be:  # AUTO moved the work: the mean's divisor moves with it
+            total = float(total) if be2 is _pure else be2.full((), float(total), _wrap(logp, be).dtype)
+        iw = impls[3] if weight is not None else None
+        ii, eps, reduction, log_softmax = self.args
+        grad = be2.nll_loss_backward(impls[0], impls[1], impls[2], iw, ii, eps, reduction, total, log_softmax)
+        return (_wrap(grad, be2),)
+
+
+def nll_loss(
+    x: Tensor,
+    target: Tensor,
+    weight: Tensor | None,
+    ignore_index: int,
+    label_smoothing: float,
+    reduction: str,
+    log_softmax: bool,
+) -> Tensor:
+    """torch's NLL (of ``log_softmax(x)`` when ``log_softmax``: cross-entropy) over (N, C) ``x``, fused.
+
+    One node instead of a dozen: the forward and the gradient each run as one backend kernel.
+    ``target`` holds (N,) int64 class indices; the caller validates shapes and dtypes.
+    """
+    if not x.dtype.is_floating_point:
+        x = x.to(dt.get_default_dtype())
+    if weight is not None and weight.dtype is not x.dtype:
+        weight = weight.to(x.dtype)
+    name = "cross_entropy" if log_softmax else "nll_loss"
+    tensors = (x, target) if weight is None else (x, target, weight)
+    be, impls = accel.select(name, ACTIVATION, _numel(x.shape), tensors)
+    iw = impls[2] if weight is not None else None
+    loss, logp, total = be.nll_loss(impls[0], impls[1], iw, ignore_index, label_smoothing, reduction, log_softmax)
+    node = NLLLoss()
+    node.args = (ignore_index, label_smoothing, reduction, log_softmax)
+    node.saved = (logp, impls[1], iw, total, be)
+    return _record(node, (x,), _wrap(loss, be))
 
 
 # =========================================================================== shape ops (views)

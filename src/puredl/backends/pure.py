@@ -715,3 +715,84 @@ def index_add0(shape: tuple, idx: PureArray, src: PureArray) -> PureArray:
         for j in range(inner):
             out[base + j] += sv[sbase + j]
     return PureArray(array(src.buf.typecode, out), tuple(shape))
+
+
+# --------------------------------------------------------------------------- losses
+
+
+def nll_loss(x: PureArray, target: PureArray, weight, ignore_index: int, label_smoothing: float,
+             reduction: str, log_softmax: bool):
+    """torch's (N, C) negative log-likelihood, of ``log_softmax(x)`` when ``log_softmax`` (cross-entropy).
+
+    Class ``weight`` (C,) or None, rows whose target is ``ignore_index`` count for nothing, label
+    smoothing mixes in ``-sum_c w_c logp_c``. Returns ``(loss, logp, total)``: the loss reduced
+    as asked, the log-probabilities (for the backward) and the summed target weights (the mean's divisor).
+    """
+    n, c = x.shape
+    tc = x.buf.typecode
+    xs, ys = values(x), values(target)
+    w = values(weight) if weight is not None else None
+    name = "cross_entropy" if log_softmax else "nll_loss"
+    exp, lg, eps = math.exp, math.log, label_smoothing
+    logp = array(tc) if log_softmax else None
+    rows, total = [], 0.0
+    for i in range(n):
+        row = xs[i * c : (i + 1) * c]
+        if log_softmax:
+            m = max(row) if c else 0.0
+            if m == _inf or m != m:
+                m = 0.0 if m != m else m
+            ls = m + lg(sum([exp(v - m) for v in row]))
+            row = [v - ls for v in row]
+            logp.extend(row)
+        y = ys[i]
+        if y == ignore_index:
+            rows.append(0.0)
+            continue
+        if not 0 <= y < c:
+            raise IndexError(f"{name}: target {y} is out of bounds for {c} classes")
+        wy = 1.0 if w is None else w[y]
+        total += wy
+        loss = -wy * row[y]
+        if eps:
+            smooth = -(math.fsum(row) if w is None else math.fsum(map(operator.mul, w, row)))
+            loss = (1.0 - eps) * loss + eps / c * smooth
+        rows.append(loss)
+    if reduction == "none":
+        out = PureArray(array(tc, rows), (n,))
+    else:
+        s = math.fsum(rows)
+        if reduction == "mean":
+            s = s / total if total else _nan
+        out = PureArray(array(tc, [s]), ())
+    return out, (PureArray(logp, (n, c)) if log_softmax else x), total
+
+
+def nll_loss_backward(grad: PureArray, logp: PureArray, target: PureArray, weight, ignore_index: int,
+                      label_smoothing: float, reduction: str, total, log_softmax: bool) -> PureArray:
+    """The gradient of :func:`nll_loss` with respect to its input ``x``, given the loss's gradient."""
+    n, c = logp.shape
+    lps, ys, gs = values(logp), values(target), values(grad)
+    w = values(weight) if weight is not None else None
+    eps, exp = label_smoothing, math.exp
+    scale = None if reduction == "none" else gs[0] if reduction == "sum" else gs[0] / total if total else _nan
+    out = []
+    for i in range(n):
+        y = ys[i]
+        if y == ignore_index:
+            out.extend([0.0] * c)
+            continue
+        s = gs[i] if scale is None else scale
+        # a: the weight each class carries in row i's loss, -sum_c a_c logp_c
+        if eps:
+            k = s * eps / c
+            a = [k] * c if w is None else [k * wc for wc in w]
+        else:
+            a = [0.0] * c
+        a[y] += s * (1.0 - eps) * (1.0 if w is None else w[y])
+        if log_softmax:  # d/dx of -sum a logp = sum(a) softmax(x) - a
+            sa = math.fsum(a)
+            out.extend([sa * exp(lp) - ac for lp, ac in zip(lps[i * c : (i + 1) * c], a)])
+        else:
+            out.extend([-ac for ac in a])
+    return PureArray(array(logp.buf.typecode, out), (n, c))

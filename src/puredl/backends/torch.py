@@ -391,6 +391,57 @@ def softmax(a: torch.Tensor, dim: int, log: bool = False) -> torch.Tensor:
     return torch.log_softmax(a, dim) if log else torch.softmax(a, dim)
 
 
+# --------------------------------------------------------------------------- losses
+
+_aten = torch.ops.aten
+_REDUCTION = {"none": 0, "mean": 1, "sum": 2}  # aten's enum
+
+
+def _bad_target(target: torch.Tensor, c: int, ignore_index: int, name: str) -> IndexError:
+    bad = target[(target != ignore_index) & ((target < 0) | (target >= c))]
+    return IndexError(f"{name}: target {bad[0].item()} is out of bounds for {c} classes")
+
+
+@_guarded
+def nll_loss(x, target, weight, ignore_index: int, label_smoothing: float, reduction: str, log_softmax: bool):
+    """The pure backend's ``nll_loss`` on aten's fused kernels (the ones torch's own autograd uses)."""
+    name = "cross_entropy" if log_softmax else "nll_loss"
+    c = x.shape[1]
+    if x.device.type != "cpu" and target.numel():  # a bad target is a device-side assert on CUDA: check first
+        lo, hi = torch.aminmax(torch.where(target == ignore_index, 0, target))
+        if lo.item() < 0 or hi.item() >= c:
+            raise _bad_target(target, c, ignore_index, name)
+    logp = torch.log_softmax(x, 1) if log_softmax else x
+    try:
+        loss, total = _aten.nll_loss_forward.default(logp, target, weight, _REDUCTION[reduction], ignore_index)
+    except IndexError:
+        raise _bad_target(target, c, ignore_index, name) from None
+    if label_smoothing:
+        eps = label_smoothing
+        smooth = -(logp if weight is None else logp * weight).sum(1)
+        smooth = smooth.masked_fill(target == ignore_index, 0.0)
+        if reduction != "none":
+            smooth = smooth.sum() if reduction == "sum" else smooth.sum() / total
+        loss = loss * (1.0 - eps) + smooth * (eps / c)
+    return loss, logp, total
+
+
+@_guarded
+def nll_loss_backward(grad, logp, target, weight, ignore_index: int, label_smoothing: float, reduction: str,
+                      total, log_softmax: bool):
+    eps = label_smoothing
+    red = _REDUCTION[reduction]
+    g = grad * (1.0 - eps) if eps else grad
+    gx = _aten.nll_loss_backward.default(g, logp, target, weight, red, ignore_index, total)
+    if eps:  # the smoothing term -eps/C sum_c w_c logp_c of each kept row
+        s = grad / total if reduction == "mean" else grad
+        coef = torch.where(target == ignore_index, 0.0, s * (eps / logp.shape[1])).to(logp.dtype).unsqueeze(1)
+        gx = gx - (coef if weight is None else coef * weight)
+    if log_softmax:
+        gx = _aten._log_softmax_backward_data.default(gx, logp, 1, logp.dtype)
+    return gx
+
+
 # --------------------------------------------------------------------------- joining and gathering
 
 
@@ -432,7 +483,7 @@ def index_add0(shape: tuple, idx: torch.Tensor, src: torch.Tensor) -> torch.Tens
 _KERNELS = (
     "device dtype_of item tolist to_array to_pure cast contiguous clone view reshape permute expand getitem "
     "setitem binary binary_scalar unary clamp where matmul reduce_sum max_dim max_all argmax_all softmax "
-    "cat index_select0 index_add0"
+    "cat index_select0 index_add0 nll_loss nll_loss_backward"
 ).split()
 
 

@@ -189,7 +189,8 @@ def _move_class_last(x: Tensor) -> Tensor:
     return x.permute(dims)
 
 
-def _target_rows(target: Tensor, input: Tensor, name: str) -> list:  # noqa: A002
+def _check_target(target: Tensor, input: Tensor, name: str) -> Tensor:  # noqa: A002
+    """``target`` as (rows,) int64 class indices, after checking its type and shape against ``input``."""
     if not isinstance(target, Tensor):
         raise TypeError(f"{name}: target must be a Tensor of class indices, got {type(target).__name__}")
     if target.dtype is not dt.int64:
@@ -203,30 +204,17 @@ def _target_rows(target: Tensor, input: Tensor, name: str) -> list:  # noqa: A00
             f"{name}: target shape {tuple(target.shape)} does not match input shape {tuple(input.shape)} "
             f"(expected {expected})"
         )
-    return target.reshape(-1).tolist()
+    return target if target.ndim == 1 else target.reshape(-1)
 
 
-def _nll_parts(logp: Tensor, c: int, targets: list, weight: Tensor | None, ignore_index: int, name: str):
-    """Per-row ``-w[y] * logp[y]`` and the per-row weights (0 for ignored rows)."""
-    w = weight.tolist() if weight is not None else None
-    if w is not None and len(w) != c:
-        raise ValueError(f"{name}: weight has {len(w)} entries for {c} classes")
-    mask, row_w = [], []
-    for y in targets:
-        row = [0.0] * c
-        if y == ignore_index:
-            row_w.append(0.0)
-        else:
-            if not 0 <= y < c:
-                raise IndexError(f"{name}: target {y} is out of bounds for {c} classes")
-            wy = 1.0 if w is None else w[y]
-            row[y] = wy
-            row_w.append(wy)
-        mask.extend(row)
-    from puredl.creation import tensor
-
-    m = tensor(mask, dtype=logp.dtype, device=logp.device).reshape(len(targets), c)
-    return -(logp * m).sum(-1), row_w
+def _nll(input, target, weight, ignore_index, reduction, label_smoothing, log_softmax, name):  # noqa: A002
+    _check_reduction(reduction)
+    rows = _check_target(target, input, name)
+    x, c = _class_last(input, name)
+    if weight is not None and tuple(weight.shape) != (c,):
+        raise ValueError(f"{name}: weight has shape {tuple(weight.shape)}, expected ({c},) for {c} classes")
+    loss = ops.nll_loss(x, rows, weight, ignore_index, label_smoothing, reduction, log_softmax)
+    return loss.reshape(target.shape) if reduction == "none" and loss.shape != target.shape else loss
 
 
 def nll_loss(
@@ -237,20 +225,7 @@ def nll_loss(
     reduction: str = "mean",
 ) -> Tensor:
     """Negative log-likelihood of log-probabilities ``input`` (N, C) at class indices ``target`` (N,)."""
-    _check_reduction(reduction)
-    targets = _target_rows(target, input, "nll_loss")
-    logp, c = _class_last(input, "nll_loss")
-    loss, row_w = _nll_parts(logp, c, targets, weight, ignore_index, "nll_loss")
-    return _reduce_weighted(loss, row_w, reduction, target.shape)
-
-
-def _reduce_weighted(loss: Tensor, row_w: list, reduction: str, shape: tuple) -> Tensor:
-    if reduction == "none":
-        return loss.reshape(shape)
-    total = loss.sum()
-    if reduction == "sum":
-        return total
-    return total / math.fsum(row_w) if math.fsum(row_w) else total * math.nan
+    return _nll(input, target, weight, ignore_index, reduction, 0.0, False, "nll_loss")
 
 
 def cross_entropy(
@@ -263,34 +238,15 @@ def cross_entropy(
 ) -> Tensor:
     """Softmax cross-entropy of logits ``input`` (N, C) against class indices (N,) or probabilities (N, C).
 
-    Same formula as torch, including ``weight``, ``ignore_index`` and ``label_smoothing``.
+    Same formula as torch, including ``weight``, ``ignore_index`` and ``label_smoothing``. With
+    class indices it is one fused op (log-softmax and NLL, and one gradient kernel), as in torch.
     """
     _check_reduction(reduction)
     if not 0.0 <= label_smoothing <= 1.0:
         raise ValueError(f"cross_entropy: label_smoothing must be in [0, 1], got {label_smoothing}")
     if isinstance(target, Tensor) and target.dtype.is_floating_point:
         return _soft_cross_entropy(input, target, weight, reduction, label_smoothing)
-    targets = _target_rows(target, input, "cross_entropy")
-    logits, c = _class_last(input, "cross_entropy")
-    logp = logits.log_softmax(-1)
-    nll, row_w = _nll_parts(logp, c, targets, weight, ignore_index, "cross_entropy")
-    loss = _reduce_weighted(nll, row_w, reduction, target.shape)
-    if label_smoothing == 0.0:
-        return loss
-    # torch: (1 - eps) * nll + eps / C * smooth, smooth = -sum_c w_c logp_c (0 on ignored rows)
-    keep = [0.0 if y == ignore_index else 1.0 for y in targets]
-    from puredl.creation import tensor
-
-    lp = logp if weight is None else logp * weight.to(logp.dtype)
-    smooth = -lp.sum(-1) * tensor(keep, dtype=logp.dtype, device=logp.device)
-    if reduction == "none":
-        smooth = smooth.reshape(target.shape)
-    elif reduction == "sum":
-        smooth = smooth.sum()
-    else:
-        denom = math.fsum(row_w) if weight is not None else math.fsum(keep)
-        smooth = smooth.sum() / denom if denom else smooth.sum() * math.nan
-    return loss * (1.0 - label_smoothing) + smooth * (label_smoothing / c)
+    return _nll(input, target, weight, ignore_index, reduction, label_smoothing, True, "cross_entropy")
 
 
 def _soft_cross_entropy(input, target, weight, reduction, label_smoothing):  # noqa: A002

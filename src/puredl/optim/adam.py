@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from puredl import autograd, ops
+from puredl.optim import _torch_update
 from puredl.optim._flat import read_values, writable_buffer
 from puredl.optim.optimizer import Optimizer
 from puredl.optim.sgd import _check
@@ -65,7 +66,7 @@ class Adam(Optimizer):
                     if state is None:
                         state = self.state[p] = _init_state(p, group["amsgrad"])
                     state["step"] += 1
-                    if self.fused is False or not self._flat(p, state, group):
+                    if self.fused is False or not (self._flat(p, state, group) or self._torch(p, state, group)):
                         self._tensor(p, state, group)
         return loss
 
@@ -103,6 +104,10 @@ class Adam(Optimizer):
         sqrt = math.sqrt
         w[:] = array(tc, [x - step_size * mi / (sqrt(vi) / bc2_sqrt + eps) for x, mi, vi in zip(w, m, v)])
         return True
+
+    def _torch(self, p, state: dict, group: dict) -> bool:
+        step_size, bc2_sqrt = self._coefficients(state, group)
+        return _torch_update.adam(p, state, group, self.decoupled, step_size, bc2_sqrt)
 
     def _tensor(self, p, state: dict, group: dict) -> None:
         b1, b2 = group["betas"]

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from puredl import autograd
+from puredl.optim import _torch_update
 from puredl.optim._flat import new_like, read_values, writable_buffer
 from puredl.optim.optimizer import Optimizer
 
@@ -28,7 +29,8 @@ class SGD(Optimizer):
     """SGD: ``buf = momentum * buf + (1 - dampening) * g``, ``p -= lr * buf`` (or Nesterov).
 
     ``g`` includes ``weight_decay * p``. ``fused=None`` updates pure-tier tensors through their
-    flat storage (fast) and everything else with tensor ops; ``fused=False`` forces tensor ops.
+    flat storage and torch-backed ones with torch's in-place update (both fast), anything else
+    with tensor ops; ``fused=False`` forces tensor ops.
     """
 
     def __init__(
@@ -70,7 +72,9 @@ class SGD(Optimizer):
                     state = self.state.get(p)
                     if state is None:
                         state = self.state[p] = {}
-                    if self.fused is False or not _sgd_flat(p, state, group):
+                    if self.fused is False or not (
+                        _sgd_flat(p, state, group) or _torch_update.sgd(p, state, group)
+                    ):
                         _sgd_tensor(p, state, group)
         return loss
 

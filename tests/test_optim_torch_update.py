@@ -1,0 +1,100 @@
+"""Optimizer steps on torch storage: the same bits as torch.optim, and no puredl op per step.
+
+Parameters live on torch (``from_torch``) or on pure storage with gradients on torch (how a
+model built in PURE mode trains in TORCH mode); both are updated in place by torch's own rule.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+import puredl as pd  # noqa: E402
+from puredl import accel, optim  # noqa: E402
+from puredl.optim import _torch_update  # noqa: E402
+
+SGD_CASES = [
+    dict(lr=0.1),
+    dict(lr=0.1, momentum=0.9),
+    dict(lr=0.05, momentum=0.9, dampening=0.3, weight_decay=0.01),
+    dict(lr=0.05, momentum=0.8, nesterov=True, weight_decay=0.1),
+    dict(lr=0.1, momentum=0.5, maximize=True),
+]
+ADAM_CASES = [
+    ("Adam", dict(lr=0.01)),
+    ("Adam", dict(lr=0.01, weight_decay=0.1, amsgrad=True)),
+    ("AdamW", dict(lr=0.02, weight_decay=0.05, betas=(0.8, 0.95))),
+    ("AdamW", dict(lr=0.01, amsgrad=True, maximize=True)),
+]
+
+
+def _run(make_pd, make_torch, storage: str, steps: int = 8):
+    """Step both optimizers on the same start values and gradients; return their parameters."""
+    gen = torch.Generator().manual_seed(0)
+    starts = [torch.randn(5, 3, generator=gen), torch.randn(3, generator=gen)]
+    grads = [[torch.randn(t.shape, generator=gen) for t in starts] for _ in range(steps)]
+    t_params = [s.clone().requires_grad_() for s in starts]
+    if storage == "torch":
+        p_params = [pd.from_torch(s.clone()).requires_grad_() for s in starts]
+    else:  # pure storage (built in PURE mode), gradients arriving from torch
+        p_params = [pd.tensor(s.tolist()).requires_grad_() for s in starts]
+    opt_t, opt_p = make_torch(t_params), make_pd(p_params)
+    calls = []
+    for gs in grads:
+        for tp, pp, g in zip(t_params, p_params, gs):
+            tp.grad = g.clone()
+            pp.grad = pd.from_torch(g.clone())
+        opt_t.step()
+        before = accel.get_stats().total()
+        opt_p.step()
+        calls.append(accel.get_stats().total() - before)
+    assert calls == [0] * steps, "the update ran puredl ops instead of torch's in-place update"
+    return p_params, t_params
+
+
+def _assert_same_bits(p_params, t_params):
+    for pp, tp in zip(p_params, t_params):
+        assert torch.equal(pp.to_torch(), tp.detach()), (pp.to_torch() - tp.detach()).abs().max()
+
+
+@pytest.mark.parametrize("storage", ["torch", "pure"])
+@pytest.mark.parametrize("kwargs", SGD_CASES)
+def test_sgd_on_torch_storage_is_torch_bit_for_bit(kwargs, storage):
+    p, t = _run(
+        lambda ps: optim.SGD(ps, **kwargs),
+        lambda ts: torch.optim.SGD(ts, foreach=False, **kwargs),
+        storage,
+    )
+    _assert_same_bits(p, t)
+
+
+@pytest.mark.parametrize("storage", ["torch", "pure"])
+@pytest.mark.parametrize("name,kwargs", ADAM_CASES)
+def test_adam_on_torch_storage_is_torch_bit_for_bit(name, kwargs, storage):
+    p, t = _run(
+        lambda ps: getattr(optim, name)(ps, **kwargs),
+        lambda ts: getattr(torch.optim, name)(ts, foreach=False, **kwargs),
+        storage,
+    )
+    _assert_same_bits(p, t)
+
+
+def test_pure_storage_is_updated_in_place_through_the_view():
+    w = pd.tensor([1.0, 2.0], requires_grad=True)
+    buf = w._impl.buf
+    w.grad = pd.from_torch(torch.tensor([1.0, -1.0]))
+    optim.SGD([w], lr=0.5).step()
+    assert w._impl.buf is buf and w.tolist() == [0.5, 2.5]
+
+
+def test_fused_false_and_other_backends_take_the_tensor_path():
+    w = pd.from_torch(torch.tensor([1.0, 2.0])).requires_grad_()
+    w.grad = pd.from_torch(torch.tensor([1.0, 1.0]))
+    before = accel.get_stats().total()
+    optim.SGD([w], lr=0.1, momentum=0.9, fused=False).step()
+    assert accel.get_stats().total() > before  # tensor ops, as asked
+    assert w.tolist() == pytest.approx([0.9, 1.9])
+    pure_only = pd.tensor([1.0], requires_grad=True)
+    pure_only.grad = pd.tensor([2.0])
+    assert _torch_update.update_backend(pure_only) is None
