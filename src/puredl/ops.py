@@ -694,7 +694,9 @@ def nll_loss(
     tensors = (x, target) if weight is None else (x, target, weight)
     be, impls = accel.select(name, ACTIVATION, _numel(x.shape), tensors)
     iw = impls[2] if weight is not None else None
-    loss, logp, total = be.nll_loss(impls[0], impls[1], iw, ignore_index, label_smoothing, reduction, log_softmax)
+    loss, logp, total = be.nll_loss(
+        impls[0], impls[1], iw, ignore_index, label_smoothing, reduction, log_softmax
+    )
     node = NLLLoss()
     node.args = (ignore_index, label_smoothing, reduction, log_softmax)
     node.saved = (logp, impls[1], iw, total, be)

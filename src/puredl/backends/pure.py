@@ -686,7 +686,6 @@ def cat(arrays: list, dim: int, dtype: DType) -> PureArray:
     return PureArray(out, shape)
 
 
-
 def index_select0(a: PureArray, idx: PureArray) -> PureArray:
     """Rows of ``a`` (viewed as (rows, inner)) picked by an int64 index array of any shape."""
     rows = a.shape[0]
@@ -720,8 +719,15 @@ def index_add0(shape: tuple, idx: PureArray, src: PureArray) -> PureArray:
 # --------------------------------------------------------------------------- losses
 
 
-def nll_loss(x: PureArray, target: PureArray, weight, ignore_index: int, label_smoothing: float,
-             reduction: str, log_softmax: bool):
+def nll_loss(
+    x: PureArray,
+    target: PureArray,
+    weight,
+    ignore_index: int,
+    label_smoothing: float,
+    reduction: str,
+    log_softmax: bool,
+):
     """torch's (N, C) negative log-likelihood, of ``log_softmax(x)`` when ``log_softmax`` (cross-entropy).
 
     Class ``weight`` (C,) or None, rows whose target is ``ignore_index`` count for nothing, label
@@ -768,8 +774,17 @@ def nll_loss(x: PureArray, target: PureArray, weight, ignore_index: int, label_s
     return out, (PureArray(logp, (n, c)) if log_softmax else x), total
 
 
-def nll_loss_backward(grad: PureArray, logp: PureArray, target: PureArray, weight, ignore_index: int,
-                      label_smoothing: float, reduction: str, total, log_softmax: bool) -> PureArray:
+def nll_loss_backward(
+    grad: PureArray,
+    logp: PureArray,
+    target: PureArray,
+    weight,
+    ignore_index: int,
+    label_smoothing: float,
+    reduction: str,
+    total,
+    log_softmax: bool,
+) -> PureArray:
     """The gradient of :func:`nll_loss` with respect to its input ``x``, given the loss's gradient."""
     n, c = logp.shape
     lps, ys, gs = values(logp), values(target), values(grad)

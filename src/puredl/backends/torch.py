@@ -413,7 +413,9 @@ def nll_loss(x, target, weight, ignore_index: int, label_smoothing: float, reduc
             raise _bad_target(target, c, ignore_index, name)
     logp = torch.log_softmax(x, 1) if log_softmax else x
     try:
-        loss, total = _aten.nll_loss_forward.default(logp, target, weight, _REDUCTION[reduction], ignore_index)
+        loss, total = _aten.nll_loss_forward.default(
+            logp, target, weight, _REDUCTION[reduction], ignore_index
+        )
     except IndexError:
         raise _bad_target(target, c, ignore_index, name) from None
     if label_smoothing:
@@ -427,8 +429,17 @@ def nll_loss(x, target, weight, ignore_index: int, label_smoothing: float, reduc
 
 
 @_guarded
-def nll_loss_backward(grad, logp, target, weight, ignore_index: int, label_smoothing: float, reduction: str,
-                      total, log_softmax: bool):
+def nll_loss_backward(
+    grad,
+    logp,
+    target,
+    weight,
+    ignore_index: int,
+    label_smoothing: float,
+    reduction: str,
+    total,
+    log_softmax: bool,
+):
     eps = label_smoothing
     red = _REDUCTION[reduction]
     g = grad * (1.0 - eps) if eps else grad

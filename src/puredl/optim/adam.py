@@ -66,7 +66,9 @@ class Adam(Optimizer):
                     if state is None:
                         state = self.state[p] = _init_state(p, group["amsgrad"])
                     state["step"] += 1
-                    if self.fused is False or not (self._flat(p, state, group) or self._torch(p, state, group)):
+                    if self.fused is False or not (
+                        self._flat(p, state, group) or self._torch(p, state, group)
+                    ):
                         self._tensor(p, state, group)
         return loss
 
