@@ -67,7 +67,7 @@ def test_acceleration_demo_reports_auto_statistics(capsys):
     assert out["mode"] == "auto"
     s = out["stats"]
     assert s.torch_count + s.pure_count > 0 and math.isclose(out["torch_fraction"], s.torch_count / s.total())
-    assert "[accel] matmul 64x64 @ 64x256 -> torch" in text
+    assert "[accel] linear 64x64 @ (256x64).T + 256 -> torch" in text
     assert "Acceleration statistics (mode auto)" in text and "One epoch: PURE" in text
 
 

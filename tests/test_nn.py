@@ -263,7 +263,7 @@ def test_linear_init_matches_torch_bounds_and_spread():
 def test_linear_rejects_bad_sizes_and_inputs():
     with pytest.raises(ValueError, match="in_features"):
         nn.Linear(-1, 2)
-    with pytest.raises(ValueError, match="not aligned"):
+    with pytest.raises(ValueError, match=r"input \(4, 5\) has 5 features, weight \(2, 3\) expects 3"):
         nn.Linear(3, 2)(pd.zeros(4, 5))
 
 

@@ -179,9 +179,10 @@ def format_stats(stats: AccelStats | None = None) -> str:
         f"  fallbacks: {s.fallback_count:>8}",
     ]
     if s.per_op:
-        lines.append(f"  {'op':<14}{'pure':>9}{'torch':>9}{'fallback':>10}")
+        width = max(14, *(len(name) + 1 for name in s.per_op))
+        lines.append(f"  {'op':<{width}}{'pure':>9}{'torch':>9}{'fallback':>10}")
         for name, row in sorted(s.per_op.items(), key=lambda kv: -(kv[1][0] + kv[1][1])):
-            lines.append(f"  {name:<14}{row[0]:>9}{row[1]:>9}{row[2]:>10}")
+            lines.append(f"  {name:<{width}}{row[0]:>9}{row[1]:>9}{row[2]:>10}")
     return "\n".join(lines)
 
 
@@ -380,6 +381,8 @@ _SYMBOL = {"matmul": "@", "add": "+", "sub": "-", "mul": "*", "div": "/", "pow":
 
 def _describe(op: str, tensors: tuple) -> str:
     shapes = ["x".join(map(str, t.shape)) or "scalar" for t in tensors]
+    if op == "linear" and len(shapes) >= 2:  # x @ W.T (+ b)
+        return f"linear {shapes[0]} @ ({shapes[1]}).T" + (f" + {shapes[2]}" if len(shapes) == 3 else "")
     sym = _SYMBOL.get(op)
     if sym and len(shapes) == 2:
         return f"{op} {shapes[0]} {sym} {shapes[1]}"

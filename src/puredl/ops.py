@@ -465,6 +465,46 @@ def matmul(a: Tensor, b: Tensor) -> Tensor:
     return _record(Matmul(), (a, b), _wrap(be.matmul(ia, ib, out_dtype), be))
 
 
+class Linear(Function):
+    def backward(self, g):
+        x, w = self.inputs[0], self.inputs[1]
+        g2, x2 = g, x
+        if g.ndim != 2:  # (..., out) and (..., in) as (rows, out) and (rows, in); 1-D is one row
+            rows = _numel(g.shape[:-1])
+            g2, x2 = g.reshape(rows, w.shape[0]), x.reshape(rows, w.shape[1])
+        gx = matmul(g, w) if x.requires_grad else None
+        gw = matmul(g2.transpose(0, 1), x2) if w.requires_grad else None
+        gb = None
+        if len(self.inputs) == 3 and self.inputs[2].requires_grad:
+            gb = sum_(g2, 0)
+        return (gx, gw) if gb is None else (gx, gw, gb)
+
+
+def linear(x: Tensor, w: Tensor, b: Tensor | None = None) -> Tensor:
+    """``x @ w.T + b`` as one node (one addmm on torch): x (..., in), w (out, in), b (out,) or None."""
+    if not isinstance(x, Tensor) or not isinstance(w, Tensor) or not (b is None or isinstance(b, Tensor)):
+        raise TypeError("linear: input, weight and bias must be Tensors (bias may be None)")
+    if x.ndim == 0 or w.ndim != 2 or (b is not None and b.shape != (w.shape[0],)):
+        out = matmul(x, w.transpose(0, 1) if w.ndim == 2 else w)  # matmul's rules and errors
+        return out if b is None else out + b
+    if x.shape[-1] != w.shape[1]:
+        raise ValueError(
+            f"linear: input {x.shape} has {x.shape[-1]} features, weight {w.shape} expects {w.shape[1]}"
+        )
+    dtype = dt.promote(x.dtype, w.dtype) if b is None else dt.promote(dt.promote(x.dtype, w.dtype), b.dtype)
+    # cast as recorded ops, so that each gradient comes back in its input's dtype
+    x = x if x.dtype is dtype else x.to(dtype)
+    w = w if w.dtype is dtype else w.to(dtype)
+    if b is not None and b.dtype is not dtype:
+        b = b.to(dtype)
+    work = _numel(x.shape) * w.shape[0]  # multiply-adds
+    if b is None:
+        be, (ix, iw) = accel.select("linear", MATMUL, work, (x, w))
+        return _record(Linear(), (x, w), _wrap(be.linear(ix, iw, None, dtype), be))
+    be, (ix, iw, ib) = accel.select("linear", MATMUL, work, (x, w, b))
+    return _record(Linear(), (x, w, b), _wrap(be.linear(ix, iw, ib, dtype), be))
+
+
 # =========================================================================== reductions
 
 

@@ -542,6 +542,23 @@ def matmul(a: PureArray, b: PureArray, dtype: DType) -> PureArray:
     return PureArray(out, batch + (m, n))
 
 
+def linear(x: PureArray, w: PureArray, b: PureArray | None, dtype: DType) -> PureArray:
+    """``x @ w.T + b`` for ``x`` (..., in), ``w`` (out, in), ``b`` (out,) or None: torch's F.linear."""
+    k, o = x.shape[-1], w.shape[0]
+    if w.shape[1] != k:
+        raise ValueError(f"linear: input {x.shape} has {k} features, weight {w.shape} expects {w.shape[1]}")
+    lead = x.shape[:-1]
+    # W.T is read in place by matmul's 2-D path: no transposed copy
+    out = matmul(reshape(x, (numel(lead), k)), permute(w, (1, 0)), dtype)
+    if b is not None and o:
+        bv, flat, rows = _as_list(values(cast(b, dtype))), out.buf.tolist(), []
+        add = operator.add
+        for i in range(0, len(flat), o):
+            rows.extend(map(add, flat[i : i + o], bv))
+        out = PureArray(array(dtype.typecode, rows), out.shape)
+    return reshape(out, lead + (o,))
+
+
 def _matrix_lines(a: PureArray, r: int, c: int, rows: bool) -> list:
     """The rows (or columns) of the 2-D array ``a`` of shape (r, c) as sequences, without a strided gather."""
     whole = a.offset == 0 and len(a.buf) == r * c

@@ -345,6 +345,26 @@ def matmul(a: torch.Tensor, b: torch.Tensor, dtype: dt.DType) -> torch.Tensor:
     return out if out.dtype is tdt else out.to(tdt)
 
 
+_linear = torch._C._nn.linear
+
+
+@_guarded
+def linear(x: torch.Tensor, w: torch.Tensor, b, dtype: dt.DType) -> torch.Tensor:
+    """``x @ w.T + b`` (one addmm), as the pure backend's ``linear``."""
+    k = x.shape[-1]
+    if w.shape[1] != k:
+        sx, sw = tuple(x.shape), tuple(w.shape)
+        raise ValueError(f"linear: input {sx} has {k} features, weight {sw} expects {sw[1]}")
+    tdt = TORCH_DTYPE[dtype]
+    if x.dtype is not tdt:
+        x = x.to(tdt)
+    if w.dtype is not tdt:
+        w = w.to(tdt)
+    if b is not None and b.dtype is not tdt:
+        b = b.to(tdt)
+    return _linear(x, w, b)
+
+
 # --------------------------------------------------------------------------- reductions
 
 
@@ -494,7 +514,7 @@ def index_add0(shape: tuple, idx: torch.Tensor, src: torch.Tensor) -> torch.Tens
 _KERNELS = (
     "device dtype_of item tolist to_array to_pure cast contiguous clone view reshape permute expand getitem "
     "setitem binary binary_scalar unary clamp where matmul reduce_sum max_dim max_all argmax_all softmax "
-    "cat index_select0 index_add0 nll_loss nll_loss_backward"
+    "cat index_select0 index_add0 nll_loss nll_loss_backward linear"
 ).split()
 
 

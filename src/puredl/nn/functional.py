@@ -26,8 +26,7 @@ _REDUCTIONS = ("mean", "sum", "none")
 
 def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:  # noqa: A002
     """``input @ weight.T + bias`` with ``weight`` of shape (out_features, in_features)."""
-    out = ops.matmul(input, weight.transpose(0, 1) if weight.ndim == 2 else weight)
-    return out if bias is None else out + bias
+    return ops.linear(input, weight, bias)
 
 
 def embedding(input: Tensor, weight: Tensor, padding_idx: int | None = None) -> Tensor:  # noqa: A002
