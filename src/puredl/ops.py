@@ -260,8 +260,9 @@ class Unary(Function):
             return (g / a,)
         if op == "abs":
             return (g * sign(a),)
-        if op == "relu":  # NaN passes forward, and so does its gradient, as in torch
-            return (where(le(a, 0.0), 0.0, g),)
+        if op == "relu":  # one kernel, torch's threshold_backward: NaN lets the gradient through
+            be, (ig, ia) = accel.select("relu_backward", ACTIVATION, _numel(a.shape), (g, a))
+            return (_wrap(be.relu_backward(ig, ia), be),)
         if op == "sin":
             return (g * cos(a),)
         if op == "cos":

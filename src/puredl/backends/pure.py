@@ -479,6 +479,13 @@ def unary(op: str, a: PureArray, dtype: DType | None = None) -> PureArray:
     return PureArray(out, a.shape)
 
 
+def relu_backward(g: PureArray, a: PureArray) -> PureArray:
+    """``g`` where ``a > 0``, else 0; a NaN in ``a`` lets ``g`` through (torch's threshold_backward)."""
+    zero = 0 if g.buf.typecode == "q" else 0.0
+    out = [zero if x <= 0 else y for x, y in zip(values(a), values(g))]
+    return PureArray(array(g.buf.typecode, out), a.shape)
+
+
 def clamp(a: PureArray, lo, hi) -> PureArray:
     xs = values(a)
     if lo is not None and hi is not None:

@@ -50,6 +50,7 @@ WIDENED = {
 
 _BY_TYPECODE = {d.typecode: t for d, t in TORCH_DTYPE.items()}
 _frombuffer = torch.frombuffer
+_aten = torch.ops.aten  # the kernels torch's own autograd calls (no extra dispatch layer)
 _SMALL_COPY = 4096  # below this many elements, tobytes() beats a memoryview copy
 
 
@@ -318,6 +319,11 @@ def unary(op: str, a: torch.Tensor, dtype: dt.DType | None = None) -> torch.Tens
 
 
 @_guarded
+def relu_backward(g: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+    return _aten.threshold_backward.default(g if g.dtype is a.dtype else g.to(a.dtype), a, 0)
+
+
+@_guarded
 def clamp(a: torch.Tensor, lo, hi) -> torch.Tensor:
     return torch.clamp(a, lo, hi)
 
@@ -413,7 +419,6 @@ def softmax(a: torch.Tensor, dim: int, log: bool = False) -> torch.Tensor:
 
 # --------------------------------------------------------------------------- losses
 
-_aten = torch.ops.aten
 _REDUCTION = {"none": 0, "mean": 1, "sum": 2}  # aten's enum
 
 
@@ -514,7 +519,7 @@ def index_add0(shape: tuple, idx: torch.Tensor, src: torch.Tensor) -> torch.Tens
 _KERNELS = (
     "device dtype_of item tolist to_array to_pure cast contiguous clone view reshape permute expand getitem "
     "setitem binary binary_scalar unary clamp where matmul reduce_sum max_dim max_all argmax_all softmax "
-    "cat index_select0 index_add0 nll_loss nll_loss_backward linear"
+    "cat index_select0 index_add0 nll_loss nll_loss_backward linear relu_backward"
 ).split()
 
 
