@@ -64,7 +64,7 @@ def measure_op(name: str, sizes: list, thresholds: dict, pure_budget: float, min
             settings["pure"] = ("pure", None)
         # big ops run one call per round: more rounds, so that some run undisturbed on a busy machine
         big = est > 0.01 or work >= 1e8
-        row.update(time_modes(op, tensors, settings, min_time, rounds=9 if big else 3))
+        row.update(time_modes(op, tensors, settings, min_time, rounds=15 if big else 3))
         for key in ("auto_default", "auto_calibrated"):  # which backend AUTO picked
             with accel.using("auto", thresholds[key.split("_")[1]]):
                 row[key + "_on"] = op.run(*tensors)._be.NAME

@@ -68,7 +68,14 @@ def build(threads: int):
         opt_t.step()
         return loss
 
-    return step_pd, step_t
+    def drift() -> float:
+        """Largest parameter difference between the two models (both took the same steps)."""
+        return max(
+            (p_pd.to_torch() - p_t.detach()).abs().max().item()
+            for p_pd, p_t in zip(model_pd.parameters(), model_t.parameters())
+        )
+
+    return step_pd, step_t, drift
 
 
 def time_steps(step, steps: int, offset: int) -> float:
@@ -89,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     from puredl._optional import require
 
     torch = require("torch", "torch", "the torch training benchmark")
-    step_pd, step_t = build(args.threads)
+    step_pd, step_t, drift = build(args.threads)
     # same start, same batches: the first losses agree (a check that both train the same model)
     l_pd, l_t = step_pd(0).item(), step_t(0).item()
     for i in range(1, 5):  # warm-up
@@ -106,6 +113,8 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 best_t = min(best_t, t)
     ratio = best_pd / best_t
+    steps_each = 5 + args.rounds * args.steps
+    max_drift = drift()
     from puredl import accel
 
     stats = accel.get_stats()
@@ -116,7 +125,9 @@ def main(argv: list[str] | None = None) -> int:
         f"Best of {args.rounds} rounds of {args.steps} steps each, the two loops taking turns.\n\n"
         f"| | ms per step |\n|---|---:|\n| puredl (TORCH mode) | {best_pd * 1e3:.3f} |\n"
         f"| torch directly | {best_t * 1e3:.3f} |\n| **ratio** | **{ratio:.2f}x** (goal <= {GOAL}) |\n\n"
-        f"First-step losses: puredl {l_pd:.6f}, torch {l_t:.6f}. "
+        f"First-step losses: puredl {l_pd:.6f}, torch {l_t:.6f}; after {steps_each} steps each, the "
+        f"largest parameter difference between the two models is {max_drift:.1e}"
+        f"{' (the same bits: the same kernels ran)' if max_drift == 0 else ' (float32 rounding)'}. "
         f"puredl ran {stats.torch_count} ops on torch, {stats.pure_count} on pure, "
         f"{stats.fallback_count} fallbacks ({stats.torch_count / max(stats.total(), 1):.0%} on torch).\n"
     )

@@ -57,31 +57,31 @@ _ALIASES = {
     "shape": "shape",
 }
 
-# Crossovers measured on this project's 2-core machine (Python 3.11, torch 2.13 CPU) with
-# `puredl accel calibrate`: the work from which torch, paying the zero-copy view of pure inputs,
-# beats pure (median of 3 runs; docs/acceleration.md has the table). A torch op costs ~5-15 us
-# whatever its size, a pure element ~50 ns, so torch wins from tens of elements on.
+# Crossovers measured on this project's 2-core machine (Python 3.11, torch 2.13 CPU, 2 threads,
+# load below 1) with `puredl accel calibrate`: the work from which torch, paying the zero-copy
+# view of pure inputs, beats pure (median of 3 runs; docs/acceleration.md has the table). A torch
+# op costs ~5-15 us whatever its size, a pure element ~50 ns, so torch wins from tens of elements on.
 DEFAULT_THRESHOLDS = {
-    "elementwise": 56,  # add: pure 5.3 us at 10 elements, 10 us at 100; torch ~8 us flat
-    "matmul": 56,  # multiply-adds: pure ~29 ns each, torch ~14 us flat up to 32x32
-    "reduction": 300,  # sum: pure ~7.5 ns per element (C-level sum), torch ~6 us
-    "activation": 42,  # relu: pure ~50 ns per element, torch ~5.5 us
-    "shape": 700,  # gathered elements (index_select, cat): pure slices in C, torch ~50 us with checks
+    "elementwise": 98,  # add: pure 5.3 us at 10 elements, 10 us at 100; torch ~8 us flat
+    "matmul": 43,  # multiply-adds: pure ~27 ns each, torch ~14 us flat up to 32x32
+    "reduction": 470,  # sum: pure ~8 ns per element (C-level sum) after ~3 us, torch ~7.4 us
+    "activation": 75,  # relu: pure ~50 ns per element, torch ~6 us
+    "shape": 1080,  # gathered elements (index_select, cat): pure slices in C, torch ~50 us with checks
 }
 # Seconds per unit of work on the pure backend, the cost of copying a torch tensor to pure, and
 # of viewing pure storage from torch (which the thresholds include). They turn "this input lives
 # on torch" into work units for AUTO's locality rule.
 DEFAULT_COSTS = {
     "pure_unit_s": {
-        "elementwise": 5.5e-8,
-        "matmul": 2.9e-8,
-        "reduction": 7.5e-9,
-        "activation": 4.9e-8,
-        "shape": 3.2e-8,
+        "elementwise": 5.7e-8,
+        "matmul": 2.7e-8,
+        "reduction": 8.2e-9,
+        "activation": 5.2e-8,
+        "shape": 4.6e-8,
     },
-    "move_fixed_s": 4.5e-6,
+    "move_fixed_s": 3.9e-6,
     "move_elem_s": 1e-10,
-    "view_fixed_s": 8.3e-7,
+    "view_fixed_s": 1.5e-6,
 }
 # PUREDL_ACCEL_THRESHOLDS=low: small enough that the test suites' tiny tensors run on both backends
 LOW_THRESHOLDS = {"elementwise": 6, "matmul": 12, "reduction": 6, "activation": 6, "shape": 6}
