@@ -72,7 +72,8 @@ def run(epochs: int = 2, log_steps: int = 1, limit: int | None = None, verbose: 
             opt.step()
         accel.enable_logging(False)
         lines = buf.getvalue().splitlines()
-        say(f"\nDecisions of {log_steps} training step(s) ({len(lines)} ops; the first 12):")
+        shown = "" if len(lines) <= 12 else "; the first 12"
+        say(f"\nDecisions of {log_steps} training step(s) ({len(lines)} ops{shown}):")
         for line in lines[:12]:
             say("  " + line)
 
