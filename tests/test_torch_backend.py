@@ -323,3 +323,58 @@ def test_device_backends_are_cached_and_cpu_is_the_module():
     meta = T.device_backend("meta")
     assert T.device_backend("meta") is meta and meta.NAME == "torch" and meta.DEVICE == "meta"
     assert tuple(meta.full((2,), 1.0, F32).shape) == (2,) and meta.full((2,), 1.0, F32).device.type == "meta"
+
+
+# layout helpers of the pure backend, not kernels: the torch backend has no use for them
+PURE_HELPERS = {
+    "broadcast_shapes",
+    "broadcast_values",
+    "contiguous_strides",
+    "is_contiguous",
+    "numel",
+    "values",
+}
+
+
+def test_every_pure_kernel_exists_on_torch_and_on_device_backends():
+    import inspect
+
+    kernels = {
+        name
+        for name, fn in vars(P).items()
+        if inspect.isfunction(fn) and fn.__module__ == P.__name__ and not name.startswith("_")
+    } - PURE_HELPERS
+    assert not {k for k in kernels if not callable(getattr(T, k, None))}
+    meta = T.device_backend("meta")  # a CUDA device's backend is the same kind of object
+    assert not {k for k in kernels if not callable(getattr(meta, k, None))}
+
+
+def test_fused_kernels_match_pure():
+    x = arr([0.5, -1.0, 2.0, 0.0, 3.0, -2.0], (2, 3), F64)
+    w = arr([1.0, 2.0, 3.0, 4.0, 5.0, 6.0], (2, 3), F64)
+    b = arr([0.25, -0.5], (2,), F64)
+    for pa, ta in (both(x), both(P.permute(arr(range(6), (3, 2), F64), (1, 0)))):
+        got = T.to_array(T.linear(ta, T.from_pure(w), T.from_pure(b), F64))
+        assert list(got) == pytest.approx(list(P.to_array(P.linear(pa, w, b, F64))))
+    target = arr([2, -100], (2,), I64)
+    weight = arr([1.0, 2.0, 0.5], (3,), F64)
+    for red in ("mean", "sum", "none"):
+        lp, lt = (
+            P.nll_loss(x, target, weight, -100, 0.1, red, True),
+            T.nll_loss(T.from_pure(x), T.from_pure(target), T.from_pure(weight), -100, 0.1, red, True),
+        )
+        assert list(T.to_array(lt[0])) == pytest.approx(list(P.to_array(lp[0])))
+        if red == "mean":  # the divisor; only the mean uses it (torch leaves it 0 otherwise)
+            assert float(lt[2]) == lp[2] == 0.5
+        g = arr([1.5] * (2 if red == "none" else 1), (2,) if red == "none" else (), F64)
+        gp = P.nll_loss_backward(g, lp[1], target, weight, -100, 0.1, red, lp[2], True)
+        gt = T.nll_loss_backward(
+            T.from_pure(g), lt[1], T.from_pure(target), T.from_pure(weight), -100, 0.1, red, lt[2], True
+        )
+        assert list(T.to_array(gt)) == pytest.approx(list(P.to_array(gp)))
+    a, g = arr([1.0, -1.0, 0.0, math.nan], (4,), F64), arr([2.0, 3.0, 4.0, 5.0], (4,), F64)
+    assert (
+        T.relu_backward(T.from_pure(g), T.from_pure(a)).tolist()
+        == P.tolist(P.relu_backward(g, a))
+        == [2.0, 0.0, 0.0, 5.0]
+    )
