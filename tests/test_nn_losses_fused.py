@@ -125,3 +125,20 @@ def test_out_of_range_target_names_the_value(bad):
 def test_weight_of_the_wrong_length_is_a_clear_error():
     with pytest.raises(ValueError, match=r"weight has shape \(2,\), expected \(3,\) for 3 classes"):
         F.cross_entropy(pd.randn(2, 3), pd.tensor([0, 1]), weight=pd.tensor([1.0, 2.0]))
+
+
+@pytest.mark.parametrize("forward_mode,backward_mode", [("pure", "torch"), ("torch", "pure")])
+def test_backward_on_the_other_backend_moves_the_mean_divisor(forward_mode, backward_mode):
+    from puredl import accel
+
+    x, xt, _, _ = make_pair((4, 3), pd.float64, "contiguous", 11)
+    y, yt = targets(4, 3, 12, 0.3)
+    w, wt, _, _ = make_pair((3,), pd.float64, "contiguous", 13, 0.1, 2.0, grad=False)
+    with accel.using(forward_mode):
+        out = F.cross_entropy(x, y, weight=w, label_smoothing=0.2)
+    ref = torch.nn.functional.cross_entropy(xt, yt, weight=wt, label_smoothing=0.2)
+    with accel.using(backward_mode):
+        out.backward()
+    ref.backward()
+    assert_close(out, ref)
+    assert_grads_close([x], [xt])

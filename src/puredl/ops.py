@@ -706,7 +706,7 @@ class NLLLoss(Function):
             tensors += (_wrap(weight, be),)
         be2, impls = accel.select("nll_loss_backward", ACTIVATION, _numel(logp.shape), tensors)
         if be2 is not be:  # AUTO moved the work: the mean's divisor moves with it
-            total = float(total) if be2 is _pure else be2.full((), float(total), _wrap(logp, be).dtype)
+            total = float(total) if be2 is _pure else be2.full((), float(total), tensors[1].dtype)
         iw = impls[3] if weight is not None else None
         ii, eps, reduction, log_softmax = self.args
         grad = be2.nll_loss_backward(impls[0], impls[1], impls[2], iw, ii, eps, reduction, total, log_softmax)
