@@ -58,13 +58,24 @@ class SteeredLM(torch.nn.Module):
         logits = self.base(
             input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False
         ).logits.clone()
-        mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask
+        if isinstance(attention_mask, dict):  # per-layer-type 4-D masks: the full-attention one
+            attention_mask = attention_mask["full_attention"]
         for row in range(input_ids.shape[0]):
-            node = self.trie
             for pos in range(input_ids.shape[1]):
-                if not mask[row, pos]:
-                    continue
-                node = node.get(int(input_ids[row, pos]), {}) if node else {}
+                # the tokens this position reads: real ones up to it (2-D mask) or its 4-D mask row
+                if attention_mask is None:
+                    seen = list(range(pos + 1))
+                elif attention_mask.dim() == 2:
+                    seen = (
+                        [p for p in range(pos + 1) if attention_mask[row, p]]
+                        if attention_mask[row, pos]
+                        else []
+                    )
+                else:
+                    seen = [p for p in range(pos + 1) if attention_mask[row, 0, pos, p] == 0]
+                node = self.trie
+                for p in seen:
+                    node = node.get(int(input_ids[row, p]), {}) if node else {}
                 for nxt in node:
                     logits[row, pos, nxt] += self.bonus
         return SimpleNamespace(logits=logits[:, -logits_to_keep:] if logits_to_keep else logits)

@@ -302,18 +302,18 @@ def score_choices(
     device: str | None = None,
     progress: bool = False,
     desc: str = "scoring",
+    share_prompt: bool = True,
 ) -> list[ChoiceOutcome]:
-    """Score every option of every question in shared batches and grade the picks."""
+    """Score every option of every question and grade the picks.
+
+    With ``share_prompt`` (the default) each question's options are scored in one row that reads
+    the prompt once (``shared_prompt``), checked against separate rows on the first question.
+    """
     if scoring not in ("mean", "sum"):
         raise ValueError(f"scoring must be 'mean' or 'sum', got {scoring!r}")
-    pairs = [(q.prompt, opt) for q in questions for opt in q.options]
-    scored = continuation_logprobs(
-        model, tokenizer, pairs, batch_size=batch_size, device=device, progress=progress, desc=desc
-    )
-    outcomes, at = [], 0
-    for q in questions:
-        part = scored[at : at + len(q.options)]
-        at += len(q.options)
+    scored = option_logprobs(model, tokenizer, questions, batch_size, device, progress, desc, share_prompt)
+    outcomes = []
+    for q, part in zip(questions, scored):
         totals = [s for s, _ in part]
         choice = [s / n for s, n in part] if scoring == "mean" else totals
         best = max(choice)
@@ -323,6 +323,66 @@ def score_choices(
         norm = sum(math.exp(s - peak) for s in totals)
         outcomes.append(ChoiceOutcome(credit, math.exp(totals[q.answer] - peak) / norm, choice.index(best)))
     return outcomes
+
+
+def option_logprobs(
+    model: Any,
+    tokenizer: Any,
+    questions: Sequence[ChoiceQuestion],
+    batch_size: int = 16,
+    device: str | None = None,
+    progress: bool = False,
+    desc: str = "scoring",
+    share_prompt: bool = True,
+    max_length: int = 512,
+) -> list[list[tuple[float, int]]]:
+    """Per question, ``(sum of log p(option | prompt), token count)`` of each option."""
+    from puredl.finetune import shared_prompt as sp
+
+    def separate(qs: Sequence[ChoiceQuestion], show: bool) -> list[list[tuple[float, int]]]:
+        pairs = [(q.prompt, opt) for q in qs for opt in q.options]
+        flat = continuation_logprobs(model, tokenizer, pairs, batch_size, max_length, device, show, desc)
+        out, at = [], 0
+        for q in qs:
+            out.append(flat[at : at + len(q.options)])
+            at += len(q.options)
+        return out
+
+    encoded = (
+        [sp.encode(tokenizer, q.prompt, q.options, max_length) for q in questions] if share_prompt else []
+    )
+    shared = [i for i, e in enumerate(encoded) if e is not None]
+    if not shared:
+        return separate(questions, progress)
+    # a model that ignores custom 4-D attention masks would score wrongly: check on the cheapest question
+    probe = min(shared, key=lambda i: len(encoded[i][0]) * len(encoded[i][1]) + sum(map(len, encoded[i][1])))
+    want = separate([questions[probe]], False)[0]
+    try:
+        got = sp.shared_prompt_logprobs(model, tokenizer, [encoded[probe]], batch_size, device)[0]
+        worst = max(abs(a - b) for (a, _), (b, _) in zip(got, want))
+        problem = f"differs from separate rows by {worst:.3g} nats"
+    except Exception as exc:  # noqa: BLE001 - any failure of the 4-D mask path means: do not use it
+        worst, problem = math.inf, f"failed ({type(exc).__name__}: {exc})"
+    tol = 1e-3 if sp._model_dtype(model) == _torch().float32 else 5e-2
+    if worst > tol * max(1.0, max(abs(b) for b, _ in want)):
+        import warnings
+
+        warnings.warn(
+            f"shared-prompt scoring {problem} on this model; scoring every option separately",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        return separate(questions, progress)
+    results: list[list[tuple[float, int]]] = [[] for _ in questions]
+    scored = sp.shared_prompt_logprobs(
+        model, tokenizer, [encoded[i] for i in shared], batch_size, device, progress, desc
+    )
+    for i, part in zip(shared, scored):
+        results[i] = part
+    rest = [i for i, e in enumerate(encoded) if e is None]
+    for i, part in zip(rest, separate([questions[i] for i in rest], progress) if rest else []):
+        results[i] = part
+    return results
 
 
 def _mean(values: Sequence[float]) -> float | None:
