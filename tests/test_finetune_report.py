@@ -240,3 +240,24 @@ def test_report_accepts_the_compare_form_and_skips_empty_plots(tmp_path):
     assert not (tmp_path / LOSS_PLOT).exists() and (tmp_path / CAPABILITY_PLOT).exists()
     empty = write_report(tmp_path / "empty", {"name": "e", "phases": [], "history": [], "forgetting": []})
     assert "no validation results" in empty.read_text(encoding="utf-8")
+
+
+def test_a_drop_within_sampling_noise_is_flagged_and_marked_as_such():
+    def acc(credits):
+        mean = sum(credits) / len(credits)
+        return {"terminology": {"accuracy": mean, "score": mean, "credits": credits}}
+
+    taught = [1.0] * 12 + [0.0] * 12
+    small = [1.0] * 10 + [0.0] * 14  # 2 of the 12 right answers lost
+    large = [0.0] * 24  # all 12 lost
+    for after, lost, within in ((small, 2, True), (large, 12, False)):
+        history = [
+            {"stage": "base", "taught": None, "metrics": acc([0.0] * 24)},
+            {"stage": "phase1", "taught": "terminology", "metrics": acc(taught)},
+            {"stage": "phase2", "taught": "reasoning", "metrics": acc(after)},
+        ]
+        (flag,) = check_catastrophic_forgetting(history, threshold=0.05)
+        assert (flag["within_noise"], flag["items"], flag["net_items_lost"]) == (within, 24, lost)
+        assert ("within sampling noise" if within else "beyond sampling noise") in flag["message"]
+        table = format_table({"name": "t", "phases": [], "forgetting": [flag], "history": history})
+        assert ("FORGOTTEN (within noise)" in table) is within and "FORGOTTEN" in table

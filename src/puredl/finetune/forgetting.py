@@ -78,10 +78,10 @@ def check_catastrophic_forgetting(history: list[dict], threshold: float = 0.05) 
         raise ValueError(f"threshold must be a number >= 0, got {threshold!r}")
     _check_history(history)
     flags: list[dict] = []
-    reference: dict[str, tuple[str, float]] = {}  # capability -> (teaching stage, score then)
+    reference: dict[str, tuple[str, float, Any]] = {}  # capability -> (teaching stage, score, metrics then)
     for entry in history:
         stage, metrics = str(entry["stage"]), entry["metrics"]
-        for capability, (taught_at, before) in reference.items():
+        for capability, (taught_at, before, then) in reference.items():
             after = _score(metrics.get(capability))
             if after is None:
                 continue
@@ -90,6 +90,7 @@ def check_catastrophic_forgetting(history: list[dict], threshold: float = 0.05) 
             if worse_by > threshold * (1 + _EPS) + _EPS:
                 metric = "perplexity" if lower else "accuracy"
                 direction = "rose" if lower else "fell"
+                noise = paired_noise(then, metrics.get(capability))
                 flags.append(
                     {
                         "capability": capability,
@@ -102,10 +103,11 @@ def check_catastrophic_forgetting(history: list[dict], threshold: float = 0.05) 
                         "worse_by": worse_by,
                         "threshold": threshold,
                         "lower_is_better": lower,
+                        **(noise or {}),
                         "message": (
                             f"{capability} {metric} {direction} from {before:.4g} after {taught_at} to "
                             f"{after:.4g} at {stage} ({100 * worse_by:.1f}% worse; threshold "
-                            f"{100 * threshold:.1f}%)"
+                            f"{100 * threshold:.1f}%)" + (describe_noise(noise) if noise else "")
                         ),
                     }
                 )
@@ -113,5 +115,41 @@ def check_catastrophic_forgetting(history: list[dict], threshold: float = 0.05) 
         if taught:
             score = _score(metrics.get(taught))
             if score is not None:
-                reference[str(taught)] = (stage, score)
+                reference[str(taught)] = (stage, score, metrics.get(taught))
     return flags
+
+
+def paired_noise(before: Any, after: Any) -> dict | None:
+    """How far a change in accuracy is from sampling noise, from the same questions at both stages.
+
+    Needs per-question ``credits`` (1, 0 or a tie's share) in both metric dicts. Returns
+    ``items``, ``net_items_lost`` (questions right before and wrong after, minus the reverse),
+    ``standard_error`` of the accuracy change (paired: only questions that changed add to it) and
+    ``within_noise``: the change is less than two standard errors (about 95% two-sided).
+
+    >>> paired_noise({"credits": [1, 1, 0, 1]}, {"credits": [1, 0, 0, 1]})["within_noise"]
+    True
+    """
+    a = before.get("credits") if isinstance(before, dict) else None
+    b = after.get("credits") if isinstance(after, dict) else None
+    if not isinstance(a, list) or not isinstance(b, list) or len(a) != len(b) or len(a) < 2:
+        return None
+    n = len(a)
+    diffs = [float(y) - float(x) for x, y in zip(a, b)]
+    mean = sum(diffs) / n
+    se = math.sqrt(sum((d - mean) ** 2 for d in diffs) / (n - 1) / n)
+    return {
+        "items": n,
+        "net_items_lost": -sum(diffs),
+        "standard_error": se,
+        "within_noise": abs(mean) < 2 * se,
+    }
+
+
+def describe_noise(noise: dict) -> str:
+    """``; 2 of 48 questions net, within sampling noise (2 SE = 5.1 points)``."""
+    verdict = "within sampling noise" if noise["within_noise"] else "beyond sampling noise"
+    return (
+        f"; {noise['net_items_lost']:.3g} of {noise['items']} questions net, {verdict} "
+        f"(2 SE = {200 * noise['standard_error']:.1f} points)"
+    )

@@ -486,7 +486,7 @@ def validate_terminology(
 
     Entries of the ``train`` split count as taught, all others as held-out. Returns
     ``{"accuracy", "taught_accuracy", "heldout_accuracy", "ko_to_en_accuracy", "en_to_ko_accuracy",
-    "correct_prob", "n_taught", "n_heldout", "questions", "score"}``; ``score`` is ``accuracy``
+    "correct_prob", "n_taught", "n_heldout", "questions", "score", "credits"}``; ``score`` is ``accuracy``
     and a group with no entries reports ``None``.
     """
     if not entries:
@@ -511,6 +511,7 @@ def validate_terminology(
         "n_heldout": sum(1 for e in entries if e.split != "train"),
         "questions": len(questions),
         "score": accuracy,
+        "credits": [o.credit for o in outcomes],  # per question, for the forgetting check's noise estimate
     }
 
 
@@ -531,7 +532,10 @@ def validate_reasoning(
     device: str | None = None,
     progress: bool = False,
 ) -> dict[str, float]:
-    """Multiple-choice accuracy: ``{"accuracy", "correct_prob", "questions", "score"}`` (score = accuracy)."""
+    """Multiple-choice accuracy: ``{"accuracy", "correct_prob", "questions", "score", "credits"}``.
+
+    ``score`` is ``accuracy``; ``credits`` holds each question's credit (1, 0 or a tie's share).
+    """
     if not questions:
         raise ValueError("reasoning needs at least one question")
     outcomes = score_choices(
@@ -543,6 +547,7 @@ def validate_reasoning(
         "correct_prob": _mean([o.correct_prob for o in outcomes]),
         "questions": len(questions),
         "score": accuracy,
+        "credits": [o.credit for o in outcomes],
     }
 
 

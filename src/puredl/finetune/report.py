@@ -137,7 +137,10 @@ def _cells(history: list[dict], flags: list[dict]) -> tuple[list[str], list[list
                     change = f"{100 * worse:.1f}% worse"
                 else:
                     change = f"{100 * -worse:.1f}% better" if worse < 0 else "unchanged"
-                mark = "FORGOTTEN" if (cap, stage) in flagged else "retained"
+                flag = flagged.get((cap, stage))
+                mark = "retained" if flag is None else "FORGOTTEN"
+                if flag is not None and flag.get("within_noise"):
+                    mark += " (within noise)"  # a drop of a few questions, not evidence (see forgetting.py)
                 cell += f" {mark}, {change}"
             row.append(cell)
         if taught and _score(metrics.get(taught)) is not None:
