@@ -45,8 +45,13 @@ def embedded_model_dir(key: str = "gemma-3-270m") -> Path:
 def resolve_model_source(name: str) -> Path | str:
     """Turn a config's ``model.name`` into a local folder or a Hub id (embedded models are built here).
 
-    >>> resolve_model_source(".")  # an existing folder is returned as a Path
-    PosixPath('.')
+    A folder must hold a Hugging Face model (``config.json``); a name that is not a path is a Hub id.
+
+    >>> resolve_model_source("google/gemma-3-270m")
+    'google/gemma-3-270m'
+    >>> resolve_model_source("./no-such-folder")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    puredl.finetune.errors.ModelLoadError: model folder './no-such-folder' does not exist (resolved to ...)
     """
     if name.startswith(EMBEDDED_PREFIX):
         return ensure_embedded_model(name[len(EMBEDDED_PREFIX) :])
