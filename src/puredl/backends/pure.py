@@ -534,6 +534,12 @@ def matmul(a: PureArray, b: PureArray, dtype: DType) -> PureArray:
         if k <= 4:
             # tiny inner dimension: accumulate scaled rows of b (few long loops beat many short dots)
             brows = [bv[base_b + j * n : base_b + (j + 1) * n] for j in range(k)]
+            if k == 2:  # one pass per row (2-feature inputs: XOR, moons, regression)
+                b0, b1 = brows
+                for i in range(base_a, base_a + m * 2, 2):
+                    s0, s1 = av[i], av[i + 1]
+                    out.extend([s0 * y0 + s1 * y1 for y0, y1 in zip(b0, b1)])
+                continue
             for i in range(m):
                 arow = av[base_a + i * k : base_a + (i + 1) * k]
                 acc = [arow[0] * y for y in brows[0]]
@@ -614,6 +620,14 @@ def reduce_sum(a: PureArray, dims: tuple, keepdim: bool, dtype: DType) -> PureAr
     out_shape = _keep_shape(a.shape, dims, keepdim)
     if len(dims) == len(a.shape):
         return PureArray(array(dtype.typecode, [sum(values(a))]), out_shape)
+    lead = len(dims)
+    if dims == tuple(range(lead)) and is_contiguous(a):  # leading dims (a bias gradient): sum columns
+        inner, outer = numel(a.shape[lead:]), numel(a.shape[:lead])
+        if outer == 0:
+            return full(out_shape, 0, dtype)
+        v = _as_list(values(a))
+        sums = list(map(sum, zip(*[v[i * inner : (i + 1) * inner] for i in range(outer)])))
+        return PureArray(array(dtype.typecode, sums), out_shape)
     vs, _, group = _moved_last(a, dims)
     if group == 0:
         return full(out_shape, 0, dtype)
