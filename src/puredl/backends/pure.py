@@ -774,21 +774,14 @@ def nll_loss(
     """
     n, c = x.shape
     tc = x.buf.typecode
-    xs, ys = values(x), values(target)
+    logp = softmax(x, 1, log=True) if log_softmax else x
+    lps, ys = _as_list(values(logp)), values(target)
     w = values(weight) if weight is not None else None
     name = "cross_entropy" if log_softmax else "nll_loss"
-    exp, lg, eps = math.exp, math.log, label_smoothing
-    logp = array(tc) if log_softmax else None
+    eps = label_smoothing
     rows, total = [], 0.0
     for i in range(n):
-        row = xs[i * c : (i + 1) * c]
-        if log_softmax:
-            m = max(row) if c else 0.0
-            if m == _inf or m != m:
-                m = 0.0 if m != m else m
-            ls = m + lg(sum([exp(v - m) for v in row]))
-            row = [v - ls for v in row]
-            logp.extend(row)
+        row = lps[i * c : (i + 1) * c]
         y = ys[i]
         if y == ignore_index:
             rows.append(0.0)
@@ -809,7 +802,7 @@ def nll_loss(
         if reduction == "mean":
             s = s / total if total else _nan
         out = PureArray(array(tc, [s]), ())
-    return out, (PureArray(logp, (n, c)) if log_softmax else x), total
+    return out, logp, total
 
 
 def nll_loss_backward(
