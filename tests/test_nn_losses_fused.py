@@ -142,3 +142,28 @@ def test_backward_on_the_other_backend_moves_the_mean_divisor(forward_mode, back
     ref.backward()
     assert_close(out, ref)
     assert_grads_close([x], [xt])
+
+
+def test_auto_falls_back_to_pure_when_the_torch_loss_kernel_fails(monkeypatch):
+    from puredl import accel
+    from puredl.backends import torch as T
+
+    class Broken:
+        def __getattr__(self, name):
+            if name.startswith("nll_loss"):
+                raise RuntimeError(f"simulated failure of aten.{name}")
+            return getattr(torch.ops.aten, name)
+
+    monkeypatch.setattr(T, "_aten", Broken())
+    monkeypatch.setattr(accel, "_fallback_logged", set())
+    x, xt, _, _ = make_pair((5, 4), pd.float32, "contiguous", 21)
+    y, yt = targets(5, 4, 22, 0.2)
+    with accel.using("auto", {"activation": 0}):
+        before = accel.get_stats().fallback_count
+        out = F.cross_entropy(x, y, label_smoothing=0.1)
+        out.backward()
+        assert accel.get_stats().fallback_count - before == 2  # the forward and the backward kernel
+    ref = torch.nn.functional.cross_entropy(xt, yt, label_smoothing=0.1)
+    ref.backward()
+    assert_close(out, ref)
+    assert_grads_close([x], [xt])

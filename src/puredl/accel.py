@@ -600,8 +600,8 @@ def torch_kernel_failed(kernel: str, args: tuple, exc: Exception):
             "ran on pure instead (logged once per op)",
             file=sys.stderr,
         )
-    if isinstance(result, tuple):
-        return tuple(tb.from_pure(r, dev) for r in result)
+    if isinstance(result, tuple):  # arrays go back to torch; Python scalars stay as they are
+        return tuple(tb.from_pure(r, dev) if isinstance(r, _pure.PureArray) else r for r in result)
     return tb.from_pure(result, dev) if isinstance(result, _pure.PureArray) else result
 
 

@@ -11,7 +11,6 @@ import math
 from puredl import accel, autograd
 from puredl import dtypes as dt
 from puredl.autograd import Function
-from puredl.backends import pure as _pure
 from puredl.tensor import Tensor, _wrap
 
 ELEMENTWISE, MATMUL, REDUCTION, ACTIVATION, SHAPE = (
@@ -704,9 +703,8 @@ class NLLLoss(Function):
         tensors = (g, _wrap(logp, be), _wrap(target, be))
         if weight is not None:
             tensors += (_wrap(weight, be),)
+        # the divisor ``total`` is a backend scalar; either backend's kernel reads the other's
         be2, impls = accel.select("nll_loss_backward", ACTIVATION, _numel(logp.shape), tensors)
-        if be2 is not be:  # AUTO moved the work: the mean's divisor moves with it
-            total = float(total) if be2 is _pure else be2.full((), float(total), tensors[1].dtype)
         iw = impls[3] if weight is not None else None
         ii, eps, reduction, log_softmax = self.args
         grad = be2.nll_loss_backward(impls[0], impls[1], impls[2], iw, ii, eps, reduction, total, log_softmax)

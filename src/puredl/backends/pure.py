@@ -821,6 +821,8 @@ def nll_loss_backward(
     lps, ys, gs = values(logp), values(target), values(grad)
     w = values(weight) if weight is not None else None
     eps, exp = label_smoothing, math.exp
+    # the divisor: a float from this backend's nll_loss, a 0-d array, or another backend's 0-d tensor
+    total = values(total)[0] if isinstance(total, PureArray) else float(total)
     scale = None if reduction == "none" else gs[0] if reduction == "sum" else gs[0] / total if total else _nan
     out = []
     for i in range(n):

@@ -467,6 +467,8 @@ def nll_loss_backward(
 ):
     eps = label_smoothing
     red = _REDUCTION[reduction]
+    if not isinstance(total, torch.Tensor):  # the divisor as the pure backend computed it (a float)
+        total = torch.tensor(float(total), dtype=logp.dtype, device=logp.device)
     g = grad * (1.0 - eps) if eps else grad
     gx = _aten.nll_loss_backward.default(g, logp, target, weight, red, ignore_index, total)
     if eps:  # the smoothing term -eps/C sum_c w_c logp_c of each kept row
