@@ -207,7 +207,6 @@ def _check_target(target: Tensor, input: Tensor, name: str) -> Tensor:  # noqa: 
 
 
 def _nll(input, target, weight, ignore_index, reduction, label_smoothing, log_softmax, name):  # noqa: A002
-    _check_reduction(reduction)
     rows = _check_target(target, input, name)
     x, c = _class_last(input, name)
     if weight is not None and tuple(weight.shape) != (c,):
@@ -224,6 +223,7 @@ def nll_loss(
     reduction: str = "mean",
 ) -> Tensor:
     """Negative log-likelihood of log-probabilities ``input`` (N, C) at class indices ``target`` (N,)."""
+    _check_reduction(reduction)
     return _nll(input, target, weight, ignore_index, reduction, 0.0, False, "nll_loss")
 
 
