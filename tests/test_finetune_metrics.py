@@ -118,6 +118,8 @@ def test_perplexity_is_exp_of_the_token_weighted_mean_nll(model, tok):
         assert res["tokens"] == count and res["texts"] == 7
         assert res["perplexity"] == pytest.approx(math.exp(total / count), rel=1e-5)
         assert res["score"] == res["perplexity"]
+        for (nll, n), (ref_nll, ref_n) in zip(res["per_text_nll"], parts):  # each text, in order
+            assert n == ref_n and nll == pytest.approx(ref_nll, rel=1e-5)
     # the check above can tell token weighting from text weighting on these texts
     text_weighted = math.exp(sum(n / c for n, c in parts) / len(parts))
     assert res["perplexity"] != pytest.approx(text_weighted, rel=1e-5)

@@ -261,3 +261,24 @@ def test_a_drop_within_sampling_noise_is_flagged_and_marked_as_such():
         assert ("within sampling noise" if within else "beyond sampling noise") in flag["message"]
         table = format_table({"name": "t", "phases": [], "forgetting": [flag], "history": history})
         assert ("FORGOTTEN (within noise)" in table) is within and "FORGOTTEN" in table
+
+
+def test_a_perplexity_rise_is_judged_against_text_to_text_noise():
+    def fluency(per_text):
+        nll, tokens = sum(v for v, _ in per_text), sum(k for _, k in per_text)
+        ppl = math.exp(nll / tokens)
+        return {"fluency": {"perplexity": ppl, "score": ppl, "per_text_nll": [list(x) for x in per_text]}}
+
+    taught = [(30.0, 10), (40.0, 10), (25.0, 10), (35.0, 10)]
+    steady = [(v + 1.0, k) for v, k in taught]  # every text 0.1 nats/token worse: a real rise
+    noisy = [(v + d, k) for (v, k), d in zip(taught, (6.0, -4.0, 5.0, -3.0))]  # the same rise, up and down
+    for after, within in ((steady, False), (noisy, True)):
+        history = [
+            {"stage": "base", "taught": None, "metrics": fluency([(v + 20, k) for v, k in taught])},
+            {"stage": "phase0", "taught": "fluency", "metrics": fluency(taught)},
+            {"stage": "phase1", "taught": "terminology", "metrics": fluency(after)},
+        ]
+        (flag,) = check_catastrophic_forgetting(history, threshold=0.05)
+        assert flag["metric"] == "perplexity" and flag["items"] == 4 and flag["within_noise"] is within
+        assert ("within sampling noise" if within else "beyond sampling noise") in flag["message"]
+        assert "of perplexity" in flag["message"] and "net_items_lost" not in flag

@@ -120,36 +120,58 @@ def check_catastrophic_forgetting(history: list[dict], threshold: float = 0.05) 
 
 
 def paired_noise(before: Any, after: Any) -> dict | None:
-    """How far a change in accuracy is from sampling noise, from the same questions at both stages.
+    """How far a change is from sampling noise, from the same items measured at both stages.
 
-    Needs per-question ``credits`` (1, 0 or a tie's share) in both metric dicts. Returns
-    ``items``, ``net_items_lost`` (questions right before and wrong after, minus the reverse),
-    ``standard_error`` of the accuracy change (paired: only questions that changed add to it) and
-    ``within_noise``: the change is less than two standard errors (about 95% two-sided).
+    Accuracy: per-question ``credits`` (1, 0 or a tie's share) in both metric dicts give
+    ``net_items_lost`` (questions right before and wrong after, minus the reverse) and the paired
+    ``standard_error`` of the accuracy change. Perplexity: per-text ``per_text_nll`` (``[nll,
+    tokens]``) give the paired standard error of the change in log-perplexity (about the relative
+    change). Both carry ``items`` and ``within_noise``: the change is less than two standard errors
+    (about 95% two-sided). None when the dicts lack matching per-item data.
 
     >>> paired_noise({"credits": [1, 1, 0, 1]}, {"credits": [1, 0, 0, 1]})["within_noise"]
     True
     """
-    a = before.get("credits") if isinstance(before, dict) else None
-    b = after.get("credits") if isinstance(after, dict) else None
-    if not isinstance(a, list) or not isinstance(b, list) or len(a) != len(b) or len(a) < 2:
+    if not isinstance(before, dict) or not isinstance(after, dict):
         return None
-    n = len(a)
-    diffs = [float(y) - float(x) for x, y in zip(a, b)]
+    a, b = before.get("credits"), after.get("credits")
+    if _paired(a, b):
+        diffs = [float(y) - float(x) for x, y in zip(a, b)]
+        mean, se = _mean_and_se(diffs)
+        return {
+            "items": len(diffs),
+            "net_items_lost": -sum(diffs),
+            "standard_error": se,
+            "within_noise": abs(mean) < 2 * se,
+        }
+    a, b = before.get("per_text_nll"), after.get("per_text_nll")
+    if _paired(a, b) and all(x[1] == y[1] for x, y in zip(a, b)):
+        tokens = sum(x[1] for x in a)
+        diffs = [y[0] - x[0] for x, y in zip(a, b)]  # nats, text by text
+        mean, se = _mean_and_se(diffs)
+        n = len(diffs)
+        change, se_log_ppl = n * mean / tokens, n * se / tokens  # of the log-perplexity
+        return {"items": n, "standard_error": se_log_ppl, "within_noise": abs(change) < 2 * se_log_ppl}
+    return None
+
+
+def _paired(a: Any, b: Any) -> bool:
+    return isinstance(a, list) and isinstance(b, list) and len(a) == len(b) >= 2
+
+
+def _mean_and_se(diffs: list[float]) -> tuple[float, float]:
+    n = len(diffs)
     mean = sum(diffs) / n
-    se = math.sqrt(sum((d - mean) ** 2 for d in diffs) / (n - 1) / n)
-    return {
-        "items": n,
-        "net_items_lost": -sum(diffs),
-        "standard_error": se,
-        "within_noise": abs(mean) < 2 * se,
-    }
+    return mean, math.sqrt(sum((d - mean) ** 2 for d in diffs) / (n - 1) / n)
 
 
 def describe_noise(noise: dict) -> str:
-    """``; 2 of 48 questions net, within sampling noise (2 SE = 5.1 points)``."""
+    """``; 2 of 48 questions net, within sampling noise (2 SE = 5.1 points)`` (or the perplexity form)."""
     verdict = "within sampling noise" if noise["within_noise"] else "beyond sampling noise"
-    return (
-        f"; {noise['net_items_lost']:.3g} of {noise['items']} questions net, {verdict} "
-        f"(2 SE = {200 * noise['standard_error']:.1f} points)"
-    )
+    if "net_items_lost" in noise:
+        return (
+            f"; {noise['net_items_lost']:.3g} of {noise['items']} questions net, {verdict} "
+            f"(2 SE = {200 * noise['standard_error']:.1f} points)"
+        )
+    two_se = 200 * noise["standard_error"]
+    return f"; over {noise['items']} texts, {verdict} (2 SE = {two_se:.1f}% of perplexity)"

@@ -164,6 +164,21 @@ def text_nll(
     every token after ``<bos>`` predicted; batches are right-padded (padding never feeds a
     scored position in a causal model).
     """
+    per_text = text_nlls(model, tokenizer, texts, batch_size, max_length, add_eos, device, progress)
+    return sum(nll for nll, _ in per_text), sum(n for _, n in per_text)
+
+
+def text_nlls(
+    model: Any,
+    tokenizer: Any,
+    texts: Sequence[str],
+    batch_size: int = 4,
+    max_length: int = 256,
+    add_eos: bool = True,
+    device: str | None = None,
+    progress: bool = False,
+) -> list[tuple[float, int]]:
+    """``(negative log-likelihood, predicted tokens)`` of each text that has a token to predict."""
     torch = _torch()
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -179,7 +194,7 @@ def text_nll(
             seqs.append((ids, len(prefix)))
     order = sorted(range(len(seqs)), key=lambda i: len(seqs[i][0]))
     pad = _pad_id(tokenizer)
-    total, count = 0.0, 0
+    results: list[tuple[float, int]] = [(0.0, 0)] * len(seqs)
     with _evaluating(model):
         batches = _batches(order, batch_size)
         for batch in _progress(batches, len(batches), "fluency", progress):
@@ -196,11 +211,11 @@ def text_nll(
             logits = logits[:, :-1].float()
             target = labels[:, 1:].to(logits.device)
             nll = torch.nn.functional.cross_entropy(
-                logits.reshape(-1, logits.shape[-1]), target.reshape(-1), ignore_index=-100, reduction="sum"
-            )
-            total += float(nll)
-            count += int((target != -100).sum())
-    return total, count
+                logits.reshape(-1, logits.shape[-1]), target.reshape(-1), ignore_index=-100, reduction="none"
+            ).reshape(target.shape)
+            for row, i in enumerate(batch):
+                results[i] = (float(nll[row].sum()), int((target[row] != -100).sum()))
+    return results
 
 
 def continuation_logprobs(
@@ -401,17 +416,26 @@ def validate_fluency(
     device: str | None = None,
     progress: bool = False,
 ) -> dict[str, float]:
-    """Token-weighted perplexity: ``{"perplexity", "nll_per_token", "tokens", "texts", "score"}``.
+    """Token-weighted perplexity over ``texts``.
 
-    ``score`` is the perplexity (lower is better).
+    Returns ``{"perplexity", "nll_per_token", "tokens", "texts", "score", "per_text_nll"}``:
+    ``score`` is the perplexity (lower is better); ``per_text_nll`` holds ``[nll, tokens]`` per text.
     """
     if not texts:
         raise ValueError("fluency needs at least one text")
-    nll, n = text_nll(model, tokenizer, texts, batch_size, max_length, device=device, progress=progress)
+    per_text = text_nlls(model, tokenizer, texts, batch_size, max_length, device=device, progress=progress)
+    nll, n = sum(v for v, _ in per_text), sum(k for _, k in per_text)
     if n == 0:
         raise ValueError("fluency: the texts produced no tokens to predict")
     ppl = math.exp(nll / n)
-    return {"perplexity": ppl, "nll_per_token": nll / n, "tokens": n, "texts": len(texts), "score": ppl}
+    return {
+        "perplexity": ppl,
+        "nll_per_token": nll / n,
+        "tokens": n,
+        "texts": len(texts),
+        "score": ppl,
+        "per_text_nll": [[v, k] for v, k in per_text],  # for the forgetting check's noise estimate
+    }
 
 
 def _distractors(entry: TermEntry, pool: Sequence[TermEntry], k: int, rng: random.Random) -> list[TermEntry]:
