@@ -59,6 +59,7 @@ UNARY = {
     "sqrt": (lambda m, a: a.sqrt(), (0.1, 3)),
     "abs": (lambda m, a: a.abs(), (-3, 3)),
     "abs_op": (lambda m, a: abs(a), (-3, 3)),
+    "sign": (lambda m, a: a.sign(), (-3, 3)),
     "relu": (lambda m, a: a.relu(), (-3, 3)),
     "sigmoid": (lambda m, a: a.sigmoid(), (-6, 6)),
     "tanh": (lambda m, a: a.tanh(), (-4, 4)),

@@ -259,6 +259,10 @@ class Unary(Function):
             return (g / a,)
         if op == "abs":
             return (g * sign(a),)
+        if op == "sign":  # flat almost everywhere: zeros, as torch (not g * 0, which keeps NaN)
+            from puredl.creation import zeros_like
+
+            return (zeros_like(g),)
         if op == "relu":  # one kernel, torch's threshold_backward: NaN lets the gradient through
             be, (ig, ia) = accel.select("relu_backward", ACTIVATION, _numel(a.shape), (g, a))
             return (_wrap(be.relu_backward(ig, ia), be),)
@@ -285,7 +289,7 @@ class Unary(Function):
 
 
 _NEEDS_OUTPUT = {"exp", "sqrt", "sigmoid", "tanh"}
-_NOT_DIFFERENTIABLE = {"sign", "logical_not"}
+_NOT_DIFFERENTIABLE = {"logical_not"}
 
 
 def unary(op: str, a: Tensor, category: str = ELEMENTWISE) -> Tensor:
