@@ -148,26 +148,6 @@ def _progress(iterable: Any, total: int, desc: str, enabled: bool) -> Any:
 # ----------------------------------------------------------------------------- log-likelihoods
 
 
-def text_nll(
-    model: Any,
-    tokenizer: Any,
-    texts: Sequence[str],
-    batch_size: int = 4,
-    max_length: int = 256,
-    add_eos: bool = True,
-    device: str | None = None,
-    progress: bool = False,
-) -> tuple[float, int]:
-    """Total negative log-likelihood (nats) of ``texts`` and the number of predicted tokens.
-
-    Each text is encoded as in training: ``<bos>`` then its tokens (and ``<eos>`` when ``add_eos``),
-    every token after ``<bos>`` predicted; batches are right-padded (padding never feeds a
-    scored position in a causal model).
-    """
-    per_text = text_nlls(model, tokenizer, texts, batch_size, max_length, add_eos, device, progress)
-    return sum(nll for nll, _ in per_text), sum(n for _, n in per_text)
-
-
 def text_nlls(
     model: Any,
     tokenizer: Any,
@@ -178,7 +158,12 @@ def text_nlls(
     device: str | None = None,
     progress: bool = False,
 ) -> list[tuple[float, int]]:
-    """``(negative log-likelihood, predicted tokens)`` of each text that has a token to predict."""
+    """``(negative log-likelihood in nats, predicted tokens)`` of each text that has a token to predict.
+
+    Each text is encoded as in training: ``<bos>`` then its tokens (and ``<eos>`` when ``add_eos``),
+    every token after ``<bos>`` predicted; batches are right-padded (padding never feeds a
+    scored position in a causal model).
+    """
     torch = _torch()
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
