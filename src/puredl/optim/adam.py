@@ -12,10 +12,9 @@ from __future__ import annotations
 
 import math
 from array import array
-from collections.abc import Callable, Iterable
-from typing import Any
+from collections.abc import Iterable
 
-from puredl import autograd, ops
+from puredl import ops
 from puredl.optim import _torch_update
 from puredl.optim._flat import read_values, writable_buffer
 from puredl.optim.optimizer import Optimizer
@@ -54,23 +53,13 @@ class Adam(Optimizer):
         super().__init__(params, defaults)
         self.fused = fused
 
-    def step(self, closure: Callable[[], Any] | None = None) -> Any:
-        """Update every parameter that has a gradient; returns ``closure()``'s loss when given."""
-        loss = self._run_closure(closure)
-        with autograd.no_grad():
-            for group in self.param_groups:
-                for p in group["params"]:
-                    if p.grad is None:
-                        continue
-                    state = self.state.get(p)
-                    if state is None:
-                        state = self.state[p] = _init_state(p, group["amsgrad"])
-                    state["step"] += 1
-                    if self.fused is False or not (
-                        self._flat(p, state, group) or self._torch(p, state, group)
-                    ):
-                        self._tensor(p, state, group)
-        return loss
+    def _init_state(self, p, group: dict) -> dict:
+        return _init_state(p, group["amsgrad"])
+
+    def _update(self, p, state: dict, group: dict) -> None:
+        state["step"] += 1
+        if self.fused is False or not (self._flat(p, state, group) or self._torch(p, state, group)):
+            self._tensor(p, state, group)
 
     def _coefficients(self, state: dict, group: dict) -> tuple[float, float]:
         b1, b2 = group["betas"]

@@ -27,7 +27,7 @@ required = _Required()
 
 
 class Optimizer:
-    """Base class: subclasses set ``defaults`` and implement ``step``.
+    """Base class: subclasses set ``defaults`` and implement ``_update`` (and ``_init_state``).
 
     ``params`` is an iterable of Tensors or of dicts (parameter groups) with a ``"params"`` key
     and per-group overrides of the defaults (e.g. ``"lr"``).
@@ -96,8 +96,26 @@ class Optimizer:
 
                     p.grad = zeros_like(p.grad)
 
-    def step(self, closure: Callable[[], Any] | None = None) -> Any:  # pragma: no cover - abstract
-        raise NotImplementedError
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
+        """Update every parameter that has a gradient; returns ``closure()``'s loss when given."""
+        loss = self._run_closure(closure)
+        with autograd.no_grad():
+            for group in self.param_groups:
+                for p in group["params"]:
+                    if p.grad is None:
+                        continue
+                    state = self.state.get(p)
+                    if state is None:
+                        state = self.state[p] = self._init_state(p, group)
+                    self._update(p, state, group)
+        return loss
+
+    def _init_state(self, p: Tensor, group: dict[str, Any]) -> dict[str, Any]:
+        """A parameter's state before its first update (subclasses add their buffers)."""
+        return {}
+
+    def _update(self, p: Tensor, state: dict[str, Any], group: dict[str, Any]) -> None:  # pragma: no cover
+        raise NotImplementedError(f"{type(self).__name__} must implement _update")
 
     def _run_closure(self, closure: Callable[[], Any] | None) -> Any:
         if closure is None:

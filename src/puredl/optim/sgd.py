@@ -11,10 +11,8 @@
 from __future__ import annotations
 
 from array import array
-from collections.abc import Callable, Iterable
-from typing import Any
+from collections.abc import Iterable
 
-from puredl import autograd
 from puredl.optim import _torch_update
 from puredl.optim._flat import new_like, read_values, writable_buffer
 from puredl.optim.optimizer import Optimizer
@@ -61,22 +59,9 @@ class SGD(Optimizer):
         super().__init__(params, defaults)
         self.fused = fused
 
-    def step(self, closure: Callable[[], Any] | None = None) -> Any:
-        """Update every parameter that has a gradient; returns ``closure()``'s loss when given."""
-        loss = self._run_closure(closure)
-        with autograd.no_grad():
-            for group in self.param_groups:
-                for p in group["params"]:
-                    if p.grad is None:
-                        continue
-                    state = self.state.get(p)
-                    if state is None:
-                        state = self.state[p] = {}
-                    if self.fused is False or not (
-                        _sgd_flat(p, state, group) or _torch_update.sgd(p, state, group)
-                    ):
-                        _sgd_tensor(p, state, group)
-        return loss
+    def _update(self, p, state: dict, group: dict) -> None:
+        if self.fused is False or not (_sgd_flat(p, state, group) or _torch_update.sgd(p, state, group)):
+            _sgd_tensor(p, state, group)
 
 
 def _sgd_flat(p, state: dict, group: dict) -> bool:
