@@ -100,18 +100,19 @@ def binary(op: str, a, b) -> Tensor:
         return _scalar_op(op, a, b, reverse=False)
     if not isinstance(a, Tensor):
         return _scalar_op(op, b, a, reverse=True)
-    if op == "sub" and (a.dtype is dt.bool_ or b.dtype is dt.bool_):
+    ad, bd = a.dtype, b.dtype
+    if op == "sub" and (ad is dt.bool_ or bd is dt.bool_):
         raise TypeError("sub: subtracting a bool tensor is not supported (as in torch); use ~ or .long()")
-    common = dt.promote_tensors(a.dtype, a.ndim, b.dtype, b.ndim)
+    common = ad if ad is bd else dt.promote_tensors(ad, len(a.shape), bd, len(b.shape))
     if op in _COMPARE:
         out_dtype = dt.bool_
     else:
         out_dtype = common
         if op == "div" and not common.is_floating_point:
             out_dtype = common = dt.get_default_dtype()
-    if a.dtype is not common:
+    if ad is not common:
         a = a.to(common)
-    if b.dtype is not common:
+    if bd is not common:
         b = b.to(common)
     work = _numel(a.shape) if a.shape == b.shape else _numel(_broadcast(op, a.shape, b.shape))
     be, (ia, ib) = accel.select(op, ELEMENTWISE, work, (a, b))
