@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN = $(VENV)/bin
 TORCH_PIN = torch==2.13.0
 
-.PHONY: run test venv-run venv-test lint bench clean
+.PHONY: run test test-pythons venv-run venv-test lint bench clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -29,6 +29,18 @@ test: venv-test
 	PUREDL_ACCEL=torch $(PYTEST) $(CORE_TESTS)
 	PUREDL_ACCEL=auto PUREDL_ACCEL_THRESHOLDS=low $(PYTEST) $(CORE_TESTS)
 
+# other supported Pythons (pyenv installs): the pure-tier core suites and the examples, each in its own
+# .venv-X.Y, with torch as the oracle where it installs sensibly (ORACLE=local|pypi|none, see
+# .ci/test_python); the slow fine-tune tests run only in `make test`, on the default Python
+EXTRA_PYTHONS ?= 3.10 3.13
+ORACLE ?= local
+PURE_TESTS = $(CORE_TESTS) tests/test_examples.py
+
+test-pythons: $(addprefix test-python-,$(EXTRA_PYTHONS))
+
+test-python-%:
+	ORACLE=$(ORACLE) TORCH_PIN="$(TORCH_PIN)" bash .ci/test_python $* $(PURE_TESTS)
+
 lint: venv-test
 	$(BIN)/ruff check src tests benchmarks
 
@@ -36,4 +48,4 @@ bench: venv-test
 	$(BIN)/python benchmarks/ops.py
 
 clean:
-	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(VENV)-3.* build dist src/*.egg-info .pytest_cache .ruff_cache

@@ -42,7 +42,7 @@ def pytest_report_header(config):
 
     th = ", ".join(f"{k}={v}" for k, v in accel.get_thresholds().items())
     mode = accel.get_current_mode().value
-    return f"puredl accel: mode={mode}; thresholds ({accel.threshold_source()}): {th}"
+    return [f"puredl accel: mode={mode}; thresholds ({accel.threshold_source()}): {th}", _oracle_header()]
 
 
 @pytest.fixture(autouse=True)
@@ -55,3 +55,40 @@ def _restore_accel_settings():
     accel._restore(saved[:3])
     if accel.is_logging() != saved[3]:
         accel.enable_logging(saved[3])
+
+
+# ----------------------------------------------------------------------------- the torch oracle
+# Suites that compare with torch skip where torch is not installed (pytest.importorskip); the skip
+# names the Python and why (CI passes PUREDL_NO_ORACLE_REASON), so a run without the oracle says so.
+
+
+def _no_oracle_reason() -> str:
+    why = os.environ.get("PUREDL_NO_ORACLE_REASON") or "torch is not installed"
+    return f"torch oracle not installed for Python {sys.version_info[0]}.{sys.version_info[1]}: {why}"
+
+
+def _oracle_header() -> str:
+    try:
+        import torch
+    except ImportError:
+        return f"puredl oracle: NONE, comparisons with torch skip ({_no_oracle_reason()})"
+    return f"puredl oracle: torch {torch.__version__}"
+
+
+def _reword_torch_skip(report) -> None:
+    """Replace importorskip's "could not import 'torch'" in a skip report with the reason above."""
+    longrepr = report.longrepr
+    if report.skipped and isinstance(longrepr, tuple) and "could not import 'torch'" in str(longrepr[2]):
+        report.longrepr = (longrepr[0], longrepr[1], f"Skipped: {_no_oracle_reason()}")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector):
+    outcome = yield
+    _reword_torch_skip(outcome.get_result())
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    _reword_torch_skip(outcome.get_result())
