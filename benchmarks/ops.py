@@ -32,6 +32,16 @@ def best_time(fn, min_total: float = 0.2, repeat: int = 5) -> float:
     return min(timeit.repeat(fn, number=number, repeat=repeat)) / number
 
 
+def interpreter() -> str:
+    """The Python that ran, e.g. "CPython 3.13.0": the pure tier's speed depends on it."""
+    return f"{platform.python_implementation()} {platform.python_version()}"
+
+
+def load_average() -> str:
+    """The 1, 5 and 15 minute load averages (as ``uptime`` shows): other work on the machine."""
+    return "{:.2f}, {:.2f}, {:.2f} (1, 5, 15 min)".format(*os.getloadavg())
+
+
 def fmt_time(s: float) -> str:
     if s < 1e-3:
         return f"{s * 1e6:8.1f} us"
@@ -96,9 +106,14 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(1)  # one core each: a like-for-like comparison of the kernels
     except ImportError:
         torch = None
+    torch_text = (
+        f"torch {torch.__version__} (1 thread)"
+        if torch
+        else f"torch not installed for Python {platform.python_version()}: pure column only"
+    )
     lines = [
-        f"puredl ops benchmark, {date.today()}, Python {platform.python_version()}, "
-        f"{os.cpu_count()} CPU cores, torch {torch.__version__ if torch else 'not installed'} (1 thread)",
+        f"puredl ops benchmark, {date.today()}, {interpreter()}, {os.cpu_count()} CPU cores, {torch_text}",
+        f"load average at start {load_average()}",
         "",
         f"{'op':22s} {'size':18s} {'pure':>11s} {'torch':>11s} {'pure/torch':>11s}",
     ]
@@ -138,6 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     tail = ["", f"targets (pure matmul inner loop: {dot})"]
     for what, got, goal, ok in targets:
         tail.append(f"  {what:36s} {got:>10s}  goal {goal:9s} {'PASS' if ok else 'FAIL'}")
+    tail += ["", f"load average at end {load_average()}"]
     print("\n".join(tail))
     lines += tail
     if args.out:
