@@ -217,7 +217,8 @@ def main(argv: list[str] | None = None) -> int:
         else:
             met, goal_text = True, "(reported)"
         ok = ok and met
-        line = f"{name:42s} {fmt(pure):>13} {fmt(ref):>13} {ratio:>9.2f}x  {goal_text}"
+        ref_text, ratio_text = (fmt(ref), f"{ratio:.2f}x") if torch else ("-", "-")
+        line = f"{name:42s} {fmt(pure):>13} {ref_text:>13} {ratio_text:>10}  {goal_text}"
         lines.append(line)
         print(line, flush=True)
     lines.append("")

@@ -12,6 +12,8 @@ sys.path.insert(0, os.path.dirname(__file__))
 
 from hypothesis import HealthCheck, settings  # noqa: E402
 
+from oracle import no_oracle_reason  # noqa: E402
+
 # few, small examples keep the op suite to seconds; CI can raise it with HYPOTHESIS_PROFILE=thorough
 settings.register_profile(
     "puredl", max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=False
@@ -58,20 +60,15 @@ def _restore_accel_settings():
 
 
 # ----------------------------------------------------------------------------- the torch oracle
-# Suites that compare with torch skip where torch is not installed (pytest.importorskip); the skip
-# names the Python and why (CI passes PUREDL_NO_ORACLE_REASON), so a run without the oracle says so.
-
-
-def _no_oracle_reason() -> str:
-    why = os.environ.get("PUREDL_NO_ORACLE_REASON") or "torch is not installed"
-    return f"torch oracle not installed for Python {sys.version_info[0]}.{sys.version_info[1]}: {why}"
+# Where torch is not installed, a comparison with it skips (oracle.py's stand-in, or a suite's
+# pytest.importorskip) naming the Python and why (CI passes PUREDL_NO_ORACLE_REASON).
 
 
 def _oracle_header() -> str:
     try:
         import torch
     except ImportError:
-        return f"puredl oracle: NONE, comparisons with torch skip ({_no_oracle_reason()})"
+        return f"puredl oracle: NONE, comparisons with torch skip ({no_oracle_reason()})"
     return f"puredl oracle: torch {torch.__version__}"
 
 
@@ -79,7 +76,7 @@ def _reword_torch_skip(report) -> None:
     """Replace importorskip's "could not import 'torch'" in a skip report with the reason above."""
     longrepr = report.longrepr
     if report.skipped and isinstance(longrepr, tuple) and "could not import 'torch'" in str(longrepr[2]):
-        report.longrepr = (longrepr[0], longrepr[1], f"Skipped: {_no_oracle_reason()}")
+        report.longrepr = (longrepr[0], longrepr[1], f"Skipped: {no_oracle_reason()}")
 
 
 @pytest.hookimpl(hookwrapper=True)

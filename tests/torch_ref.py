@@ -1,7 +1,8 @@
 """Helpers for comparing puredl with PyTorch: conversion, dtype-aware closeness, hypothesis strategies.
 
 Values cross between the libraries through ``tolist()`` only, so the comparisons hold whichever
-backend (pure, torch, auto) ran the op. Import this module after ``pytest.importorskip("torch")``.
+backend (pure, torch, auto) ran the op. Where torch is not installed, ``torch`` here is the
+stand-in from ``oracle.py``: a test that uses it (or these helpers) skips and says why.
 """
 
 from __future__ import annotations
@@ -9,18 +10,21 @@ from __future__ import annotations
 import math
 import random
 
-import torch
 from hypothesis import strategies as st
 
 import puredl as pd
+from oracle import HAVE_TORCH, MissingTable, torch
 
-TORCH_DTYPE = {
-    pd.float32: torch.float32,
-    pd.float64: torch.float64,
-    pd.int64: torch.int64,
-    pd.bool: torch.bool,
-}
-PD_DTYPE = {v: k for k, v in TORCH_DTYPE.items()}
+if HAVE_TORCH:
+    TORCH_DTYPE = {
+        pd.float32: torch.float32,
+        pd.float64: torch.float64,
+        pd.int64: torch.int64,
+        pd.bool: torch.bool,
+    }
+    PD_DTYPE = {v: k for k, v in TORCH_DTYPE.items()}
+else:
+    TORCH_DTYPE = PD_DTYPE = MissingTable()
 FLOATS = (pd.float32, pd.float64)
 
 # float32 work in puredl is done in double and rounded once, torch works in float32: allow a few ulps
