@@ -211,27 +211,33 @@ def sign_flip_test(
     >>> sign_flip_test([-1, -1, -1, -1, -1]), sign_flip_test([-2, -1, 1], "less")
     (0.0625, 0.375)
     """
-    alternative = _alternative(alternative)
+    return sign_flip_pvalues(cluster_sums, n_resamples, seed)[_alternative(alternative)]
+
+
+def sign_flip_pvalues(
+    cluster_sums: Sequence[float], n_resamples: int = 20_000, seed: int = 0
+) -> dict[str, float]:
+    """:func:`sign_flip_test` for all three alternatives at once (one distribution, one set of draws).
+
+    >>> sign_flip_pvalues([-2, -1, 1])
+    {'two-sided': 0.75, 'less': 0.375, 'greater': 0.875}
+    """
     values = [float(v) for v in cluster_sums if v != 0]  # a zero flips to itself
     if not values:
-        return 1.0
+        return dict.fromkeys(ALTERNATIVES, 1.0)
     lattice = _as_lattice(values)
     if lattice is not None and len(values) * (2 * sum(abs(v) for v in lattice[0]) + 1) <= 4_000_000:
         steps = lattice[0]
         probs, offset = _sign_flip_exact(steps)
         observed = sum(steps) + offset
-        if alternative == "less":
-            p = sum(probs[: observed + 1])
-        elif alternative == "greater":
-            p = sum(probs[observed:])
-        else:
-            distance = abs(observed - offset)  # |T| >= 0 always holds
-            p = sum(probs[: offset - distance + 1]) + sum(probs[offset + distance :]) if distance else 1.0
-        return min(1.0, p)
-    return _sign_flip_monte_carlo(values, alternative, n_resamples, seed)
+        distance = abs(observed - offset)  # |T| >= 0 always holds
+        two_sided = sum(probs[: offset - distance + 1]) + sum(probs[offset + distance :]) if distance else 1.0
+        less, greater = sum(probs[: observed + 1]), sum(probs[observed:])
+        return {"two-sided": min(1.0, two_sided), "less": min(1.0, less), "greater": min(1.0, greater)}
+    return _sign_flip_monte_carlo(values, n_resamples, seed)
 
 
-def _sign_flip_monte_carlo(values: list[float], alternative: str, n_resamples: int, seed: int) -> float:
+def _sign_flip_monte_carlo(values: list[float], n_resamples: int, seed: int) -> dict[str, float]:
     rng = random.Random(seed)
     observed = sum(values)
     tolerance = 1e-9 * sum(abs(v) for v in values)  # equal sums must count as "as extreme"
@@ -240,18 +246,14 @@ def _sign_flip_monte_carlo(values: list[float], alternative: str, n_resamples: i
     for g in range(0, len(values), 8):
         group = values[g : g + 8]
         tables.append([sum(v for i, v in enumerate(group) if mask >> i & 1) for mask in range(256)])
-    hits = 0
+    two_sided = less = greater = 0
     for _ in range(n_resamples):
         bits = rng.getrandbits(len(values))
-        flipped = sum(table[(bits >> (8 * g)) & 255] for g, table in enumerate(tables))
-        statistic = observed - 2 * flipped
-        if alternative == "less":
-            hits += statistic <= observed + tolerance
-        elif alternative == "greater":
-            hits += statistic >= observed - tolerance
-        else:
-            hits += abs(statistic) >= abs(observed) - tolerance
-    return (1 + hits) / (1 + n_resamples)
+        statistic = observed - 2 * sum(table[(bits >> (8 * g)) & 255] for g, table in enumerate(tables))
+        less += statistic <= observed + tolerance
+        greater += statistic >= observed - tolerance
+        two_sided += abs(statistic) >= abs(observed) - tolerance
+    return {k: (1 + hits) / (1 + n_resamples) for k, hits in zip(ALTERNATIVES, (two_sided, greater, less))}
 
 
 # ----------------------------------------------------------------------------- paired bootstrap
@@ -391,14 +393,15 @@ def paired_accuracy_change(
         (sum(float(after[i]) for i in g), len(g), sum(float(before[i]) for i in g), len(g)) for g in groups
     ]
     n = len(before)
+    p = sign_flip_pvalues(sums, n_resamples, seed)
     return PairedChange(
         before=sum(map(float, before)) / n,
         after=sum(map(float, after)) / n,
         change=sum(diffs) / n,
         ci=_bootstrap_ratio_difference(parts, level, n_boot, seed),
-        p_two_sided=sign_flip_test(sums, "two-sided", n_resamples, seed),
-        p_less=sign_flip_test(sums, "less", n_resamples, seed),
-        p_greater=sign_flip_test(sums, "greater", n_resamples, seed),
+        p_two_sided=p["two-sided"],
+        p_less=p["less"],
+        p_greater=p["greater"],
         items=n,
         clusters=len(groups),
         lost=-sum(d for d in diffs if d < 0) + 0.0,
@@ -460,14 +463,15 @@ def paired_log_ppl_change(
     # per-cluster NLL change, the before side rescaled to the after side's tokens (equal in practice)
     sums = [p[0] - p[2] * p[1] / p[3] for p in parts]
     diffs = [x[0] - y[0] for x, y in zip(a, b)]
+    p = sign_flip_pvalues(sums, n_resamples, seed)
     return PairedChange(
         before=log_ppl_b,
         after=log_ppl_a,
         change=log_ppl_a - log_ppl_b,
         ci=_bootstrap_ratio_difference(parts, level, n_boot, seed),
-        p_two_sided=sign_flip_test(sums, "two-sided", n_resamples, seed),
-        p_less=sign_flip_test(sums, "less", n_resamples, seed),
-        p_greater=sign_flip_test(sums, "greater", n_resamples, seed),
+        p_two_sided=p["two-sided"],
+        p_less=p["less"],
+        p_greater=p["greater"],
         items=len(a),
         clusters=len(groups),
         lost=sum(d for d in diffs if d > 0) + 0.0,  # NLL added by the texts that got worse
@@ -645,7 +649,7 @@ def forgetting_verdict(
 
     - FORGOTTEN: the one-sided test for a worsening is significant after Holm correction
       (``p_adjusted < alpha``) *and* the point worsening exceeds ``margin``;
-    - RETAINED: the interval's worst end lies within the margin (worsening < ``margin``):
+    - RETAINED: the interval's worst end lies within the margin (worsening <= ``margin``):
       a drop larger than the margin is excluded (non-inferiority);
     - INCONCLUSIVE: neither; the data cannot tell.
 
@@ -657,9 +661,10 @@ def forgetting_verdict(
     'FORGOTTEN'
     """
     point, worst = worsening(change, lower_is_better)
-    if p_adjusted < alpha and point > margin:
+    slack = 1e-9 * max(1.0, abs(margin))  # a change of exactly the margin is not "larger", despite rounding
+    if p_adjusted < alpha and point > margin + slack:
         return FORGOTTEN
-    if worst < margin:
+    if worst <= margin + slack:
         return RETAINED
     return INCONCLUSIVE
 
