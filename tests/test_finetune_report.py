@@ -76,7 +76,7 @@ def summary_of(hist: list[dict], **extra) -> dict:
             )
         ],
         "history": hist,
-        # report.py marks every record it is given as FORGOTTEN, so it gets those (see test_finetune_forgetting)
+        # report.py marks every record it is given as FORGOTTEN: it gets those (test_finetune_forgetting)
         "forgetting": forgotten(check_catastrophic_forgetting(hist)),
         "forgetting_threshold": 0.05,
         "total_seconds": 321.0,
