@@ -229,6 +229,16 @@ def test_entries_without_per_item_data_are_inconclusive():
     assert not any_forgotten([record])
 
 
+def test_a_different_item_count_is_not_paired():
+    # e.g. max_eval changed between stages: the items are not the same, so nothing is tested
+    hist = history(
+        ("phase0", "reasoning", {"reasoning": acc(0.5, n=100)}),
+        ("phase1", "x", {"reasoning": acc(0.1, n=90)}),
+    )
+    (record,) = check_catastrophic_forgetting(hist)
+    assert record["p_value"] is None and record["verdict"] == "INCONCLUSIVE"
+
+
 def test_old_flags_without_a_verdict_still_count_as_forgotten():
     assert any_forgotten([{"capability": "fluency", "stage": "phase1"}])
     assert not any_forgotten([])
@@ -239,6 +249,8 @@ def test_bad_input_is_named():
         check_catastrophic_forgetting([], threshold=-0.1)
     with pytest.raises(ValueError, match="alpha"):
         check_catastrophic_forgetting([], alpha=1.5)
+    with pytest.raises(ValueError, match="absolute_margin must be a number >= 0"):
+        check_catastrophic_forgetting([], absolute_margin=-0.01)
     with pytest.raises(ValueError, match=r"history\[1\]"):
         check_catastrophic_forgetting([{"stage": "base", "metrics": {}}, {"stage": "phase0"}])
     assert relative_worsening(0.0, 0.0, lower_better=False) == 0.0

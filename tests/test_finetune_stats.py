@@ -421,6 +421,28 @@ def test_verdicts_on_accuracy():
     assert stats.forgetting_verdict(same, margin=0.05, p_adjusted=1.0) == stats.RETAINED
 
 
+def test_a_worsening_of_exactly_the_margin_is_not_larger_than_it():
+    before, after = credits_with(7, 0, 133, 60)  # 0.7 -> 0.665: a drop of exactly 5% of 0.7
+    change = stats.paired_accuracy_change(before, after)
+    margin = stats.practical_margin(change.before)
+    assert -change.change > margin  # 0.035 > 0.05 * 0.7 = 0.034999999999999996 in floating point
+    assert stats.forgetting_verdict(change, margin, p_adjusted=1e-9) == stats.INCONCLUSIVE
+    same = stats.paired_accuracy_change([1] * 20, [1] * 19 + [0])  # a point interval would sit on the margin
+    fixed = stats.PairedChange(**{**same.to_dict(), "ci": (-0.05, -0.05), "change": -0.05})
+    assert stats.forgetting_verdict(fixed, 0.05, p_adjusted=1e-9) == stats.RETAINED
+
+
+def test_paired_change_to_dict_is_json_ready():
+    import json
+
+    data = stats.paired_accuracy_change([1, 0, 1], [0, 0, 1], n_boot=20).to_dict()
+    assert (
+        json.loads(json.dumps(data)) == data
+        and data["ci"] == list(data["ci"])
+        and data["measure"] == "accuracy"
+    )
+
+
 def test_verdicts_on_perplexity_use_the_upper_end():
     rng = random.Random(5)
     before = [[rng.uniform(30, 60), 12] for _ in range(60)]

@@ -152,6 +152,8 @@ def check_catastrophic_forgetting(
         raise ValueError(f"threshold must be a number >= 0, got {threshold!r}")
     if not 0 < alpha < 1:
         raise ValueError(f"alpha must lie strictly between 0 and 1, got {alpha!r}")
+    if absolute_margin is not None and not absolute_margin >= 0:
+        raise ValueError(f"absolute_margin must be a number >= 0 (score units), got {absolute_margin!r}")
     _check_history(history)
     options = {"level": level, "n_boot": n_boot, "n_resamples": n_resamples, "seed": seed}
     pending: list[tuple[dict, stats.PairedChange | None]] = []
