@@ -71,6 +71,7 @@ def _transpose(x: list) -> list:
 @given(m=sides, k=sides, n=sides, dtype=dtypes, la=layouts, lb=layouts, seed=seeds)
 def test_matmul_and_its_gradients_match_correctly_rounded_sums(m, k, n, dtype, la, lb, seed):
     rng = random.Random(seed)
+    torch_matmuls = accel.get_stats().op("matmul").torch  # the counts cover the whole session
     a, av = _matrix(m, k, rng, dtype, la)
     b, bv = _matrix(k, n, rng, dtype, lb)
     out = a @ b
@@ -88,7 +89,7 @@ def test_matmul_and_its_gradients_match_correctly_rounded_sums(m, k, n, dtype, l
     _assert_close_to_reference(a.grad.tolist(), ref_a, scale_a, n, dtype, "grad of a")
     ref_b, scale_b = _reference(_transpose(av), gv, k, m, n)
     _assert_close_to_reference(b.grad.tolist(), ref_b, scale_b, m, dtype, "grad of b")
-    assert accel.get_stats().op("matmul").torch == 0
+    assert accel.get_stats().op("matmul").torch == torch_matmuls
 
 
 @pytest.mark.parametrize("k", [1, 2, 3, 4, 5, 17, 64])
