@@ -87,6 +87,12 @@ from puredl.ops import sum_ as sum  # noqa: A004
 from puredl.random import manual_seed
 from puredl.tensor import Tensor
 
+# torch-compatible surface kept outside the core modules (issue #13)
+from puredl import accelerator, utils  # noqa: E402
+from puredl.legacy import BoolTensor, DoubleTensor, FloatTensor, LongTensor, from_numpy  # noqa: E402
+from puredl.modes import inference_mode, is_inference_mode_enabled  # noqa: E402
+from puredl.placement import device, get_default_device, set_default_device  # noqa: E402
+
 float = float32  # noqa: A001 - torch's alias
 double = float64
 long = int64
@@ -128,3 +134,12 @@ def numel(t) -> int:
 
 def is_tensor(x) -> bool:
     return isinstance(x, Tensor)
+
+
+def __getattr__(name: str):
+    # puredl.cuda after a bare `import puredl`, as torch.cuda (imported on first use: it is not free)
+    if name == "cuda":
+        import importlib
+
+        return importlib.import_module("puredl.cuda")
+    raise AttributeError(f"module 'puredl' has no attribute {name!r}")

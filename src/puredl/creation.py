@@ -7,6 +7,7 @@ import math
 from puredl import dtypes as dt
 from puredl.backends import pure as _pure
 from puredl.random import default_generator
+from puredl.placement import default_device_or
 from puredl.tensor import Tensor, _wrap
 
 
@@ -61,6 +62,7 @@ def _infer_dtype(flat: list) -> dt.DType:
 
 def _place(impl, device) -> Tensor:
     t = _wrap(impl, _pure)
+    device = default_device_or(device)  # puredl.set_default_device
     if device is not None and str(device) != "cpu":
         return t.to(str(device))
     return t
