@@ -240,8 +240,8 @@ def default_collate(batch: list) -> Any:
     """Stack a list of samples the way torch's ``default_collate`` does.
 
     Tensors stack along a new first dimension; Python floats become a float64 tensor, ints an
-    int64 tensor, bools a bool tensor; strings stay a list; dicts, tuples, lists and
-    namedtuples are collated field by field.
+    int64 tensor, bools a bool tensor; strings stay as given; dicts and namedtuples are
+    collated field by field, tuples and lists into a list of collated columns.
 
     >>> import puredl as pd
     >>> out = default_collate([{"x": pd.tensor([1.0]), "y": 1}, {"x": pd.tensor([2.0]), "y": 0}])
@@ -254,25 +254,23 @@ def default_collate(batch: list) -> Any:
     if isinstance(first, puredl.Tensor):
         return _data._stack(list(batch), "batch")
     if isinstance(first, bool):
-        return puredl.tensor(list(batch), dtype=puredl.bool)
+        return puredl.tensor(list(batch), dtype=puredl.bool)  # torch.tensor(batch)
     if isinstance(first, int):
         return puredl.tensor(list(batch), dtype=puredl.int64)
     if isinstance(first, float):
         return puredl.tensor(list(batch), dtype=puredl.float64)
     if isinstance(first, (str, bytes)):
-        return list(batch)
+        return batch  # as torch: the list itself, or a tuple when it is a column of a sequence
     if isinstance(first, Mapping):
-        return type(first)({k: default_collate([d[k] for d in batch]) for k in first}) if type(
-            first
-        ) is not dict else {k: default_collate([d[k] for d in batch]) for k in first}
+        out = {k: default_collate([d[k] for d in batch]) for k in first}
+        return out if type(first) is dict else type(first)(out)
     if isinstance(first, tuple) and hasattr(first, "_fields"):  # namedtuple
-        return type(first)(*(default_collate(list(s)) for s in zip(*batch)))
+        return type(first)(*(default_collate(column) for column in zip(*batch)))
     if isinstance(first, Sequence):
         size = len(first)
         if any(len(s) != size for s in batch):
             raise RuntimeError("each element in list of batch should be of equal size")
-        columns = [default_collate(list(s)) for s in zip(*batch)]
-        return tuple(columns) if isinstance(first, tuple) else columns
+        return [default_collate(column) for column in zip(*batch)]  # torch gives a list, also for tuples
     raise TypeError(
         "default_collate: batch must contain tensors, numbers, dicts or lists; "
         f"found {type(first).__name__}"
