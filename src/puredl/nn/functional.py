@@ -319,6 +319,7 @@ __all__ = [
     "embedding",
     "flatten",
     "gelu",
+    "huber_loss",
     "l1_loss",
     "layer_norm",
     "leaky_relu",
@@ -327,7 +328,16 @@ __all__ = [
     "mse_loss",
     "nll_loss",
     "relu",
+    "scaled_dot_product_attention",
     "sigmoid",
+    "smooth_l1_loss",
     "softmax",
     "tanh",
+    "unflatten",
 ]
+
+
+# kept in their own modules (one concept each); re-exported under torch's F names
+from puredl.nn.attention import scaled_dot_product_attention  # noqa: E402
+from puredl.nn.robust_losses import huber_loss, smooth_l1_loss  # noqa: E402
+from puredl.nn.unflatten import unflatten  # noqa: E402
