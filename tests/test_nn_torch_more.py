@@ -26,7 +26,7 @@ def _pair(shape, dtype, seed, low=-3.0, high=3.0):
     return x, t
 
 
-@settings(max_examples=30, deadline=None)
+@settings(deadline=None)
 @given(
     shape=tr.shapes(1, 3, 1, 4),
     dtype=tr.float_dtypes,
@@ -44,7 +44,7 @@ def test_smooth_l1_loss_matches_torch(shape, dtype, reduction, beta, seed):
     tr.assert_grads_close([x, y], [xt, yt])
 
 
-@settings(max_examples=30, deadline=None)
+@settings(deadline=None)
 @given(
     shape=tr.shapes(1, 3, 1, 4),
     dtype=tr.float_dtypes,
@@ -100,7 +100,7 @@ def attention_case(draw):
     return lead, length, source, e, ev
 
 
-@settings(max_examples=40, deadline=None)
+@settings(deadline=None)
 @given(
     case=attention_case(),
     dtype=tr.float_dtypes,
@@ -159,3 +159,24 @@ def test_attention_dropout_keeps_the_expectation():
     assert abs(mean - 1.0) < 0.05, mean  # inverted dropout: E[out] equals the no-dropout value
     assert any(abs(o - 1.0) > 1e-6 for o in outs)
     assert math.isclose(F.scaled_dot_product_attention(q, k, v).item(), 1.0, rel_tol=1e-6)
+
+
+@pytest.mark.parametrize("shape, classes", [((5,), -1), ((2, 3), 6), ((0,), 4), ((), 3)])
+def test_one_hot_matches_torch(shape, classes):
+    import math as _m
+
+    rng = random.Random(11)
+    n = _m.prod(shape)
+    top = classes if classes > 0 else 4
+    vals = [rng.randrange(top) for _ in range(n)]
+    mine = F.one_hot(pd.tensor(vals, dtype=pd.int64).reshape(shape), classes)
+    theirs = TF.one_hot(torch.tensor(vals, dtype=torch.int64).reshape(shape), classes)
+    assert mine.dtype is pd.int64 and mine.tolist() == theirs.tolist() and tuple(mine.shape) == tuple(theirs.shape)
+
+
+def test_one_hot_errors_match_torch():
+    for bad in (torch.tensor([1.0]), torch.tensor([-1]), torch.tensor([5])):
+        with pytest.raises(RuntimeError):
+            TF.one_hot(bad, 3)
+        with pytest.raises(RuntimeError):
+            F.one_hot(tr.from_torch(bad), 3)
