@@ -81,7 +81,11 @@ def _needs_fn(lib, seen):
         @staticmethod
         def backward(ctx, g):
             a, b = ctx.saved_tensors
-            return (g * b * 2 if ctx.needs_input_grad[0] else None, g * a * 2 if ctx.needs_input_grad[1] else None, None)
+            return (
+                g * b * 2 if ctx.needs_input_grad[0] else None,
+                g * a * 2 if ctx.needs_input_grad[1] else None,
+                None,
+            )
 
     return Mul
 

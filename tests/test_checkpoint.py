@@ -30,8 +30,15 @@ def _trained(seed: int = 0):
 def test_nested_checkpoint_round_trips_and_resumes_identically(tmp_path):
     model, opt, x = _trained()
     path = tmp_path / "ckpt.pt"
-    pd.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "iter": 5,
-             "config": {"lr": 0.1, "layers": [3, 2], "name": "lin", "warm": None, "on": True}}, path)
+    pd.save(
+        {
+            "model": model.state_dict(),
+            "optimizer": opt.state_dict(),
+            "iter": 5,
+            "config": {"lr": 0.1, "layers": [3, 2], "name": "lin", "warm": None, "on": True},
+        },
+        path,
+    )
     ck = pd.load(path)
     assert ck["iter"] == 5
     assert ck["config"] == {"lr": 0.1, "layers": [3, 2], "name": "lin", "warm": None, "on": True}
@@ -182,8 +189,10 @@ def test_fuzzed_headers_only_ever_raise_the_readers_error(tmp_path):
     rng = random.Random(0)
     values = [None, 1, -1, 1.5, "x", [], {}, [1], [[1]], {"a": 1}, True, "F32", [0, 4], [1, 2, 3]]
     for _ in range(800):
-        info = {k: rng.choice(values + [good] * 4) for k, good in
-                (("dtype", "F32"), ("shape", [1]), ("data_offsets", [0, 4]))}
+        info = {
+            k: rng.choice(values + [good] * 4)
+            for k, good in (("dtype", "F32"), ("shape", [1]), ("data_offsets", [0, 4]))
+        }
         header = {"t": info} if rng.random() > 0.2 else rng.choice(values)
         if isinstance(header, dict) and rng.random() < 0.3:
             header["__metadata__"] = rng.choice(values)

@@ -1,4 +1,4 @@
-"""Smooth L1 / Huber losses, Unflatten and scaled_dot_product_attention against torch, forward and backward."""
+"""Smooth L1 / Huber losses, Unflatten, one_hot and scaled_dot_product_attention against torch."""
 
 from __future__ import annotations
 
@@ -66,7 +66,9 @@ def test_loss_modules_and_bad_arguments_match_torch():
     x, xt = _pair((4, 3), pd.float64, 1)
     y, yt = _pair((4, 3), pd.float64, 2)
     tr.assert_close(nn.SmoothL1Loss(beta=0.5)(x, y), torch.nn.SmoothL1Loss(beta=0.5)(xt, yt))
-    tr.assert_close(nn.HuberLoss(reduction="sum", delta=2.0)(x, y), torch.nn.HuberLoss(reduction="sum", delta=2.0)(xt, yt))
+    tr.assert_close(
+        nn.HuberLoss(reduction="sum", delta=2.0)(x, y), torch.nn.HuberLoss(reduction="sum", delta=2.0)(xt, yt)
+    )
     tr.assert_close(nn.SmoothL1Loss(reduce=False)(x, y), torch.nn.SmoothL1Loss(reduce=False)(xt, yt))
     with pytest.raises(RuntimeError):
         TF.smooth_l1_loss(xt, yt, beta=-1.0)
@@ -78,7 +80,9 @@ def test_loss_modules_and_bad_arguments_match_torch():
         F.huber_loss(x, y, delta=0.0)
 
 
-@pytest.mark.parametrize("dim, sizes, shape", [(1, (2, 5), (3, 10)), (-1, (2, -1), (3, 4, 6)), (0, (1, 3), (3,))])
+@pytest.mark.parametrize(
+    "dim, sizes, shape", [(1, (2, 5), (3, 10)), (-1, (2, -1), (3, 4, 6)), (0, (1, 3), (3,))]
+)
 def test_unflatten_matches_torch(dim, sizes, shape):
     x, xt = _pair(shape, pd.float64, 3)
     out, ref = nn.Unflatten(dim, sizes)(x), torch.nn.Unflatten(dim, sizes)(xt)
@@ -146,7 +150,11 @@ def test_attention_options_and_errors_match_torch():
         F.scaled_dot_product_attention(q[0], q[0], q[0], attn_mask=m, is_causal=True)
     # dropout_p=1 drops every weight in both libraries
     zero = F.scaled_dot_product_attention(q, q, q, dropout_p=1.0)
-    assert zero.abs().sum().item() == TF.scaled_dot_product_attention(qt, qt, qt, dropout_p=1.0).abs().sum().item() == 0
+    assert (
+        zero.abs().sum().item()
+        == TF.scaled_dot_product_attention(qt, qt, qt, dropout_p=1.0).abs().sum().item()
+        == 0
+    )
 
 
 def test_attention_dropout_keeps_the_expectation():
@@ -171,7 +179,11 @@ def test_one_hot_matches_torch(shape, classes):
     vals = [rng.randrange(top) for _ in range(n)]
     mine = F.one_hot(pd.tensor(vals, dtype=pd.int64).reshape(shape), classes)
     theirs = TF.one_hot(torch.tensor(vals, dtype=torch.int64).reshape(shape), classes)
-    assert mine.dtype is pd.int64 and mine.tolist() == theirs.tolist() and tuple(mine.shape) == tuple(theirs.shape)
+    assert (
+        mine.dtype is pd.int64
+        and mine.tolist() == theirs.tolist()
+        and tuple(mine.shape) == tuple(theirs.shape)
+    )
 
 
 def test_one_hot_errors_match_torch():

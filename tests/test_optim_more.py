@@ -75,7 +75,10 @@ def test_bad_hyperparameters_raise_value_error_like_torch(name, kwargs):
 def test_state_dict_round_trip_continues_identically(name, tmp_path):
     def fresh():
         return run_both(
-            lambda pm, tm: (getattr(optim, name)(pm.parameters(), lr=0.05), getattr(torch.optim, name)(tm.parameters(), lr=0.05)),
+            lambda pm, tm: (
+                getattr(optim, name)(pm.parameters(), lr=0.05),
+                getattr(torch.optim, name)(tm.parameters(), lr=0.05),
+            ),
             steps=0,
         )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -79,7 +80,9 @@ def test_cuda_is_reachable_after_a_bare_import_without_loading_anything_else():
         "print(puredl.cuda.is_available(), puredl.cuda.manual_seed(0), puredl.cuda.manual_seed_all(0))\n"
         "assert 'torch' not in sys.modules\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    # PUREDL_ACCEL=torch imports torch on purpose; the default (pure) mode must not
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PUREDL_")}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split()[1:] == ["None", "None"]
 
@@ -184,8 +187,9 @@ def test_format_of_a_bigger_tensor_raises_like_torch():
     "spec", ["torch.DoubleTensor", "torch.LongTensor", "torch.FloatTensor", "float64", "int64", "bool"]
 )
 def test_type_converts_like_torch(spec):
-    mine, theirs = pd.tensor([1.5, -2.0, 0.0]).type(spec), torch.tensor([1.5, -2.0, 0.0]).type(
-        getattr(torch, spec) if "." not in spec else spec
+    mine, theirs = (
+        pd.tensor([1.5, -2.0, 0.0]).type(spec),
+        torch.tensor([1.5, -2.0, 0.0]).type(getattr(torch, spec) if "." not in spec else spec),
     )
     assert mine.type() == theirs.type() and mine.tolist() == theirs.tolist()
     assert pd.ones(1).type(pd.LongTensor).type() == "torch.LongTensor"
@@ -198,7 +202,12 @@ def test_type_converts_like_torch(spec):
 
 def test_numpy_round_trips_with_torch_dtypes():
     np = pytest.importorskip("numpy")
-    for values, dtype in (([[1.5, 2.0]], "float32"), ([1.0, 2.0], "float64"), ([1, -2], "int64"), ([True, False], "bool")):
+    for values, dtype in (
+        ([[1.5, 2.0]], "float32"),
+        ([1.0, 2.0], "float64"),
+        ([1, -2], "int64"),
+        ([True, False], "bool"),
+    ):
         mine = pd.tensor(values, dtype=getattr(pd, dtype) if dtype != "bool" else pd.bool).numpy()
         theirs = torch.tensor(values, dtype=getattr(torch, dtype)).numpy()
         assert mine.dtype == theirs.dtype and (mine == theirs).all() and mine.shape == theirs.shape

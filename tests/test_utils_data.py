@@ -16,7 +16,12 @@ tdata = torch.utils.data
 
 def _as_lists(x):
     if hasattr(x, "tolist"):
-        return ("tensor", str(x.dtype).replace("torch.", "").replace("puredl.", ""), tuple(x.shape), x.tolist())
+        return (
+            "tensor",
+            str(x.dtype).replace("torch.", "").replace("puredl.", ""),
+            tuple(x.shape),
+            x.tolist(),
+        )
     if isinstance(x, dict):
         return {k: _as_lists(v) for k, v in x.items()}
     if isinstance(x, (list, tuple)):
@@ -99,8 +104,12 @@ def test_bad_arguments_raise_value_error_like_torch(kwargs):
 def test_num_workers_and_pin_memory_are_accepted_and_change_nothing():
     ds = pdata.TensorDataset(pd.arange(6.0))
     plain = [b[0].tolist() for b in pdata.DataLoader(ds, batch_size=4)]
-    busy = [b[0].tolist() for b in pdata.DataLoader(ds, batch_size=4, num_workers=4, pin_memory=True,
-                                                     persistent_workers=True, prefetch_factor=2)]
+    busy = [
+        b[0].tolist()
+        for b in pdata.DataLoader(
+            ds, batch_size=4, num_workers=4, pin_memory=True, persistent_workers=True, prefetch_factor=2
+        )
+    ]
     assert plain == busy == [[0.0, 1.0, 2.0, 3.0], [4.0, 5.0]]
 
 

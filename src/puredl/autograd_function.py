@@ -44,7 +44,8 @@ class FunctionCtx:
         for i, t in enumerate(tensors):
             if t is not None and not isinstance(t, Tensor):
                 raise TypeError(
-                    f"save_for_backward can only save variables, but argument {i} is of type {type(t).__name__}"
+                    f"save_for_backward can only save variables, but argument {i} "
+                    f"is of type {type(t).__name__}"
                 )
         self._saved = tensors
 
@@ -133,8 +134,11 @@ def apply(fn: type, *args: Any, **kwargs: Any) -> Any:
     if not (autograd.is_grad_enabled() and any(needs)):
         return outputs[0] if single else outputs
     diff = [
-        i for i, o in enumerate(outputs)
-        if isinstance(o, Tensor) and o.dtype.is_floating_point and id(output if single else output[i]) not in ctx.non_differentiable
+        i
+        for i, o in enumerate(outputs)
+        if isinstance(o, Tensor)
+        and o.dtype.is_floating_point
+        and id(output if single else output[i]) not in ctx.non_differentiable
     ]
     node = _CustomNode()
     node.fn, node.ctx, node.n_args = fn, ctx, len(args)
@@ -152,7 +156,9 @@ def _record_many(node: _CustomNode, tensors: tuple, outputs: tuple, diff: list[i
 
     parts = [outputs[i] for i in diff]
     if len({p.dtype for p in parts}) > 1:
-        raise TypeError("autograd.Function: differentiable outputs of different float dtypes are not supported")
+        raise TypeError(
+            "autograd.Function: differentiable outputs of different float dtypes are not supported"
+        )
     node.outputs = tuple((p.shape, p.numel()) for p in parts)
     with autograd.no_grad():
         joint = cat([p.reshape(-1) for p in parts])

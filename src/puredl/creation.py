@@ -6,8 +6,8 @@ import math
 
 from puredl import dtypes as dt
 from puredl.backends import pure as _pure
-from puredl.random import default_generator
 from puredl.placement import default_device_or
+from puredl.random import default_generator
 from puredl.tensor import Tensor, _wrap
 
 

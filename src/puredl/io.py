@@ -285,7 +285,9 @@ def _read_header(
         raise SafetensorsError(f"{path}: header is not valid JSON: {exc}") from None
     except RecursionError:
         # json's decoder recurses per nesting level; no real header nests more than 3 deep
-        raise SafetensorsError(f"{path}: header JSON is nested too deeply to be a safetensors header") from None
+        raise SafetensorsError(
+            f"{path}: header JSON is nested too deeply to be a safetensors header"
+        ) from None
     if not isinstance(header, dict):
         raise SafetensorsError(f"{path}: header must be a JSON object, got {type(header).__name__}")
 

@@ -18,7 +18,12 @@ from typing import Any
 from puredl import dtypes as dt
 
 # legacy type name <-> dtype, as torch spells them in Tensor.type()
-TYPE_NAMES = {"FloatTensor": "float32", "DoubleTensor": "float64", "LongTensor": "int64", "BoolTensor": "bool"}
+TYPE_NAMES = {
+    "FloatTensor": "float32",
+    "DoubleTensor": "float64",
+    "LongTensor": "int64",
+    "BoolTensor": "bool",
+}
 
 
 def construct(dtype: dt.DType, args: tuple, kwargs: dict) -> Any:
@@ -65,7 +70,9 @@ class _TypedMeta(type):
 
 
 def _typed(name: str) -> type:
-    return _TypedMeta(name, (), {"_dtype_name": TYPE_NAMES[name], "__doc__": f"torch.{name}: a {TYPE_NAMES[name]} tensor"})
+    return _TypedMeta(
+        name, (), {"_dtype_name": TYPE_NAMES[name], "__doc__": f"torch.{name}: a {TYPE_NAMES[name]} tensor"}
+    )
 
 
 FloatTensor = _typed("FloatTensor")
@@ -109,10 +116,13 @@ def to_numpy(t: Any, force: bool = False) -> Any:
     """``Tensor.numpy()``: a NumPy array copy of the values (NumPy imported only here)."""
     np = _numpy()
     if t.requires_grad and not force:
-        raise RuntimeError("Can't call numpy() on Tensor that requires grad. Use tensor.detach().numpy() instead.")
+        raise RuntimeError(
+            "Can't call numpy() on Tensor that requires grad. Use tensor.detach().numpy() instead."
+        )
     if str(t.device) != "cpu" and not force:
         raise TypeError(
-            f"can't convert {t.device} device type tensor to numpy. Use Tensor.cpu() to copy the tensor to host memory first."
+            f"can't convert {t.device} device type tensor to numpy. "
+            "Use Tensor.cpu() to copy the tensor to host memory first."
         )
     kind = {"float32": np.float32, "float64": np.float64, "int64": np.int64, "bool": np.bool_}[t.dtype.name]
     arr = t.to_array()
@@ -128,14 +138,17 @@ def from_numpy(a: Any) -> Any:
     types int64 (puredl's storage types).
     """
     np = _numpy()
-    from puredl.tensor import Tensor
     from array import array
+
+    from puredl.tensor import Tensor
 
     if not isinstance(a, np.ndarray):
         raise TypeError(f"expected np.ndarray (got {type(a).__name__})")
     kinds = {"f": None, "i": "int64", "u": "int64", "b": "bool"}
     if a.dtype.kind not in kinds:
-        raise TypeError(f"can't convert np.ndarray of type {a.dtype}; puredl supports float, int and bool arrays")
+        raise TypeError(
+            f"can't convert np.ndarray of type {a.dtype}; puredl supports float, int and bool arrays"
+        )
     if a.dtype.kind == "f":
         name = "float64" if a.dtype == np.float64 else "float32"
     else:

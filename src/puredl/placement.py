@@ -38,11 +38,14 @@ class device(str):  # noqa: N801 - torch's name
             raise TypeError(f"device(): expected a string such as 'cuda:0', got {type!r}")
         kind, sep, digits = type.strip().partition(":")
         if kind not in _TYPES:
-            raise RuntimeError(f"device(): unknown device type {kind!r} in {type!r}; puredl has 'cpu' and 'cuda'")
+            raise RuntimeError(
+                f"device(): unknown device type {kind!r} in {type!r}; puredl has 'cpu' and 'cuda'"
+            )
         if sep:
             if index is not None:
                 raise RuntimeError(
-                    f"device(): type (string) must not include an index because index was passed explicitly: {type}"
+                    "device(): type (string) must not include an index because index was passed "
+                    f"explicitly: {type}"
                 )
             if not digits.isdigit():
                 raise RuntimeError(f"device(): invalid device string {type!r}: expected 'cuda:N'")

@@ -11,7 +11,7 @@ that appears twice is stored once and comes back as one object, as with ``torch.
 >>> p = os.path.join(tempfile.mkdtemp(), "ckpt.safetensors")
 >>> puredl.save({"w": [puredl.tensor([1.0]), 2], "step": (3, None)}, p)
 >>> puredl.load(p)
-{'step': (3, None), 'w': [tensor([1.]), 2]}
+{'w': [tensor([1.]), 2], 'step': (3, None)}
 """
 
 from __future__ import annotations
@@ -80,7 +80,9 @@ def _encode(obj: Any, path: str, tensors: dict, by_id: dict) -> Any:
         return {"dict": items}
     if isinstance(obj, (list, tuple)):
         kind = "list" if isinstance(obj, list) else "tuple"
-        return {kind: [_encode(v, f"{path}/{i}" if path else str(i), tensors, by_id) for i, v in enumerate(obj)]}
+        return {
+            kind: [_encode(v, f"{path}/{i}" if path else str(i), tensors, by_id) for i, v in enumerate(obj)]
+        }
     raise CheckpointError(
         f"save: value at {_where(path)} is a {type(obj).__name__}, which would need pickle; puredl saves "
         "Tensors, numbers, str, bool, None, and dicts, lists and tuples of them"
@@ -110,7 +112,8 @@ def decode(tree_json: str, tensors: Mapping[str, Any], where: str) -> Any:
         raise _malformed(f"{where}: the checkpoint structure is nested too deeply") from None
     if not isinstance(doc, dict) or doc.get("version") != FORMAT_VERSION or "tree" not in doc:
         raise _malformed(
-            f"{where}: unknown checkpoint structure (format version {doc.get('version') if isinstance(doc, dict) else '?'}; "
+            f"{where}: unknown checkpoint structure (format version "
+            f"{doc.get('version') if isinstance(doc, dict) else '?'}; "
             f"this puredl reads version {FORMAT_VERSION})"
         )
     try:

@@ -32,7 +32,9 @@ PROGRAMS = [
     pytest.param("custom_function"),
     pytest.param("dataset_loop"),
     pytest.param("gpt_sdpa"),
-    pytest.param("bigram", marks=_needs("int32 counts with `N[i, j] += 1`, F.one_hot, multinomial, Generator")),
+    pytest.param(
+        "bigram", marks=_needs("int32 counts with `N[i, j] += 1`, F.one_hot, multinomial, Generator")
+    ),
     pytest.param("gpt_tril", marks=_needs("tril, masked_fill, topk, x[:, [-1]] indexing, multinomial")),
     pytest.param("cnn", marks=_needs("Conv2d, BatchNorm2d, max_pool2d")),
 ]
@@ -42,7 +44,12 @@ def run(lib: str, name: str) -> dict:
     env = dict(os.environ)
     env["PYTHONPATH"] = SRC + os.pathsep + env.get("PYTHONPATH", "")
     proc = subprocess.run(
-        [sys.executable, os.path.join(HERE, "run_program.py"), lib, os.path.join(HERE, "programs", f"{name}.py")],
+        [
+            sys.executable,
+            os.path.join(HERE, "run_program.py"),
+            lib,
+            os.path.join(HERE, "programs", f"{name}.py"),
+        ],
         capture_output=True,
         text=True,
         timeout=600,

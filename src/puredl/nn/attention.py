@@ -51,7 +51,9 @@ def scaled_dot_product_attention(
             f"disagree: {tuple(query.shape)}, {tuple(key.shape)}, {tuple(value.shape)}"
         )
     if is_causal and attn_mask is not None:
-        raise RuntimeError("_scaled_dot_product_attention: Explicit attn_mask should not be set when is_causal=True")
+        raise RuntimeError(
+            "_scaled_dot_product_attention: Explicit attn_mask should not be set when is_causal=True"
+        )
     if enable_gqa and query.ndim >= 3 and key.shape[-3] != query.shape[-3]:
         repeat = query.shape[-3] // key.shape[-3]
         key = _repeat_heads(key, repeat)

@@ -130,7 +130,6 @@ def log_softmax(input: Tensor, dim: int = -1) -> Tensor:  # noqa: A002
     return ops.log_softmax(input, dim)
 
 
-
 def one_hot(tensor: Tensor, num_classes: int = -1) -> Tensor:
     """int64 one-hot rows of class indices, as torch's ``F.one_hot`` (a trailing dim of ``num_classes``).
 
@@ -149,6 +148,7 @@ def one_hot(tensor: Tensor, num_classes: int = -1) -> Tensor:
         if num_classes != -1 and v >= num_classes:
             raise RuntimeError("Class values must be smaller than num_classes.")
     return _one_hot(tensor, None if num_classes == -1 else num_classes, dtype=dt.int64)
+
 
 # --------------------------------------------------------------------------- losses
 

@@ -24,11 +24,14 @@ def unflatten(x: Tensor, dim: int, sizes) -> Tensor:
     for s in sizes:
         if s != -1:
             known *= s
-    if sizes.count(-1) > 1 or (-1 not in sizes and known != x.shape[d]) or (
-        -1 in sizes and (known == 0 or x.shape[d] % known)
+    if (
+        sizes.count(-1) > 1
+        or (-1 not in sizes and known != x.shape[d])
+        or (-1 in sizes and (known == 0 or x.shape[d] % known))
     ):
         raise RuntimeError(
-            f"unflatten: provided sizes {list(sizes)} don't multiply up to the size of dim {dim} ({x.shape[d]}) "
+            f"unflatten: provided sizes {list(sizes)} don't multiply up to the size of dim {dim} "
+            f"({x.shape[d]}) "
             f"in the input tensor"
         )
     return x.reshape(x.shape[:d] + sizes + x.shape[d + 1 :])

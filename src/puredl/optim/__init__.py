@@ -1,4 +1,6 @@
-"""Optimizers (SGD, Adam, AdamW, RMSprop, Adagrad, Adadelta) and learning-rate schedules, with PyTorch's update rules.
+"""Optimizers (SGD, Adam, AdamW, RMSprop, Adagrad, Adadelta) and learning-rate schedules.
+
+Each follows PyTorch's update rule.
 
 >>> import puredl as pd
 >>> from puredl import nn, optim
@@ -24,4 +26,7 @@ __all__ = [
     "AdamW",
     "Optimizer",
     "RMSprop",
-    "clip_grad_norm_", "clip_grad_value_", "lr_scheduler"]
+    "clip_grad_norm_",
+    "clip_grad_value_",
+    "lr_scheduler",
+]

@@ -39,8 +39,12 @@ class Adagrad(Optimizer):
         _check("initial_accumulator_value", initial_accumulator_value)
         _check("epsilon", eps)
         defaults = dict(
-            lr=lr, lr_decay=lr_decay, weight_decay=weight_decay,
-            initial_accumulator_value=initial_accumulator_value, eps=eps, maximize=maximize,
+            lr=lr,
+            lr_decay=lr_decay,
+            weight_decay=weight_decay,
+            initial_accumulator_value=initial_accumulator_value,
+            eps=eps,
+            maximize=maximize,
         )
         super().__init__(params, defaults)
 

@@ -44,7 +44,12 @@ class RMSprop(Optimizer):
         _check("weight_decay", weight_decay)
         _check("alpha", alpha)
         defaults = dict(
-            lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay, momentum=momentum, centered=centered,
+            lr=lr,
+            alpha=alpha,
+            eps=eps,
+            weight_decay=weight_decay,
+            momentum=momentum,
+            centered=centered,
             maximize=maximize,
         )
         super().__init__(params, defaults)

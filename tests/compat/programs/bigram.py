@@ -30,7 +30,7 @@ xs, ys = torch.tensor(xs), torch.tensor(ys)
 num = xs.nelement()
 W = torch.tensor([[rng.gauss(0, 1) for _ in range(V)] for _ in range(V)], requires_grad=True)
 losses = []
-for k in range(30):
+for _ in range(30):
     xenc = F.one_hot(xs, num_classes=V).float()
     logits = xenc @ W
     counts = logits.exp()
@@ -43,7 +43,7 @@ for k in range(30):
 
 g = torch.Generator().manual_seed(2147483647)
 samples = []
-for i in range(5):
+for _ in range(5):
     out, ix = [], 0
     while True:
         p = P[ix]

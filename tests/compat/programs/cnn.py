@@ -35,7 +35,7 @@ with torch.no_grad():
             p.copy_(torch.tensor([r.gauss(0, 0.1) for _ in range(p.numel())]).reshape(p.shape))
 opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
 losses = []
-for step in range(3):
+for _ in range(3):
     opt.zero_grad()
     loss = F.nll_loss(model(images), labels)
     loss.backward()

@@ -84,8 +84,15 @@ for epoch in range(4):
     losses.append(total / len(POINTS))
     print(f"epoch {epoch}: loss {losses[-1]:.4f}")
     if epoch == 1:
-        torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
-                    "config": {"lr": 0.01, "hidden": [16]}}, path)
+        torch.save(
+            {
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "epoch": epoch,
+                "config": {"lr": 0.01, "hidden": [16]},
+            },
+            path,
+        )
         ckpt = torch.load(path, map_location="cpu")
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])

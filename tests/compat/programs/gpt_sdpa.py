@@ -75,7 +75,7 @@ with torch.no_grad():
 opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.1)
 batches = random.Random(6)
 losses = []
-for step in range(15):
+for _ in range(15):
     starts = [batches.randrange(len(data) - block - 1) for _ in range(4)]
     xb = torch.tensor([data[s : s + block] for s in starts])
     yb = torch.tensor([data[s + 1 : s + block + 1] for s in starts])
