@@ -201,3 +201,12 @@ def test_fuzzed_headers_only_ever_raise_the_readers_error(tmp_path):
             read_safetensors(path)
         except SafetensorsError:
             pass
+
+
+@pytest.mark.parametrize("zipfile", [True, False])
+def test_a_torch_pickle_file_is_refused_as_pickle_not_as_corruption(tmp_path, zipfile):
+    torch = pytest.importorskip("torch")
+    path = tmp_path / "model.pt"
+    torch.save({"w": torch.ones(2)}, path, _use_new_zipfile_serialization=zipfile)
+    with pytest.raises(SafetensorsError, match="this is a pickle file .* puredl never unpickles"):
+        pd.load(path)

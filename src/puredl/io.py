@@ -269,6 +269,13 @@ def _read_header(
             f"{path}: not a safetensors file: {file_size} bytes, shorter than the 8-byte header length"
         )
     (header_len,) = struct.unpack("<Q", prefix)
+    if header_len > MAX_HEADER_BYTES and prefix.startswith((b"PK\x03\x04", b"\x80")):
+        # torch.save writes a zip of pickles (or a bare pickle): say so rather than "corrupted"
+        raise SafetensorsError(
+            f"{path}: this is a pickle file (torch.save's format); puredl never unpickles. Convert it "
+            "once where torch is installed: safetensors.torch.save_file(torch.load(path), new_path) "
+            "for a state dict, or puredl.from_torch on each tensor and puredl.save"
+        )
     if header_len > MAX_HEADER_BYTES:
         raise SafetensorsError(
             f"{path}: header length {header_len} exceeds the {MAX_HEADER_BYTES}-byte limit "
