@@ -241,3 +241,42 @@ def test_numpy_missing_names_numpy(monkeypatch):
     monkeypatch.setattr(builtins, "__import__", no_numpy)
     with pytest.raises(ImportError, match=r"numpy is needed .*pip install 'puredl\[numpy\]'"):
         pd.ones(2).numpy()
+
+
+# --------------------------------------------------------------------------- Generator
+
+
+def test_generator_has_torchs_interface_and_reproduces_its_draws():
+    g = pd.Generator()
+    t = torch.Generator()
+    assert g.initial_seed() == t.initial_seed()
+    assert g.manual_seed(7) is g and g.initial_seed() == t.manual_seed(7).initial_seed() == 7
+    first = pd.randn(3, generator=pd.Generator().manual_seed(1)).tolist()
+    assert pd.randn(3, generator=pd.Generator().manual_seed(1)).tolist() == first
+    state = g.get_state()
+    a = pd.rand(2, generator=g).tolist()
+    g.set_state(state)
+    assert pd.rand(2, generator=g).tolist() == a
+    assert g.device == "cpu" and isinstance(g.seed(), int)
+    with pytest.raises(TypeError):
+        g.manual_seed("1")
+
+
+def test_generator_drives_data_splits_and_loaders():
+    from puredl.utils.data import DataLoader, random_split
+
+    def split(seed):
+        return [
+            list(s) for s in random_split(range(10), [0.5, 0.5], generator=pd.Generator().manual_seed(seed))
+        ]
+
+    assert split(3) == split(3)
+    order = [
+        b.tolist()
+        for b in DataLoader(range(6), batch_size=6, shuffle=True, generator=pd.Generator().manual_seed(2))
+    ]
+    again = [
+        b.tolist()
+        for b in DataLoader(range(6), batch_size=6, shuffle=True, generator=pd.Generator().manual_seed(2))
+    ]
+    assert order == again and sorted(order[0]) == list(range(6))

@@ -38,6 +38,7 @@ from puredl.creation import (
 from puredl.devices import from_torch
 from puredl.dtypes import DType, float32, float64, get_default_dtype, int64, set_default_dtype
 from puredl.dtypes import bool_ as bool  # noqa: A001 - torch's name (puredl.bool)
+from puredl.generator import Generator
 from puredl.io import load, save
 from puredl.legacy import BoolTensor, DoubleTensor, FloatTensor, LongTensor, from_numpy
 from puredl.modes import inference_mode, is_inference_mode_enabled

@@ -11,7 +11,8 @@ Written to behave like torch's, so a training loop written for torch runs unchan
 Differences from torch: ``num_workers`` is accepted but batches are always made in the
 calling process (the pure tier has no worker processes); ``pin_memory`` is accepted and does
 nothing (there is no pinned memory on the pure tier); random order comes from puredl's
-generator (``puredl.manual_seed`` or ``generator=``), so it is not torch's order.
+generator (``puredl.manual_seed``, or ``generator=`` a ``puredl.Generator`` / ``random.Random``),
+so it is not torch's order.
 """
 
 from __future__ import annotations
@@ -420,7 +421,7 @@ def _rng(generator: Any) -> _random.Random:
     if isinstance(generator, _random.Random):
         return generator
     if generator is not None:
-        raise TypeError(f"generator must be a random.Random, got {type(generator).__name__}")
+        raise TypeError(f"generator must be a puredl.Generator, got {type(generator).__name__}")
     from puredl.random import default_generator
 
     return _random.Random(default_generator.getrandbits(63))  # like torch: one draw per pass
