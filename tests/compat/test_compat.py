@@ -33,7 +33,10 @@ PROGRAMS = [
     pytest.param("dataset_loop"),
     pytest.param("gpt_sdpa"),
     pytest.param(
-        "bigram", marks=_needs("int32 counts, in-place `N[i, j] += 1` and `P /= ...`, a Tensor.data setter, multinomial")
+        "bigram",
+        marks=_needs(
+            "int32 counts, in-place `N[i, j] += 1` and `P /= ...`, a Tensor.data setter, multinomial"
+        ),
     ),
     pytest.param("gpt_tril", marks=_needs("tril, masked_fill, topk, x[:, [-1]] indexing, multinomial")),
     pytest.param("cnn", marks=_needs("Conv2d, BatchNorm2d, max_pool2d")),
