@@ -31,6 +31,7 @@ PROGRAMS = [
     pytest.param("poly_fit", marks=_needs("in-place `a -= lr * a.grad` on a leaf (core redesign)")),
     pytest.param("custom_function"),
     pytest.param("dataset_loop"),
+    pytest.param("quickstart"),
     pytest.param("gpt_sdpa"),
     pytest.param(
         "bigram",
