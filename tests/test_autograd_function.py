@@ -226,3 +226,42 @@ def test_gradcheck_passes_on_a_custom_function():
     mine = _legendre_fn(pd)
     x = pd.tensor([0.3, -0.7, 1.1], dtype=pd.float64, requires_grad=True)
     assert pd.autograd.gradcheck(mine.apply, [x])
+
+
+def test_non_differentiable_outputs_match_torch():
+    def make(lib):
+        class ArgmaxAndMax(lib.autograd.Function):
+            @staticmethod
+            def forward(ctx, x):
+                idx = x.argmax(dim=-1)
+                ctx.mark_non_differentiable(idx)
+                ctx.save_for_backward(x, idx)
+                return x.max(dim=-1).values, idx
+
+            @staticmethod
+            def backward(ctx, g, g_idx):
+                x, idx = ctx.saved_tensors
+                onehot = lib.nn.functional.one_hot(idx, x.shape[-1]).to(x.dtype)
+                return onehot * g.unsqueeze(-1)
+
+        class OnlyIndex(lib.autograd.Function):
+            @staticmethod
+            def forward(ctx, x):
+                return x.argmax(dim=-1)
+
+            @staticmethod
+            def backward(ctx, g):
+                return None
+
+        return ArgmaxAndMax, OnlyIndex
+
+    (mine, mine_idx), (theirs, theirs_idx) = _both(make)
+    x, xt, _, _ = tr.make_pair((3, 4), pd.float64, "contiguous", 9)
+    (v, i), (vt, it) = mine.apply(x), theirs.apply(xt)
+    assert i.tolist() == it.tolist() and i.requires_grad == it.requires_grad == False  # noqa: E712
+    tr.assert_close(v, vt)
+    (v * 2).sum().backward()
+    (vt * 2).sum().backward()
+    tr.assert_grads_close([x], [xt])
+    assert mine_idx.apply(x).tolist() == theirs_idx.apply(xt).tolist()
+    assert not mine_idx.apply(x).requires_grad and not theirs_idx.apply(xt).requires_grad

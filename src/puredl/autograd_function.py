@@ -74,7 +74,7 @@ class FunctionCtx:
 class _CustomNode(autograd.Function):
     """The graph node of one ``apply`` call: hands the output gradients to the user's backward."""
 
-    __slots__ = ("fn", "ctx", "positions", "n_args", "outputs")
+    __slots__ = ("fn", "ctx", "positions", "n_args", "slots")
 
     @property
     def name(self) -> str:
@@ -83,13 +83,16 @@ class _CustomNode(autograd.Function):
     def backward(self, grad):
         from puredl.creation import zeros
 
-        if len(self.outputs) == 1:
+        if self.slots is None:
             grads = (grad,)
-        else:  # the gradient of the joint flat output: cut it back into one per output
+        else:  # the gradient of the joint flat output, cut back into one per output
             grads, start = [], 0
-            for shape, n in self.outputs:
-                grads.append(grad[start : start + n].reshape(shape))
-                start += n
+            for kind, shape, n, dtype in self.slots:
+                if kind == "diff":
+                    grads.append(grad[start : start + n].reshape(shape))
+                    start += n
+                else:  # torch hands zeros for non-differentiable tensors, None for other outputs
+                    grads.append(zeros(shape, dtype=dtype) if kind == "zeros" else None)
         result = self.fn.backward(self.ctx, *grads)
         if not isinstance(result, tuple):
             result = (result,)
@@ -140,11 +143,13 @@ def apply(fn: type, *args: Any, **kwargs: Any) -> Any:
         and o.dtype.is_floating_point
         and id(output if single else output[i]) not in ctx.non_differentiable
     ]
+    if not diff:  # integer outputs, or all marked non-differentiable: nothing to record
+        return outputs[0] if single else outputs
     node = _CustomNode()
     node.fn, node.ctx, node.n_args = fn, ctx, len(args)
     node.positions = positions
     if len(diff) == 1 and single:
-        node.outputs = ((outputs[0].shape, outputs[0].numel()),)
+        node.slots = None
         return _record(node, tensors, outputs[0])
     return _record_many(node, tensors, outputs, diff, single)
 
@@ -153,20 +158,29 @@ def _record_many(node: _CustomNode, tensors: tuple, outputs: tuple, diff: list[i
     """Several differentiable outputs: one joint flat tensor carries the node; each output is a
     recorded slice of it, so the engine sums their gradients into the joint one."""
     from puredl.ops import _record, cat
+    from puredl.tensor import Tensor
 
     parts = [outputs[i] for i in diff]
     if len({p.dtype for p in parts}) > 1:
         raise TypeError(
             "autograd.Function: differentiable outputs of different float dtypes are not supported"
         )
-    node.outputs = tuple((p.shape, p.numel()) for p in parts)
+    node.slots = tuple(
+        ("diff", o.shape, o.numel(), o.dtype)
+        if i in diff
+        else ("zeros", o.shape, 0, o.dtype)
+        if isinstance(o, Tensor)
+        else ("none", None, 0, None)
+        for i, o in enumerate(outputs)
+    )
     with autograd.no_grad():
         joint = cat([p.reshape(-1) for p in parts])
     joint = _record(node, tensors, joint)
     out = list(outputs)
     start = 0
-    for i, (shape, n) in zip(diff, node.outputs):
-        out[i] = joint[start : start + n].reshape(shape)
+    for i in diff:
+        n = outputs[i].numel()
+        out[i] = joint[start : start + n].reshape(outputs[i].shape)
         start += n
     return out[0] if single else tuple(out)
 
