@@ -210,3 +210,13 @@ def test_a_torch_pickle_file_is_refused_as_pickle_not_as_corruption(tmp_path, zi
     torch.save({"w": torch.ones(2)}, path, _use_new_zipfile_serialization=zipfile)
     with pytest.raises(SafetensorsError, match="this is a pickle file .* puredl never unpickles"):
         pd.load(path)
+
+
+def test_saving_a_whole_module_says_to_save_its_state_dict(tmp_path):
+    with pytest.raises(
+        TypeError, match=r"is a Linear, which would need pickle.*save its .state_dict\(\) instead"
+    ):
+        pd.save(nn.Linear(2, 1), tmp_path / "m.pt")
+    with pytest.raises(TypeError, match=r"value at 'opt' is a SGD.*state_dict"):
+        pd.save({"opt": optim.SGD(nn.Linear(2, 1).parameters(), lr=0.1)}, tmp_path / "m.pt")
+    assert list(tmp_path.iterdir()) == []

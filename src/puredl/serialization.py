@@ -83,9 +83,10 @@ def _encode(obj: Any, path: str, tensors: dict, by_id: dict) -> Any:
         return {
             kind: [_encode(v, f"{path}/{i}" if path else str(i), tensors, by_id) for i, v in enumerate(obj)]
         }
+    hint = "; save its .state_dict() instead" if callable(getattr(obj, "state_dict", None)) else ""
     raise CheckpointError(
         f"save: value at {_where(path)} is a {type(obj).__name__}, which would need pickle; puredl saves "
-        "Tensors, numbers, str, bool, None, and dicts, lists and tuples of them"
+        f"Tensors, numbers, str, bool, None, and dicts, lists and tuples of them{hint}"
     )
 
 
