@@ -52,9 +52,9 @@ def _score(entry: Any) -> float | None:
     if not isinstance(entry, dict):
         return None
     value = entry.get("score", entry.get("accuracy"))
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
         return None
-    return float(value)
+    return float(value)  # +inf stays: a diverged model's perplexity
 
 
 def _check_history(history: list[dict]) -> None:
@@ -103,7 +103,7 @@ def paired_change(
     options = {"level": level, "n_boot": n_boot, "n_resamples": n_resamples, "seed": seed}
     if lower:
         a, b = before.get("per_text_nll"), after.get("per_text_nll")
-        if isinstance(a, list) and isinstance(b, list) and a and len(a) == len(b):
+        if isinstance(a, list) and isinstance(b, list) and a and len(a) == len(b) and _finite(a + b):
             return stats.paired_log_ppl_change(a, b, **options)
         return None
     a, b = before.get("credits"), after.get("credits")
@@ -115,6 +115,10 @@ def paired_change(
     return stats.paired_accuracy_change(
         a, b, clusters=clusters_b if clusters_b is not None else clusters_a, **options
     )
+
+
+def _finite(rows: list) -> bool:
+    return all(isinstance(r, (list, tuple)) and all(math.isfinite(v) for v in r) for r in rows)
 
 
 # ----------------------------------------------------------------------------- all checks of a history
@@ -185,7 +189,7 @@ def check_catastrophic_forgetting(
             }
             pending.append((record, change))
         taught = entry.get("taught")
-        if taught and _score(metrics.get(taught)) is not None:
+        if taught and math.isfinite(_score(metrics.get(taught)) or math.nan):
             reference[str(taught)] = (stage, metrics[taught])
     tested = [(r, c) for r, c in pending if c is not None]
     raw = [c.p_greater if r["lower_is_better"] else c.p_less for r, c in tested]
@@ -194,6 +198,8 @@ def check_catastrophic_forgetting(
     for record, change in pending:
         if change is None:
             record.update(_untested())
+            if record["lower_is_better"] and math.isinf(record["after"]):
+                record["verdict"] = stats.FORGOTTEN  # some text became impossible: nothing to test
         else:
             record.update(_tested(record, change, adjusted[id(record)], power, max(1, len(tested))))
         record["message"] = describe(record)
@@ -267,6 +273,8 @@ def describe(record: dict) -> str:
     )
     verdict = record["verdict"]
     if record["p_value"] is None:
+        if verdict == stats.FORGOTTEN:
+            return f"{head}: {verdict} (infinite perplexity: the model diverged)"
         return f"{head}: {verdict} (no per-item data to test)"
     margin, low, high = record["margin"], *record["ci"]
     if lower:  # log-perplexity change shown as a percent change of perplexity
@@ -316,7 +324,9 @@ def entry_interval(
     """
     if lower_is_better(capability, entry):
         rows = entry.get("per_text_nll")
-        return stats.perplexity_interval(rows, level=level, n_boot=n_boot, seed=seed) if rows else None
+        if not rows or not _finite(rows):
+            return None
+        return stats.perplexity_interval(rows, level=level, n_boot=n_boot, seed=seed)
     credits = entry.get("credits")
     if not credits:
         return None
