@@ -251,6 +251,12 @@ def test_a_diverged_model_is_forgotten_and_a_diverged_teaching_is_no_reference()
     assert check_catastrophic_forgetting(hist) == []
 
 
+def test_a_capability_taught_to_zero_accuracy_is_still_a_reference():
+    hist = history(("phase0", "reasoning", {"reasoning": acc(0.0)}), ("phase1", "x", {"reasoning": acc(0.1)}))
+    (record,) = check_catastrophic_forgetting(hist)
+    assert (record["before"], record["relative_change"], record["verdict"]) == (0.0, math.inf, "RETAINED")
+
+
 def test_old_flags_without_a_verdict_still_count_as_forgotten():
     assert any_forgotten([{"capability": "fluency", "stage": "phase1"}])
     assert not any_forgotten([])

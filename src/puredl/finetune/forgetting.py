@@ -38,9 +38,8 @@ from typing import Any
 
 from puredl.finetune import stats
 
-LOWER_IS_BETTER = frozenset(
-    {"fluency", "korean_text"}
-)  # also metrics.LOWER_IS_BETTER; entries with perplexity count too
+# a copy of metrics.LOWER_IS_BETTER (plus the data kind); entries holding perplexity count too
+LOWER_IS_BETTER = frozenset({"fluency", "korean_text"})
 
 
 def lower_is_better(capability: str, entry: dict[str, Any] | None = None) -> bool:
@@ -117,6 +116,12 @@ def paired_change(
     )
 
 
+def _relative_change(before: float, after: float) -> float:
+    if before == 0:
+        return 0.0 if after == 0 else math.copysign(math.inf, after)
+    return (after - before) / abs(before)
+
+
 def _finite(rows: list) -> bool:
     return all(isinstance(r, (list, tuple)) and all(math.isfinite(v) for v in r) for r in rows)
 
@@ -180,7 +185,7 @@ def check_catastrophic_forgetting(
                 "lower_is_better": lower,
                 "before": before,
                 "after": after,
-                "relative_change": (after - before) / abs(before) if before else 0.0,
+                "relative_change": _relative_change(before, after),
                 "worse_by": relative_worsening(before, after, lower),
                 "margin": margin,
                 "threshold": threshold,
@@ -189,7 +194,8 @@ def check_catastrophic_forgetting(
             }
             pending.append((record, change))
         taught = entry.get("taught")
-        if taught and math.isfinite(_score(metrics.get(taught)) or math.nan):
+        taught_score = _score(metrics.get(taught)) if taught else None
+        if taught_score is not None and math.isfinite(taught_score):
             reference[str(taught)] = (stage, metrics[taught])
     tested = [(r, c) for r, c in pending if c is not None]
     raw = [c.p_greater if r["lower_is_better"] else c.p_less for r, c in tested]
