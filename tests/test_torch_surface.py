@@ -280,3 +280,23 @@ def test_generator_drives_data_splits_and_loaders():
         for b in DataLoader(range(6), batch_size=6, shuffle=True, generator=pd.Generator().manual_seed(2))
     ]
     assert order == again and sorted(order[0]) == list(range(6))
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda np: np.array([[1.5, 2.0]]),
+        lambda np: np.array([[1.5, 2.0]], dtype=np.float32),
+        lambda np: np.arange(6).reshape(2, 3).T,
+        lambda np: np.float64(2.5),
+        lambda np: np.array([True, False]),
+    ],
+)
+def test_tensor_from_numpy_values_matches_torch(make):
+    np = pytest.importorskip("numpy")
+    a = make(np)
+    mine, theirs = pd.tensor(a), torch.tensor(a)
+    assert mine.tolist() == theirs.tolist() and tuple(mine.shape) == tuple(theirs.shape)
+    assert mine.dtype.name == str(theirs.dtype).replace("torch.", "")
+    assert pd.tensor(a, dtype=pd.float32).dtype is pd.float32
+    assert pd.tensor(a, dtype=pd.float64, requires_grad=True).requires_grad

@@ -86,6 +86,13 @@ def tensor(data, dtype=None, device=None, requires_grad: bool = False) -> Tensor
         t = from_torch(data).detach()
         t = t.to(dtype) if dtype is not None else t
         return _finish(t.to(device) if device is not None else t, requires_grad)
+    if type(data).__module__ == "numpy":  # an ndarray or NumPy scalar: NumPy's dtype, as torch keeps it
+        from puredl.legacy import from_numpy
+
+        t = from_numpy(data.__array__())
+        t = t.to(dtype) if dtype is not None else t
+        device = default_device_or(device)
+        return _finish(t.to(device) if device is not None else t, requires_grad)
     flat, shape = _flatten_nested(data)
     d = dt.as_dtype(dtype) if dtype is not None else _infer_dtype(flat)
     if d.typecode == "q":
