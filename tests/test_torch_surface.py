@@ -300,3 +300,30 @@ def test_tensor_from_numpy_values_matches_torch(make):
     assert mine.dtype.name == str(theirs.dtype).replace("torch.", "")
     assert pd.tensor(a, dtype=pd.float32).dtype is pd.float32
     assert pd.tensor(a, dtype=pd.float64, requires_grad=True).requires_grad
+
+
+# --------------------------------------------------------------------------- Tensor.data assignment
+
+
+def test_data_assignment_matches_torch():
+    w, wt = pd.tensor([1.0, 2.0], requires_grad=True), torch.tensor([1.0, 2.0], requires_grad=True)
+    (w * w).sum().backward()
+    (wt * wt).sum().backward()
+    w.data += -0.5 * w.grad  # the makemore lectures' update
+    wt.data += -0.5 * wt.grad
+    assert w.tolist() == wt.tolist() and w.requires_grad and w.is_leaf
+    w.data = pd.zeros(3, dtype=pd.float64)
+    wt.data = torch.zeros(3, dtype=torch.float64)
+    assert tuple(w.shape) == tuple(wt.shape) and w.dtype is pd.float64 and w.requires_grad
+    w.grad = wt.grad = None
+    (w * 2).sum().backward()
+    (wt * 2).sum().backward()
+    assert w.grad.tolist() == wt.grad.tolist() == [2.0, 2.0, 2.0]
+    with pytest.raises(RuntimeError, match="floating point"):
+        wt.data = torch.zeros(3, dtype=torch.int64)
+    with pytest.raises(RuntimeError, match="floating point"):
+        w.data = pd.zeros(3, dtype=pd.int64)
+    with pytest.raises(TypeError, match="has to be a tensor"):
+        wt.data = [1.0]
+    with pytest.raises(TypeError, match="has to be a tensor"):
+        w.data = [1.0]

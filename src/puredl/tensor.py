@@ -584,6 +584,18 @@ class Tensor(metaclass=TensorMeta):  # the metaclass gives torch's Tensor(data) 
 
         return to_numpy(self, force)
 
+    def _set_data(self, value: Tensor) -> None:
+        """``t.data = other``: ``t`` now shares ``other``'s storage, shape and dtype; its grad state stays."""
+        if not isinstance(value, Tensor):
+            raise TypeError(f"Variable data has to be a tensor, but got {type(value).__name__}")
+        if self.requires_grad and not value.dtype.is_floating_point:
+            raise RuntimeError(
+                "data set to a tensor that requires gradients must be floating point or complex dtype"
+            )
+        self._impl, self._be, self.shape, self.dtype = value._impl, value._be, value.shape, value.dtype
+
+    data = data.setter(_set_data)  # `w.data += -lr * w.grad` assigns w.data
+
 
 def _shape_args(shape: tuple) -> tuple:
     if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
