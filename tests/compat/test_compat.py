@@ -35,9 +35,7 @@ PROGRAMS = [
     pytest.param("gpt_sdpa"),
     pytest.param(
         "bigram",
-        marks=_needs(
-            "int32 counts, in-place `N[i, j] += 1` and `P /= ...`, a Tensor.data setter, multinomial"
-        ),
+        marks=_needs("int32 counts, in-place `N[i, j] += 1` and `P /= ...`, multinomial"),
     ),
     pytest.param("gpt_tril", marks=_needs("tril, masked_fill, topk, x[:, [-1]] indexing, multinomial")),
     pytest.param("cnn", marks=_needs("Conv2d, BatchNorm2d, max_pool2d")),
