@@ -275,7 +275,7 @@ def _tiny_tokenizer():
     return tiny_tokenizer()
 
 
-def _teach_random_letters(model, tok, items, seed: int = 0, steps: int = 25) -> None:
+def _teach_random_letters(model, tok, items, seed: int = 0, steps: int = 30) -> None:
     """A few Adam steps towards a random letter per prompt, so the picks differ between questions."""
     import torch
 
@@ -285,15 +285,20 @@ def _teach_random_letters(model, tok, items, seed: int = 0, steps: int = 25) -> 
         ids = tok.encode(letter_prompt(item.question, item.options))
         target = tok.encode(letter_prompt(item.question, item.options) + " " + rnd.choice("ABCD"))[len(ids) :]
         pairs.append((torch.tensor([ids + target[:-1]]), target[-1]))
-    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    # the (tied) embedding learns only for a small vocabulary: Gemma's 262k rows would take minutes
+    embedding = model.get_input_embeddings().weight
+    embedding.requires_grad_(len(tok) < 10_000)
+    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-2)
     model.train()
     for _ in range(steps):
         opt.zero_grad()
         loss = sum(
-            torch.nn.functional.cross_entropy(model(x).logits[0, -1:], torch.tensor([t])) for x, t in pairs
+            torch.nn.functional.cross_entropy(model(x, logits_to_keep=1).logits[0], torch.tensor([t]))
+            for x, t in pairs
         )
         loss.backward()
         opt.step()
+    embedding.requires_grad_(True)
     model.eval()
 
 
@@ -515,3 +520,35 @@ def test_result_file_is_written_atomically(tmp_path):
         write_result(path, {"bad": object()})
     assert json.loads(path.read_text(encoding="utf-8"))["accuracy"] == 0.5  # the old file survives
     assert [p.name for p in path.parent.iterdir()] == ["out.json"]
+
+
+def test_batches_of_mixed_lengths_equal_one_row_at_a_time_and_hand_values():
+    pytest.importorskip("torch")
+    from puredl.finetune.scoring import _batches, _Row, loglikelihoods
+
+    tok = CharTokenizer()
+    model = _prefix_model(3 + len(tok.alphabet), seed=5)
+    requests = [("가" * n + "?", " " + "abcdefgh"[: 1 + n % 5]) for n in range(1, 12)] + [("", " hh")]
+    hand = []
+    for ctx, cont in requests:
+        ids = ([1] if not ctx else tok.encode(ctx)) + tok.encode(cont, False)
+        hand.append(_hand_loglikelihood(model, ids, len(cont)))
+    assert loglikelihoods(model, tok, requests, batch_size=1) == pytest.approx(hand, abs=1e-5)
+    assert loglikelihoods(model, tok, requests, batch_size=5) == pytest.approx(hand, abs=1e-5)
+    rows = [_Row(list(range(n)), [(0, [1, 2])]) for n in (100, 90, 30, 29, 28)]
+    assert [len(b) for b in _batches(rows, batch_size=8, max_span=20)] == [2, 3]
+    assert [len(b) for b in _batches(rows, batch_size=2, max_span=1000)] == [2, 2, 1]
+
+
+def test_config_supplies_the_model(harness_run, tmp_path):
+    from puredl.cli import main
+
+    config = tmp_path / "run.yaml"
+    config.write_text(f"model:\n  name: {harness_run['model_dir']}\n", encoding="utf-8")
+    out = tmp_path / "out.json"
+    argv = ["finetune", "eval", "--config", str(config), "--benchmark", str(harness_run["files"]["test"])]
+    assert main([*argv, "--format", "kmmlu", "--limit", "5", "--output", str(out)]) == 0
+    result = json.loads(out.read_text(encoding="utf-8"))
+    assert result["model"] == str(harness_run["model_dir"]) and result["adapters"] == [] and result["n"] == 5
+    samples = harness_run["samples"]["local_kmmlu_0shot"][:5]
+    assert [i["correct"] for i in result["items"]] == [bool(s["acc"]) for s in samples]

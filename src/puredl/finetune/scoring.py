@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import inspect
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -35,6 +35,7 @@ ANSWER_CUE = "정답："  # full-width colon U+FF1A, byte for byte the harness's
 TARGET_DELIMITER = " "  # the harness's default between a context and its continuation
 FEWSHOT_DELIMITER = "\n\n"  # the harness's default between few-shot examples
 DEFAULT_MAX_LENGTH = 2048  # the harness's fallback when the config names no context length
+MAX_LOGIT_SPAN = 64  # positions of logits one batch keeps: 8 rows x 64 x 262k vocabulary = 0.5 GB
 
 
 class Question(Protocol):
@@ -192,10 +193,9 @@ def loglikelihoods(
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     out = [0.0] * len(requests)
     with torch.no_grad():
-        for start in range(0, len(ordered), batch_size):
-            batch = ordered[start : start + batch_size]
+        for batch in _batches(ordered, batch_size):
             width = len(batch[0].tokens)
-            first = min(len(r.tokens) - max(len(c) for _, c in r.wanted) for r in batch)
+            first = min(_first_scored(r) for r in batch)
             ids = torch.full((len(batch), width), pad, dtype=torch.long)
             for b, r in enumerate(batch):
                 ids[b, : len(r.tokens)] = torch.tensor(r.tokens, dtype=torch.long)
@@ -210,6 +210,26 @@ def loglikelihoods(
             if progress:
                 progress(sum(len(r.wanted) for r in batch))
     return out
+
+
+def _first_scored(row: _Row) -> int:
+    """Position of the row's first logit that scores a continuation token."""
+    return len(row.tokens) - max(len(cont) for _, cont in row.wanted)
+
+
+def _batches(rows: list[_Row], batch_size: int, max_span: int = MAX_LOGIT_SPAN) -> Iterator[list[_Row]]:
+    """Consecutive rows (longest first), at most ``batch_size``, kept while the scored span stays small."""
+    batch: list[_Row] = []
+    for row in rows:
+        if batch and (
+            len(batch) == batch_size
+            or len(batch[0].tokens) - min(_first_scored(row), *map(_first_scored, batch)) > max_span
+        ):
+            yield batch
+            batch = []
+        batch.append(row)
+    if batch:
+        yield batch
 
 
 def _continuation_logits(model: Any, ids: Any, first: int) -> Any:
