@@ -18,7 +18,6 @@ freezing or merging, and its forgetting is shown beside the progressive run's.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import shutil
 import sys
@@ -35,23 +34,21 @@ from puredl.finetune.errors import FinetuneError
 from puredl.finetune.hooks import PipelineHooks, default_hooks
 from puredl.finetune.loading import load_model_and_tokenizer, resolve_dtype
 from puredl.finetune.lora import LoRAConfig, add_lora, load_lora, merge_lora, save_lora, trainable_parameters
+from puredl.finetune.run_state import (  # noqa: F401  (re-exported: the run-folder API lived here)
+    RESULT_FILE,
+    STATE_FILE,
+    SUMMARY_FILE,
+    adapter_dir,
+    phase_dir,
+    write_json,
+)
+from puredl.finetune.run_state import clear_run_state as _clear_run_state
+from puredl.finetune.run_state import finished_phase as _finished_phase
+from puredl.finetune.run_state import read_json as _read_json
+from puredl.finetune.run_state import save_progress as _save_progress
 from puredl.finetune.trainer import TrainResult, make_plan, train_adapter
 
-RESULT_FILE = "phase_result.json"
-STATE_FILE = "run_state.json"
-SUMMARY_FILE = "summary.json"
-
 Printer = Callable[[str], None]
-
-
-def phase_dir(run_dir: Path, k: int) -> Path:
-    """``run_dir/phaseK``."""
-    return run_dir / f"phase{k}"
-
-
-def adapter_dir(run_dir: Path, k: int) -> Path:
-    """``run_dir/phaseK/lora_K`` (the saved PEFT adapter of phase k)."""
-    return phase_dir(run_dir, k) / f"lora_{k}"
 
 
 @dataclasses.dataclass
@@ -500,50 +497,6 @@ def _summary(ctx: RunContext, phases: list[dict], history: list[dict], seconds: 
     }
 
 
-def _save_progress(ctx: RunContext, summary: dict) -> Path | None:
-    """run_state.json (for --resume), summary.json, and the report when the report module is there."""
-    if not is_main_process():
-        return None
-    write_json(ctx.run_dir / SUMMARY_FILE, summary)
-    write_json(
-        ctx.run_dir / STATE_FILE,
-        {
-            "config": config_to_dict(ctx.cfg),
-            "phases": summary["phases"],
-            "history": summary["history"],
-        },
-    )
-    if ctx.hooks.write_report is None:
-        return None
-    return Path(ctx.hooks.write_report(ctx.run_dir, summary))
-
-
-def _clear_run_state(ctx: RunContext) -> None:
-    """A fresh run forgets what an earlier run left (so a later --resume cannot mix the two)."""
-    run_dir = ctx.run_dir
-    stale = [run_dir / STATE_FILE, run_dir / "sequential" / SUMMARY_FILE]
-    for k in range(max(len(ctx.cfg.phases), 8)):
-        stale += [phase_dir(run_dir, k) / RESULT_FILE, run_dir / "sequential" / f"phase{k}" / RESULT_FILE]
-        for folder in (phase_dir(run_dir, k), run_dir / "sequential" / f"phase{k}"):
-            shutil.rmtree(folder / "checkpoints", ignore_errors=True)
-    for path in stale:
-        path.unlink(missing_ok=True)
-
-
-def _finished_phase(ctx: RunContext, k: int) -> dict | None:
-    """With --resume: phase k's record when its adapter is complete on disk."""
-    if not ctx.resume:
-        return None
-    record = _read_json(phase_dir(ctx.run_dir, k) / RESULT_FILE)
-    if record is None:
-        return None
-    try:
-        load_lora(adapter_dir(ctx.run_dir, k))
-    except FileNotFoundError:
-        return None
-    return record
-
-
 # ---------------------------------------------------------------- one phase from the CLI
 
 
@@ -664,29 +617,6 @@ def validate(ctx: RunContext, adapters: list[Path], capabilities: list[str] | No
 
 
 # ---------------------------------------------------------------- small helpers
-
-
-def write_json(path: Path, data: Any) -> None:
-    """Write JSON atomically (temp file, then rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False, default=_json_default), encoding="utf-8")
-    os.replace(tmp, path)
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, Path):
-        return str(value)
-    if hasattr(value, "item"):
-        return value.item()
-    raise TypeError(f"cannot write {type(value).__name__} to JSON")
-
-
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return None
 
 
 def stderr_printer(text: str) -> None:  # pragma: no cover - used by scripts that keep stdout clean
