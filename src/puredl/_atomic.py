@@ -52,8 +52,13 @@ def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
             fault_point(f"write:{path.name}")
             os.fsync(fh.fileno())
         os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)  # a full disk must not leave the temporary behind
+        if exc.filename is None:  # write() and fsync() errors do not say which file
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc
+        raise
     except BaseException:
-        tmp.unlink(missing_ok=True)  # a full disk or Ctrl-C must not leave the temporary behind
+        tmp.unlink(missing_ok=True)
         raise
     return path
 
@@ -124,6 +129,23 @@ def replace_dir(src: Path, dst: Path) -> None:
     os.replace(src, dst)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def move_into(src: Path, dst: Path) -> None:
+    """Move every entry of folder ``src`` into ``dst`` (same names replaced, the rest kept); drop ``src``."""
+    src, dst = Path(src), Path(dst)
+    dst.mkdir(parents=True, exist_ok=True)
+    for entry in src.iterdir():
+        target = dst / entry.name
+        if entry.is_dir() and target.is_dir():
+            move_into(entry, target)
+        elif entry.is_dir() and target.exists():
+            raise UnsafeReplaceError(f"{target} is a file where a folder must go; refusing to replace it")
+        elif target.is_dir():
+            raise UnsafeReplaceError(f"{target} is a folder where a file must go; refusing to replace it")
+        else:
+            os.replace(entry, target)
+    src.rmdir()
 
 
 def is_stale_temporary(path: Path, folder_locked: bool = False) -> bool:

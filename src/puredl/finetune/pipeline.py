@@ -18,7 +18,6 @@ freezing or merging, and its forgetting is shown beside the progressive run's.
 from __future__ import annotations
 
 import dataclasses
-import os
 import shutil
 import sys
 import time
@@ -26,7 +25,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from puredl._atomic import is_replaceable, mark_as_puredl_output, move_into, replace_dir, temp_path
 from puredl._optional import require
+from puredl.finetune import run_state
 from puredl.finetune.batching import encode_examples
 from puredl.finetune.config import FinetuneConfig, config_to_dict
 from puredl.finetune.devices import describe_device, is_main_process, resolve_device
@@ -34,6 +35,7 @@ from puredl.finetune.errors import FinetuneError
 from puredl.finetune.hooks import PipelineHooks, default_hooks
 from puredl.finetune.loading import load_model_and_tokenizer, resolve_dtype
 from puredl.finetune.lora import LoRAConfig, add_lora, load_lora, merge_lora, save_lora, trainable_parameters
+from puredl.finetune.preflight import check_output_folder, check_phases
 from puredl.finetune.run_state import (  # noqa: F401  (re-exported: the run-folder API lived here)
     RESULT_FILE,
     STATE_FILE,
@@ -60,6 +62,7 @@ class RunContext:
     hooks: PipelineHooks
     resume: bool = False
     out: Printer = print
+    restart: bool = False  # a fresh run may discard an interrupted run's checkpoints (--restart)
 
     @property
     def run_dir(self) -> Path:
@@ -362,15 +365,11 @@ def run_all(ctx: RunContext, compare: str | None = None) -> tuple[dict, int]:
     cfg = ctx.cfg
     t_start = time.perf_counter()
     run_dir = ctx.run_dir
-    state = _read_json(run_dir / STATE_FILE) if ctx.resume else None
-    if state is not None and state.get("config") != config_to_dict(cfg):
-        raise FinetuneError(
-            f"--resume: the config differs from the one that started {run_dir} (see run_config.json); "
-            "run without --resume to start over, or restore the old config"
-        )
+    state = run_state.begin_run(ctx)  # sweeps temporaries; checks --resume / an interrupted run
     title = f"=== puredl progressive LoRA: {cfg.project} ==="
     ctx.out(title)
     base, tokenizer = load_base(ctx)  # first, so a model that cannot load leaves no run folder behind
+    check_phases(ctx, base)  # every phase's data and targets, before phase 0 trains
     if is_main_process():
         if not ctx.resume:
             _clear_run_state(ctx)
@@ -513,6 +512,8 @@ def run_phase_only(ctx: RunContext, k: int) -> dict:
     phase = ctx.cfg.phases[k]
     ctx.out(f"=== Phase {k}: {phase.name} ({phase.data} -> {ctx.capability(k)}) ===")
     base, tokenizer = load_base(ctx)
+    check_phases(ctx, base, [k])
+    run_state.check_phase_fresh(ctx, k)
     base = merge_adapters(base, [adapter_dir(ctx.run_dir, j) for j in range(k)], ctx.out)
     model, record = run_single_phase(ctx, k, base, tokenizer)
     metrics = measure(ctx, model, tokenizer, capabilities_through(ctx, k), f"after phase {k}")
@@ -589,17 +590,24 @@ def adapters_of_run(ctx: RunContext, upto: int | None = None) -> list[Path]:
     return dirs
 
 
-def merge_to_folder(ctx: RunContext, adapters: list[Path], out_dir: Path) -> Path:
-    """Base + adapters merged in order, written as a Hugging Face model folder (with tokenizer)."""
+def merge_to_folder(ctx: RunContext, adapters: list[Path], out_dir: Path, force: bool = False) -> Path:
+    """Base + adapters merged in order, written as a Hugging Face model folder (with tokenizer).
+
+    ``out_dir`` must be new, empty or a folder puredl wrote (it carries the ``.puredl`` marker);
+    ``force`` writes into any folder, replacing same-named files and keeping the rest.
+    """
+    out_dir = Path(out_dir)
+    check_output_folder(out_dir, force)  # before the slow part
     base, tokenizer = load_base(ctx)
     model = merge_adapters(base, adapters, ctx.out)
-    out_dir = Path(out_dir)
-    tmp = out_dir.with_name(f".{out_dir.name}.tmp-{os.getpid()}")
+    tmp = temp_path(out_dir)
     model.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
-    from puredl.finetune.lora import replace_dir
-
-    replace_dir(tmp, out_dir)
+    mark_as_puredl_output(tmp, "merged model")
+    if force and not is_replaceable(out_dir, tmp):
+        move_into(tmp, out_dir)
+    else:
+        replace_dir(tmp, out_dir)
     ctx.out(f"\u2713 merged model ({len(adapters)} adapter(s)) written to {out_dir}")
     return out_dir
 
