@@ -172,7 +172,7 @@ def test_phase_n_keeps_an_interrupted_phase_unless_restart(tmp_path, model_dir):
     cfg, ckpt = interrupted_run(tmp_path, model_dir)
     ctx = pipeline.make_context(load_config(cfg), resume=False, out=lambda s: None)
     with pytest.raises(FinetuneError, match=r"phase 1 was interrupted.*--resume.*--restart"):
-        run_state.check_phase_fresh(ctx, 1)
+        run_state.begin_phase(ctx, 1)
     assert ckpt.is_dir()
 
 

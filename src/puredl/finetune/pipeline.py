@@ -513,7 +513,7 @@ def run_phase_only(ctx: RunContext, k: int) -> dict:
     ctx.out(f"=== Phase {k}: {phase.name} ({phase.data} -> {ctx.capability(k)}) ===")
     base, tokenizer = load_base(ctx)
     check_phases(ctx, base, [k])
-    run_state.check_phase_fresh(ctx, k)
+    run_state.begin_phase(ctx, k)
     base = merge_adapters(base, [adapter_dir(ctx.run_dir, j) for j in range(k)], ctx.out)
     model, record = run_single_phase(ctx, k, base, tokenizer)
     metrics = measure(ctx, model, tokenizer, capabilities_through(ctx, k), f"after phase {k}")

@@ -64,6 +64,7 @@ __all__ = [
     "RunLock",
     "adapter_dir",
     "begin_run",
+    "begin_phase",
     "clear_run_state",
     "finished_phase",
     "may_change_on_resume",
@@ -180,8 +181,10 @@ def begin_run(ctx: Any) -> dict | None:
     return state
 
 
-def check_phase_fresh(ctx: Any, k: int) -> None:
-    """``phase N`` without --resume: refuse to drop an interrupted phase's checkpoints unless --restart."""
+def begin_phase(ctx: Any, k: int) -> None:
+    """``phase N``: sweep stale temporaries; without --resume keep an interrupted phase unless --restart."""
+    if is_main_process():
+        sweep_stale_temporaries(ctx.run_dir, folder_locked=holds_lock(ctx.run_dir))
     if ctx.resume:
         return
     found = sorted((phase_dir(ctx.run_dir, k) / "checkpoints").glob("step_*"))

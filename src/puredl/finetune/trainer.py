@@ -314,7 +314,8 @@ def train_adapter(
                 optimizer.step()
                 schedule.step()
                 optimizer.zero_grad(set_to_none=True)
-                if not all(bool(torch.isfinite(p).all()) for p in params):
+                finite = [torch.isfinite(p).all().to(params[0].device) for p in params]
+                if not bool(torch.stack(finite).all()):  # one device sync per step, not one per tensor
                     raise TrainingDivergedError(
                         _diverged_message(desc, "the weights became non-finite", step + 1, ckpt_dir, plan)
                     )
