@@ -9,10 +9,7 @@ per-category macro average when the file has categories, and one entry per quest
 
 from __future__ import annotations
 
-import json
-import os
 import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -146,19 +143,10 @@ def load_scoring_model(model_name: str, adapters: Sequence[str | Path] = (), dev
 
 
 def write_result(path: str | Path, result: dict[str, Any]) -> Path:
-    """Write the result as JSON to a temporary name beside ``path``, then rename it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(result, fh, ensure_ascii=False, indent=2)
-            fh.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    """Write the result as JSON atomically (a temporary name beside ``path``, then renamed)."""
+    from puredl._atomic import write_json
+
+    return write_json(path, result)
 
 
 def summary_line(result: dict[str, Any]) -> str:
