@@ -547,7 +547,7 @@ def test_config_supplies_the_model(harness_run, tmp_path):
     config.write_text(f"model:\n  name: {harness_run['model_dir']}\n", encoding="utf-8")
     out = tmp_path / "out.json"
     argv = ["finetune", "eval", "--config", str(config), "--benchmark", str(harness_run["files"]["test"])]
-    assert main([*argv, "--format", "kmmlu", "--limit", "5", "--output", str(out)]) == 0
+    assert main([*argv, "--format", "kmmlu", "--limit", "5", "--threads", "1", "--output", str(out)]) == 0
     result = json.loads(out.read_text(encoding="utf-8"))
     assert result["model"] == str(harness_run["model_dir"]) and result["adapters"] == [] and result["n"] == 5
     samples = harness_run["samples"]["local_kmmlu_0shot"][:5]

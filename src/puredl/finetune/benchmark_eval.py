@@ -200,6 +200,9 @@ def add_eval_parser(sub: Any) -> None:
     p.add_argument("--limit", type=int, default=None, help="score only the first N questions")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
     p.add_argument("--batch-size", type=int, default=8, help="rows per forward pass")
+    p.add_argument(
+        "--threads", type=int, default=None, help="CPU threads for torch (1 is fastest on a busy CPU)"
+    )
     p.add_argument("--output", required=True, help="result JSON (written atomically)")
 
 
@@ -222,6 +225,10 @@ def run_eval_command(args: Any) -> int:
             raise BenchmarkError(
                 f"{name} must be {'positive' if name == '--batch-size' else '>= 0'}, got {value}"
             )
+    if args.threads:
+        from puredl._optional import require
+
+        require("torch", "llm", "scoring").set_num_threads(args.threads)
     result = evaluate_benchmark(
         model,
         args.benchmark,
