@@ -68,11 +68,13 @@ class Function:
     needs. Both are dropped after backward unless the graph is retained.
     """
 
-    __slots__ = ("inputs", "saved", "retained", "__weakref__")
+    __slots__ = ("inputs", "edges", "saved", "versions", "retained", "__weakref__")
 
     def __init__(self):
         self.inputs = ()
+        self.edges = ()  # each input's node when this one was recorded (an in-place op may replace it later)
         self.saved = None
+        self.versions = None  # (version cell, version, shape, dtype, is_output) of each tensor backward reads
         self.retained = None  # weakref to an output tensor that called retain_grad()
 
     @property
@@ -112,8 +114,7 @@ def _topological_nodes(root: Function) -> list:
                 "were freed). Pass retain_graph=True to the first backward() if you need to go twice."
             )
         stack.append((node, True))
-        for t in node.inputs:
-            child = t._node
+        for child in node.edges:
             if child is not None and id(child) not in visited:
                 stack.append((child, False))
     order.reverse()
@@ -135,19 +136,21 @@ def run_backward(root, gradient, retain_graph: bool = False) -> None:
             g = grads.pop(id(node), None)
             if g is None:
                 continue
+            if node.versions is not None:
+                check_versions(node)
             if node.retained is not None:
                 out = node.retained()
                 if out is not None:
                     out.grad = g.clone() if out.grad is None else out.grad + g
             in_grads = node.backward(g)
-            for t, gi in zip(node.inputs, in_grads):
-                if gi is None or not t.requires_grad:
+            for t, child, gi in zip(node.inputs, node.edges, in_grads):
+                if gi is None:
                     continue
                 if gi.shape != t.shape:
                     raise RuntimeError(f"{node.name}: gradient shape {gi.shape} != input shape {t.shape}")
-                child = t._node
                 if child is None:
-                    _accumulate(t, gi)
+                    if t._rg and t._node is None:  # a leaf (still one: in-place ops may have rebased it)
+                        _accumulate(t, gi)
                 else:
                     key = id(child)
                     acc = grads.get(key)
@@ -157,6 +160,19 @@ def run_backward(root, gradient, retain_graph: bool = False) -> None:
                 node.saved = None
     finally:
         _grad_enabled = prev
+
+
+def check_versions(node: Function) -> None:
+    """Raise as torch does when a tensor this node's gradient reads was changed in place since."""
+    for cell, version, shape, dtype, is_output in node.versions:
+        if cell[0] != version:
+            which = "output 0" if is_output else "an input"
+            raise RuntimeError(
+                "one of the variables needed for gradient computation has been modified by an inplace "
+                f"operation: [{dtype.name} {list(shape)}], which is {which} of {node.name}Backward, "
+                f"is at version {cell[0]}; expected version {version} instead. Hint: clone() the tensor "
+                "before changing it, or change it after backward()"
+            )
 
 
 def _accumulate(leaf, g) -> None:

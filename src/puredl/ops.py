@@ -22,12 +22,23 @@ ELEMENTWISE, MATMUL, REDUCTION, ACTIVATION, SHAPE = (
 )
 
 
-def _record(node: Function, inputs: tuple, out: Tensor) -> Tensor:
+def _record(node: Function, inputs: tuple, out: Tensor, saved: tuple = (), saved_out: bool = False) -> Tensor:
+    """Make ``node`` the history of ``out`` when any input requires grad and recording is on.
+
+    ``saved``: the inputs the gradient rule reads (and ``out`` itself when ``saved_out``); their
+    versions are remembered, so that backward refuses to run after an in-place change to them.
+    """
     if autograd._grad_enabled:
         for t in inputs:
-            if t.requires_grad:
+            if t._rg:
                 node.inputs = inputs
-                out.requires_grad = True
+                node.edges = tuple([x._node for x in inputs])
+                if saved or saved_out:
+                    vs = [(x._vc, x._vc[0], x.shape, x.dtype, False) for x in saved]
+                    if saved_out:
+                        vs.append((out._vc, out._vc[0], out.shape, out.dtype, True))
+                    node.versions = vs
+                out._rg = True
                 out._node = node
                 break
     return out
@@ -124,7 +135,14 @@ def binary(op: str, a, b) -> Tensor:
     node.op = op
     if op == "pow":
         node.saved = (out_impl, be)
-    return _record(node, (a, b), out)
+        return _record(node, (a, b), out, (a, b), saved_out=True)
+    if op == "mul":  # each side's gradient reads the other side
+        saved = ((b,) if a._rg else ()) + ((a,) if b._rg else ())
+    elif op == "div":
+        saved = (a, b) if b._rg else (b,)
+    else:
+        saved = () if op == "add" or op == "sub" else (a, b)
+    return _record(node, (a, b), out, saved)
 
 
 def _broadcast(op: str, sa: tuple, sb: tuple) -> tuple:
@@ -182,7 +200,9 @@ def _scalar_op(op: str, a: Tensor, s, reverse: bool) -> Tensor:
     node.op, node.scalar, node.reverse = op, s, reverse
     if op == "pow" and reverse:
         node.saved = (out_impl, be)
-    return _record(node, (a,), out)
+        return _record(node, (a,), out, saved_out=True)
+    reads_a = op == "maximum" or op == "minimum" or op == "pow" or (op == "div" and reverse)
+    return _record(node, (a,), out, (a,) if reads_a else ())
 
 
 def add(a, b):
@@ -312,7 +332,8 @@ def unary(op: str, a: Tensor, category: str = ELEMENTWISE) -> Tensor:
     node.op = op
     if op in _NEEDS_OUTPUT:
         node.saved = (out_impl, be)
-    return _record(node, (a,), out)
+        return _record(node, (a,), out, saved_out=True)
+    return _record(node, (a,), out, () if op == "neg" or op == "sign" else (a,))
 
 
 def neg(a):
@@ -397,7 +418,7 @@ def clamp(a: Tensor, min=None, max=None) -> Tensor:  # noqa: A002 - torch's name
     be, (ia,) = accel.select("clamp", ELEMENTWISE, _numel(a.shape), (a,))
     node = Clamp()
     node.lo, node.hi = min, max
-    return _record(node, (a,), _wrap(be.clamp(ia, min, max), be))
+    return _record(node, (a,), _wrap(be.clamp(ia, min, max), be), (a,))
 
 
 class Where(Function):
@@ -425,7 +446,7 @@ def where(cond: Tensor, a, b) -> Tensor:
     ic = be.cast(ic, dt.bool_)
     node = Where()
     node.saved = (ic, be)
-    return _record(node, (cond, a, b), _wrap(be.where(ic, ia, ib, out_dtype), be))
+    return _record(node, (cond, a, b), _wrap(be.where(ic, ia, ib, out_dtype), be), (cond,))
 
 
 # =========================================================================== matmul
@@ -467,7 +488,8 @@ def matmul(a: Tensor, b: Tensor) -> Tensor:
         raise ValueError(f"matmul: batch dims of shapes {a.shape} and {b.shape} do not broadcast") from None
     work = _numel(batch) * a.shape[-2] * a.shape[-1] * b.shape[-1]  # multiply-adds
     be, (ia, ib) = accel.select("matmul", MATMUL, work, (a, b))
-    return _record(Matmul(), (a, b), _wrap(be.matmul(ia, ib, out_dtype), be))
+    saved = ((b,) if a._rg else ()) + ((a,) if b._rg else ())
+    return _record(Matmul(), (a, b), _wrap(be.matmul(ia, ib, out_dtype), be), saved)
 
 
 class Linear(Function):
@@ -505,9 +527,14 @@ def linear(x: Tensor, w: Tensor, b: Tensor | None = None) -> Tensor:
     work = _numel(x.shape) * w.shape[0]  # multiply-adds
     if b is None:
         be, (ix, iw) = accel.select("linear", MATMUL, work, (x, w))
-        return _record(Linear(), (x, w), _wrap(be.linear(ix, iw, None, dtype), be))
+        return _record(Linear(), (x, w), _wrap(be.linear(ix, iw, None, dtype), be), _linear_saved(x, w))
     be, (ix, iw, ib) = accel.select("linear", MATMUL, work, (x, w, b))
-    return _record(Linear(), (x, w, b), _wrap(be.linear(ix, iw, ib, dtype), be))
+    return _record(Linear(), (x, w, b), _wrap(be.linear(ix, iw, ib, dtype), be), _linear_saved(x, w))
+
+
+def _linear_saved(x: Tensor, w: Tensor) -> tuple:
+    """What Linear's gradient reads: ``w`` for ``x``'s gradient, ``x`` for ``w``'s (as torch saves)."""
+    return ((w,) if x._rg else ()) + ((x,) if w._rg else ())
 
 
 # =========================================================================== reductions
@@ -623,7 +650,7 @@ def _max_min(a: Tensor, dim, keepdim: bool, largest: bool):
         out_impl = be.max_all(ia, largest)
         node = MaxAll()
         node.saved = (out_impl, be)
-        return _record(node, (a,), _wrap(out_impl, be))
+        return _record(node, (a,), _wrap(out_impl, be), (a,), saved_out=True)
     d = normalize_dim(dim, a.ndim, name)
     be, (ia,) = accel.select(name, REDUCTION, _numel(a.shape), (a,))
     values_impl, idx_impl = be.max_dim(ia, d, keepdim, largest)
@@ -685,7 +712,7 @@ def _softmax(a: Tensor, dim: int, log_: bool) -> Tensor:
         out_impl = be.softmax(ia, d, log_)
     node = Softmax()
     node.dim, node.log, node.saved = d, log_, (out_impl, be)
-    return _record(node, (a,), _wrap(out_impl, be))
+    return _record(node, (a,), _wrap(out_impl, be), saved_out=True)
 
 
 def softmax(a: Tensor, dim: int = -1) -> Tensor:
@@ -744,7 +771,7 @@ def nll_loss(
     node = NLLLoss()
     node.args = (ignore_index, label_smoothing, reduction, log_softmax)
     node.saved = (logp, impls[1], iw, total, be)
-    return _record(node, (x,), _wrap(loss, be))
+    return _record(node, (x,), _wrap(loss, be), (target,) if weight is None else (target, weight))
 
 
 # =========================================================================== shape ops (views)
@@ -766,12 +793,24 @@ def reshape(a: Tensor, shape: tuple, view_only: bool = False) -> Tensor:
             raise RuntimeError(
                 f"view: shape {a.shape} with strides {a.stride()} cannot be viewed as {shape}; use reshape()"
             )
-        impl = be.reshape(a._impl, shape)
-    return _record(Reshape(), (a,), _wrap(impl, be))
+        return _record(Reshape(), (a,), _wrap(be.reshape(a._impl, shape), be))
+    return _record(Reshape(), (a,), _view_of(a, _wrap(impl, be), RESHAPE_VIEW))
 
 
 def _view_alias(a: Tensor) -> Tensor:
-    return _record(Reshape(), (a,), _wrap(a._be.view(a._impl, a.shape) or a._impl, a._be))
+    view = _wrap(a._be.view(a._impl, a.shape) or a._impl, a._be)
+    return _record(Reshape(), (a,), _view_of(a, view, RESHAPE_VIEW))
+
+
+RESHAPE_VIEW, PERMUTE_VIEW, EXPAND_VIEW, INDEX_VIEW = "reshape", "permute", "expand", "index"
+
+
+def _view_of(base: Tensor, view: Tensor, kind: str, arg=None) -> Tensor:
+    """``view`` shares ``base``'s storage: one version counter; ``kind`` and ``arg`` (the basic index
+    or the permutation) say how to redo the view, so that in-place changes to it can be recorded."""
+    view._vc = base._vc
+    view._view = (base, kind, arg)
+    return view
 
 
 def infer_shape(shape: tuple, n: int, old: tuple) -> tuple:
@@ -806,7 +845,7 @@ def permute(a: Tensor, dims: tuple) -> Tensor:
         )
     node = Permute()
     node.dims = dims
-    return _record(node, (a,), _wrap(a._be.permute(a._impl, dims), a._be))
+    return _record(node, (a,), _view_of(a, _wrap(a._be.permute(a._impl, dims), a._be), PERMUTE_VIEW, dims))
 
 
 class Expand(Function):
@@ -829,7 +868,7 @@ def expand(a: Tensor, shape: tuple) -> Tensor:
     target = tuple(target)
     if target == a.shape:
         return a
-    return _record(Expand(), (a,), _wrap(a._be.expand(a._impl, target), a._be))
+    return _record(Expand(), (a,), _view_of(a, _wrap(a._be.expand(a._impl, target), a._be), EXPAND_VIEW))
 
 
 class Contiguous(Function):
@@ -881,7 +920,42 @@ class GetItem(Function):
 def getitem_basic(a: Tensor, key: tuple) -> Tensor:
     node = GetItem()
     node.key = key
-    return _record(node, (a,), _wrap(a._be.getitem(a._impl, key), a._be))
+    return _record(node, (a,), _view_of(a, _wrap(a._be.getitem(a._impl, key), a._be), INDEX_VIEW, key))
+
+
+class IndexPut(Function):
+    """``a`` with its basic-indexed region ``key`` replaced by ``value`` (setitem, recorded)."""
+
+    __slots__ = ("key",)
+
+    def backward(self, g):
+        a = self.inputs[0]
+        ga = gv = None
+        if a.requires_grad:  # the overwritten region contributed nothing
+            be = g._be
+            full = be.clone(g._impl)
+            be.setitem(full, self.key, 0)
+            ga = _wrap(full, be)
+        if len(self.inputs) == 2 and self.inputs[1].requires_grad:
+            gv = unbroadcast(getitem_basic(g, self.key), self.inputs[1].shape)
+        return ga, gv
+
+
+def index_put_basic(a: Tensor, key: tuple, value) -> Tensor:
+    """A copy of ``a`` with ``a[key] = value`` (``key`` normalized; ``value`` a tensor or scalar)."""
+    node = IndexPut()
+    node.key = key
+    if not isinstance(value, Tensor):
+        be = a._be
+        out = be.clone(a._impl)
+        be.setitem(out, key, value)
+        return _record(node, (a,), _wrap(out, be))
+    if value.dtype is not a.dtype:
+        value = value.to(a.dtype)
+    be, (ia, iv) = accel.select("setitem", SHAPE, _numel(a.shape), (a, value))
+    out = be.clone(ia)
+    be.setitem(out, key, iv)
+    return _record(node, (a, value), _wrap(out, be))
 
 
 class IndexSelect0(Function):
@@ -898,7 +972,7 @@ def index_select0(a: Tensor, idx: Tensor) -> Tensor:
     if a.ndim == 0:
         raise IndexError("cannot index a 0-d tensor with a tensor")
     be, (ia, ii) = accel.select("index_select", SHAPE, _numel(idx.shape) * _numel(a.shape[1:]), (a, idx))
-    return _record(IndexSelect0(), (a, idx), _wrap(be.index_select0(ia, ii), be))
+    return _record(IndexSelect0(), (a, idx), _wrap(be.index_select0(ia, ii), be), (idx,))
 
 
 class Cat(Function):

@@ -489,6 +489,8 @@ def relu_backward(g: PureArray, a: PureArray) -> PureArray:
 def clamp(a: PureArray, lo, hi) -> PureArray:
     xs = values(a)
     if lo is not None and hi is not None:
+        if lo > hi:  # torch's min(max(x, lo), hi): every (non-NaN) value becomes hi
+            lo = hi
         out = [lo if x < lo else (hi if x > hi else x) for x in xs]
     elif lo is not None:
         out = [lo if x < lo else x for x in xs]

@@ -14,12 +14,16 @@ from puredl.tensor import Tensor
 
 
 def writable_buffer(t: Tensor) -> array | None:
-    """The ``array.array`` holding exactly ``t``'s elements in row-major order, or None."""
+    """The ``array.array`` holding exactly ``t``'s elements in row-major order, or None.
+
+    The caller is about to write it, so ``t``'s version goes up (a saved ``t`` then fails backward).
+    """
     if t._be is not _pure:
         return None
     a = t._impl
     if a.offset or len(a.buf) != _pure.numel(a.shape) or not _pure.is_contiguous(a):
         return None
+    t._vc[0] += 1
     return a.buf
 
 

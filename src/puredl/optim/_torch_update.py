@@ -61,6 +61,7 @@ def sgd(p: Tensor, state: dict, group: dict) -> bool:
             buf.mul_(momentum).add_(g, alpha=1.0 - group["dampening"])
         g = g.add(buf, alpha=momentum) if group["nesterov"] else buf
     w.add_(g, alpha=-lr)
+    p._vc[0] += 1
     return True
 
 
@@ -92,6 +93,7 @@ def adam(p: Tensor, state: dict, group: dict, decoupled: bool, step_size: float,
         v = vmax
     denom = (v.sqrt() / bc2_sqrt).add_(eps)
     w.addcdiv_(m, denom, value=-step_size)
+    p._vc[0] += 1
     return True
 
 
