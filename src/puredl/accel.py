@@ -208,6 +208,7 @@ def torch_backend():
         require("torch", "torch", "the torch backend")
         from puredl.backends import torch as tb
 
+        tb.on_kernel_failure = torch_kernel_failed  # the fallback policy lives here, not in the backend
         _tb = tb
     return _tb
 

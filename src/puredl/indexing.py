@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from puredl import dtypes as dt
+from puredl.shapes import broadcast_shapes
 from puredl.tensor import Tensor
 
 
@@ -140,8 +141,6 @@ def setitem(t: Tensor, key, value) -> None:
 
 
 def check_fits(target: tuple, shape: tuple) -> None:
-    from puredl.backends.pure import broadcast_shapes
-
     try:
         fits = broadcast_shapes("setitem", target, shape) == target
     except ValueError:

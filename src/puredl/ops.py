@@ -11,6 +11,7 @@ import math
 from puredl import accel, autograd
 from puredl import dtypes as dt
 from puredl.autograd import Function
+from puredl.shapes import broadcast_shapes
 from puredl.tensor import Tensor, _wrap
 
 ELEMENTWISE, MATMUL, REDUCTION, ACTIVATION, SHAPE = (
@@ -90,7 +91,7 @@ class Binary(Function):
                 gb = where(logical_and(eq(a, 0.0), ge(b, 0.0)), 0.0, g * out * log(a))
         else:  # maximum / minimum: ties share the gradient equally, like torch
             win = gt(a, b) if op == "maximum" else lt(a, b)
-            mask_a = where(eq(a, b), 0.5, win.to(g.dtype))
+            mask_a = where(eq(a, b), 0.5, cast(win, g.dtype))
             ga, gb = g * mask_a, g * (1.0 - mask_a)
         return (
             unbroadcast(ga, a.shape) if ga is not None and a.requires_grad else None,
@@ -122,9 +123,9 @@ def binary(op: str, a, b) -> Tensor:
         if op == "div" and not common.is_floating_point:
             out_dtype = common = dt.get_default_dtype()
     if ad is not common:
-        a = a.to(common)
+        a = cast(a, common)
     if bd is not common:
-        b = b.to(common)
+        b = cast(b, common)
     work = _numel(a.shape) if a.shape == b.shape else _numel(_broadcast(op, a.shape, b.shape))
     be, (ia, ib) = accel.select(op, ELEMENTWISE, work, (a, b))
     out_impl = be.binary(op, ia, ib, out_dtype)
@@ -145,10 +146,7 @@ def binary(op: str, a, b) -> Tensor:
     return _record(node, (a, b), out, saved)
 
 
-def _broadcast(op: str, sa: tuple, sb: tuple) -> tuple:
-    from puredl.backends.pure import broadcast_shapes
-
-    return broadcast_shapes(op, sa, sb)
+_broadcast = broadcast_shapes
 
 
 class ScalarOp(Function):
@@ -172,7 +170,7 @@ class ScalarOp(Function):
                 ga = g * s * a ** (s - 1) if s != 0 else g * 0.0
         else:  # maximum / minimum with a scalar
             win = (a > s) if op == "maximum" else (a < s)
-            ga = g * where(a == s, 0.5, win.to(g.dtype))
+            ga = g * where(a == s, 0.5, cast(win, g.dtype))
         return (ga,)
 
 
@@ -188,7 +186,7 @@ def _scalar_op(op: str, a: Tensor, s, reverse: bool) -> Tensor:
         if op == "div" and not out_dtype.is_floating_point:
             out_dtype = dt.get_default_dtype()
         if out_dtype is not a.dtype:
-            a = a.to(out_dtype)
+            a = cast(a, out_dtype)
         if out_dtype.is_floating_point:
             s = float(s)
     be, (ia,) = accel.select(op, ELEMENTWISE, _numel(a.shape), (a,))
@@ -320,7 +318,7 @@ def unary(op: str, a: Tensor, category: str = ELEMENTWISE) -> Tensor:
         and not a.dtype.is_floating_point
     ):
         out_dtype = dt.get_default_dtype()
-        a = a.to(out_dtype)
+        a = cast(a, out_dtype)
     if op == "logical_not":
         out_dtype = dt.bool_
     be, (ia,) = accel.select(op, category, _numel(a.shape), (a,))
@@ -403,7 +401,7 @@ class Clamp(Function):
         if self.hi is not None:
             ones_mask = le(a, self.hi)
             keep = ones_mask if keep is None else logical_and(keep, ones_mask)
-        return (g * keep.to(g.dtype),)
+        return (g * cast(keep, g.dtype),)
 
 
 def clamp(a: Tensor, min=None, max=None) -> Tensor:  # noqa: A002 - torch's names
@@ -414,7 +412,7 @@ def clamp(a: Tensor, min=None, max=None) -> Tensor:  # noqa: A002 - torch's name
         if bound is not None:
             out_dtype = dt.promote_scalar(out_dtype, bound)
     if out_dtype is not a.dtype:
-        a = a.to(out_dtype)
+        a = cast(a, out_dtype)
     be, (ia,) = accel.select("clamp", ELEMENTWISE, _numel(a.shape), (a,))
     node = Clamp()
     node.lo, node.hi = min, max
@@ -479,9 +477,9 @@ def matmul(a: Tensor, b: Tensor) -> Tensor:
         return matmul(a, b.unsqueeze(-1)).squeeze(-1)
     out_dtype = dt.promote(a.dtype, b.dtype)
     if a.dtype is not out_dtype:
-        a = a.to(out_dtype)
+        a = cast(a, out_dtype)
     if b.dtype is not out_dtype:
-        b = b.to(out_dtype)
+        b = cast(b, out_dtype)
     try:
         batch = _broadcast("matmul", a.shape[:-2], b.shape[:-2])
     except ValueError:
@@ -520,10 +518,10 @@ def linear(x: Tensor, w: Tensor, b: Tensor | None = None) -> Tensor:
         )
     dtype = dt.promote(x.dtype, w.dtype) if b is None else dt.promote(dt.promote(x.dtype, w.dtype), b.dtype)
     # cast as recorded ops, so that each gradient comes back in its input's dtype
-    x = x if x.dtype is dtype else x.to(dtype)
-    w = w if w.dtype is dtype else w.to(dtype)
+    x = x if x.dtype is dtype else cast(x, dtype)
+    w = w if w.dtype is dtype else cast(w, dtype)
     if b is not None and b.dtype is not dtype:
-        b = b.to(dtype)
+        b = cast(b, dtype)
     work = _numel(x.shape) * w.shape[0]  # multiply-adds
     if b is None:
         be, (ix, iw) = accel.select("linear", MATMUL, work, (x, w))
@@ -577,7 +575,7 @@ def sum_(a: Tensor, dim=None, keepdim: bool = False, dtype=None) -> Tensor:
     dims = normalize_dims(dim, a.ndim, "sum")
     out_dtype = dt.as_dtype(dtype) if dtype is not None else (a.dtype if a.dtype.rank > 0 else dt.int64)
     if a.dtype is not out_dtype:
-        a = a.to(out_dtype)
+        a = cast(a, out_dtype)
     be, (ia,) = accel.select("sum", REDUCTION, _numel(a.shape), (a,))
     node = Sum()
     node.dims, node.keepdim = dims, keepdim
@@ -636,7 +634,7 @@ class MaxAll(Function):
     def backward(self, g):
         (a,) = self.inputs
         out = _wrap(*self.saved)
-        mask = eq(a, out).to(g.dtype)
+        mask = cast(eq(a, out), g.dtype)
         return (mask * (g / sum_(mask)),)  # ties share the gradient, like torch
 
 
@@ -704,7 +702,7 @@ def _softmax(a: Tensor, dim: int, log_: bool) -> Tensor:
     name = "log_softmax" if log_ else "softmax"
     d = normalize_dim(dim, a.ndim, name)
     if not a.dtype.is_floating_point:
-        a = a.to(dt.get_default_dtype())
+        a = cast(a, dt.get_default_dtype())
     be, (ia,) = accel.select(name, ACTIVATION, _numel(a.shape), (a,))
     if a.ndim == 0:
         out_impl = be.full((), 0.0 if log_ else 1.0, a.dtype)
@@ -758,9 +756,9 @@ def nll_loss(
     ``target`` holds (N,) int64 class indices; the caller validates shapes and dtypes.
     """
     if not x.dtype.is_floating_point:
-        x = x.to(dt.get_default_dtype())
+        x = cast(x, dt.get_default_dtype())
     if weight is not None and weight.dtype is not x.dtype:
-        weight = weight.to(x.dtype)
+        weight = cast(weight, x.dtype)
     name = "cross_entropy" if log_softmax else "nll_loss"
     tensors = (x, target) if weight is None else (x, target, weight)
     be, impls = accel.select(name, ACTIVATION, _numel(x.shape), tensors)
@@ -891,7 +889,7 @@ def clone(a: Tensor) -> Tensor:
 class Cast(Function):
     def backward(self, g):
         src = self.inputs[0].dtype
-        return (g.to(src) if src.is_floating_point else None,)
+        return (cast(g, src) if src.is_floating_point else None,)
 
 
 def cast(a: Tensor, dtype: dt.DType) -> Tensor:
@@ -951,7 +949,7 @@ def index_put_basic(a: Tensor, key: tuple, value) -> Tensor:
         be.setitem(out, key, value)
         return _record(node, (a,), _wrap(out, be))
     if value.dtype is not a.dtype:
-        value = value.to(a.dtype)
+        value = cast(value, a.dtype)
     be, (ia, iv) = accel.select("setitem", SHAPE, _numel(a.shape), (a, value))
     out = be.clone(ia)
     be.setitem(out, key, iv)

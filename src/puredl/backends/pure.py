@@ -12,6 +12,7 @@ import operator
 from array import array
 
 from puredl.dtypes import BY_TYPECODE, DType
+from puredl.shapes import broadcast_shapes  # noqa: F401 - part of this module's API (kernels use it)
 
 NAME = "pure"
 _inf = math.inf
@@ -100,22 +101,6 @@ def values(a: PureArray):
         return a.buf[a.offset : a.offset + n]
     buf = a.buf
     return [buf[i] for i in _indices(a.shape, a.strides, a.offset)]
-
-
-def broadcast_shapes(op: str, sa: tuple, sb: tuple) -> tuple:
-    if sa == sb:
-        return sa
-    out = []
-    for i in range(1, max(len(sa), len(sb)) + 1):
-        x = sa[-i] if i <= len(sa) else 1
-        y = sb[-i] if i <= len(sb) else 1
-        if x == y or y == 1:
-            out.append(x)
-        elif x == 1:
-            out.append(y)
-        else:
-            raise ValueError(f"{op}: shapes {sa} and {sb} cannot be broadcast together")
-    return tuple(reversed(out))
 
 
 def broadcast_values(a: PureArray, shape: tuple):
