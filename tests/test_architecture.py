@@ -139,3 +139,22 @@ def test_import_circles_do_not_grow():
 def test_no_import_cycle_longer_than_three_modules():
     groups = strongly_connected(_without_package_root(import_graph()))
     assert all(len(g) <= 3 for g in groups), [sorted(g) for g in groups if len(g) > 3]
+
+
+def test_a_unary_op_is_named_only_in_ops_table_and_the_backends():
+    import re
+
+    import puredl as pd
+    from puredl import ops
+
+    for op in ops.UNARY_OPS:
+        assert callable(getattr(pd, op)) and callable(getattr(pd.Tensor, op)), op
+    # erf: one table entry and one kernel per backend, nowhere else in the core
+    core = ["tensor.py", "__init__.py", "autograd.py", "indexing.py", "inplace.py", "creation.py", "accel.py"]
+    for name in core:
+        with open(os.path.join(SRC, name), encoding="utf-8") as f:
+            assert not re.search(r"\berf\b", f.read()), f"erf is named in {name}"
+    x = pd.tensor([0.5, -1.0], requires_grad=True)
+    pd.erf(x).sum().backward()
+    assert x.erf().tolist() == pytest.approx([0.5204998778, -0.8427007929])
+    assert x.grad.tolist() == pytest.approx([0.8787825789, 0.4151074974])

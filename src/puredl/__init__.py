@@ -11,6 +11,7 @@ tensor([[2., 4.]])
 
 # subpackages of the pure tier (standard library only; they import Tensor lazily where needed)
 from puredl import data, datasets, nn, optim  # noqa: E402
+from puredl import ops as _ops_module
 from puredl.autograd import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
 from puredl.creation import (
     arange,
@@ -38,26 +39,20 @@ from puredl.devices import from_torch
 from puredl.dtypes import DType, float32, float64, get_default_dtype, int64, set_default_dtype
 from puredl.dtypes import bool_ as bool  # noqa: A001 - torch's name (puredl.bool)
 from puredl.io import load, save
+from puredl.ops import UNARY_OPS as _UNARY_OPS
 from puredl.ops import (
-    abs,  # noqa: A004
     add,
     argmax,
     argmin,
     cat,
     clamp,
-    cos,
     div,
     eq,
-    erf,
-    exp,
     ge,
-    gelu,
     gt,
     le,
-    log,
     log_softmax,
     logical_and,
-    logical_not,
     logical_or,
     lt,
     matmul,
@@ -66,18 +61,11 @@ from puredl.ops import (
     minimum,
     mul,
     ne,
-    neg,
     pow,  # noqa: A004
-    relu,
-    sigmoid,
-    sign,
-    sin,
     softmax,
-    sqrt,
     stack,
     std,
     sub,
-    tanh,
     var,
     where,
 )
@@ -86,6 +74,9 @@ from puredl.ops import min_ as min  # noqa: A004
 from puredl.ops import sum_ as sum  # noqa: A004
 from puredl.random import manual_seed
 from puredl.tensor import Tensor
+
+# pd.exp, pd.relu, ...: every op of ops' unary table (abs shadows the builtin, as torch.abs does)
+globals().update({_name: getattr(_ops_module, _name) for _name in _UNARY_OPS})
 
 float = float32  # noqa: A001 - torch's alias
 double = float64

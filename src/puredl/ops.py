@@ -7,6 +7,8 @@ unchanged on any backend. Broadcasting is undone in one place: ``unbroadcast``.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import NamedTuple
 
 from puredl import accel, autograd
 from puredl import dtypes as dt
@@ -88,7 +90,7 @@ class Binary(Function):
             ga = where(eq(b, 0.0), 0.0, g * b * a ** (b - 1)) if a.requires_grad else None
             gb = None
             if b.requires_grad:
-                gb = where(logical_and(eq(a, 0.0), ge(b, 0.0)), 0.0, g * out * log(a))
+                gb = where(logical_and(eq(a, 0.0), ge(b, 0.0)), 0.0, g * out * unary("log", a))
         else:  # maximum / minimum: ties share the gradient equally, like torch
             win = gt(a, b) if op == "maximum" else lt(a, b)
             mask_a = where(eq(a, b), 0.5, cast(win, g.dtype))
@@ -266,128 +268,120 @@ def logical_or(a, b):
 # =========================================================================== elementwise, one tensor
 
 
+class UnaryOp(NamedTuple):
+    """One elementwise op of one tensor, declared once (the backends' ``unary`` kernel runs it).
+
+    ``dtype``: "same", "float" (integer input computes in the default float dtype) or "bool".
+    ``saves``: what the gradient rule reads, "input", "output" or "" (its version is checked).
+    ``grad(g, a, out)``: the gradient with respect to ``a``, written with other ops; None when the
+    op is not differentiable.
+    """
+
+    category: str
+    dtype: str
+    saves: str
+    grad: Callable | None
+    doc: str
+
+
+def _relu_grad(g: Tensor, a: Tensor, out) -> Tensor:
+    # one kernel, torch's threshold_backward: NaN lets the gradient through
+    be, (ig, ia) = accel.select("relu_backward", ACTIVATION, _numel(a.shape), (g, a))
+    return _wrap(be.relu_backward(ig, ia), be)
+
+
+def _sign_grad(g: Tensor, a: Tensor, out) -> Tensor:
+    from puredl.creation import zeros_like
+
+    return zeros_like(g)  # flat almost everywhere: zeros, as torch (not g * 0, which keeps NaN)
+
+
+_TWO_OVER_SQRT_PI = 2.0 / math.sqrt(math.pi)
+_INV_SQRT_2 = 1.0 / math.sqrt(2.0)
+_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+
+# the table: adding a plain unary op is one entry here and one ``unary`` kernel per backend;
+# its function here, its Tensor method and its package export are made from this entry
+UNARY_OPS = {
+    "neg": UnaryOp(ELEMENTWISE, "same", "", lambda g, a, out: -g, "-x"),
+    "abs": UnaryOp(ELEMENTWISE, "same", "input", lambda g, a, out: g * unary("sign", a), "|x|"),
+    "sign": UnaryOp(ELEMENTWISE, "same", "", _sign_grad, "-1, 0 or 1 by the sign of x"),
+    "exp": UnaryOp(ELEMENTWISE, "float", "output", lambda g, a, out: g * out, "e**x"),
+    "log": UnaryOp(ELEMENTWISE, "float", "input", lambda g, a, out: g / a, "natural logarithm"),
+    "sqrt": UnaryOp(ELEMENTWISE, "float", "output", lambda g, a, out: g / (2.0 * out), "square root"),
+    "sin": UnaryOp(ELEMENTWISE, "float", "input", lambda g, a, out: g * unary("cos", a), "sine"),
+    "cos": UnaryOp(ELEMENTWISE, "float", "input", lambda g, a, out: -g * unary("sin", a), "cosine"),
+    "erf": UnaryOp(  # d/dx erf(x) = 2/sqrt(pi) * exp(-x^2)
+        ELEMENTWISE,
+        "float",
+        "input",
+        lambda g, a, out: g * unary("exp", -a * a) * _TWO_OVER_SQRT_PI,
+        "the error function",
+    ),
+    "logical_not": UnaryOp(ELEMENTWISE, "bool", "", None, "elementwise not (a bool tensor)"),
+    "relu": UnaryOp(ACTIVATION, "same", "input", _relu_grad, "max(x, 0)"),
+    "sigmoid": UnaryOp(
+        ACTIVATION, "float", "output", lambda g, a, out: g * out * (1.0 - out), "1 / (1 + e**-x)"
+    ),
+    "tanh": UnaryOp(
+        ACTIVATION, "float", "output", lambda g, a, out: g * (1.0 - out * out), "hyperbolic tangent"
+    ),
+    "gelu": UnaryOp(  # d/dx x*Phi(x) = Phi(x) + x*phi(x)
+        ACTIVATION,
+        "float",
+        "input",
+        lambda g, a, out: (
+            g * (0.5 * (1.0 + unary("erf", a * _INV_SQRT_2)) + a * unary("exp", -0.5 * a * a) * _INV_SQRT_2PI)
+        ),
+        "x * Phi(x), the exact (erf) GELU",
+    ),
+}
+
+
 class Unary(Function):
     __slots__ = ("op",)
 
     def backward(self, g):
-        (a,) = self.inputs
-        op = self.op
-        if op == "neg":
-            return (-g,)
-        if op == "log":
-            return (g / a,)
-        if op == "abs":
-            return (g * sign(a),)
-        if op == "sign":  # flat almost everywhere: zeros, as torch (not g * 0, which keeps NaN)
-            from puredl.creation import zeros_like
-
-            return (zeros_like(g),)
-        if op == "relu":  # one kernel, torch's threshold_backward: NaN lets the gradient through
-            be, (ig, ia) = accel.select("relu_backward", ACTIVATION, _numel(a.shape), (g, a))
-            return (_wrap(be.relu_backward(ig, ia), be),)
-        if op == "sin":
-            return (g * cos(a),)
-        if op == "cos":
-            return (-g * sin(a),)
-        if op == "erf":  # d/dx erf(x) = 2/sqrt(pi) * exp(-x^2)
-            return (g * exp(-a * a) * (2.0 / math.sqrt(math.pi)),)
-        if op == "gelu":  # d/dx x*Phi(x) = Phi(x) + x*phi(x)
-            cdf = 0.5 * (1.0 + erf(a * (1.0 / math.sqrt(2.0))))
-            pdf = exp(-0.5 * a * a) * (1.0 / math.sqrt(2.0 * math.pi))
-            return (g * (cdf + a * pdf),)
-        out = _wrap(*self.saved)
-        if op == "exp":
-            return (g * out,)
-        if op == "sqrt":
-            return (g / (2.0 * out),)
-        if op == "sigmoid":
-            return (g * out * (1.0 - out),)
-        if op == "tanh":
-            return (g * (1.0 - out * out),)
-        raise RuntimeError(f"no gradient rule for {op}")
+        out = _wrap(*self.saved) if self.saved is not None else None
+        return (UNARY_OPS[self.op].grad(g, self.inputs[0], out),)
 
 
-_NEEDS_OUTPUT = {"exp", "sqrt", "sigmoid", "tanh"}
-_NOT_DIFFERENTIABLE = {"logical_not"}
-
-
-def unary(op: str, a: Tensor, category: str = ELEMENTWISE) -> Tensor:
+def unary(op: str, a: Tensor) -> Tensor:
+    """Run the table op ``op`` on ``a``: select a backend, run its kernel, wrap, record."""
+    spec = UNARY_OPS[op]
     out_dtype = a.dtype
-    if (
-        op in ("exp", "log", "sqrt", "sigmoid", "tanh", "gelu", "erf", "sin", "cos")
-        and not a.dtype.is_floating_point
-    ):
-        out_dtype = dt.get_default_dtype()
-        a = cast(a, out_dtype)
-    if op == "logical_not":
+    if spec.dtype == "float":
+        if not out_dtype.is_floating_point:
+            out_dtype = dt.get_default_dtype()
+            a = cast(a, out_dtype)
+    elif spec.dtype == "bool":
         out_dtype = dt.bool_
-    be, (ia,) = accel.select(op, category, _numel(a.shape), (a,))
+    be, (ia,) = accel.select(op, spec.category, _numel(a.shape), (a,))
     out_impl = be.unary(op, ia, out_dtype)
     out = _wrap(out_impl, be)
-    if op in _NOT_DIFFERENTIABLE:
+    if spec.grad is None:
         return out
     node = Unary()
     node.op = op
-    if op in _NEEDS_OUTPUT:
+    if spec.saves == "output":
         node.saved = (out_impl, be)
         return _record(node, (a,), out, saved_out=True)
-    return _record(node, (a,), out, () if op == "neg" or op == "sign" else (a,))
+    return _record(node, (a,), out, (a,) if spec.saves == "input" else ())
 
 
-def neg(a):
-    return unary("neg", a)
+def _unary_function(op: str) -> Callable:
+    def fn(input: Tensor) -> Tensor:  # noqa: A002 - torch's argument name
+        return unary(op, input)
+
+    fn.__name__ = fn.__qualname__ = op
+    fn.__doc__ = f"{UNARY_OPS[op].doc}, elementwise (torch.{op})."
+    return fn
 
 
-def exp(a):
-    return unary("exp", a)
-
-
-def log(a):
-    return unary("log", a)
-
-
-def sqrt(a):
-    return unary("sqrt", a)
-
-
-def abs(a):  # noqa: A001 - torch's name
-    return unary("abs", a)
-
-
-def sign(a):
-    return unary("sign", a)
-
-
-def erf(a):
-    return unary("erf", a)
-
-
-def sin(a):
-    return unary("sin", a)
-
-
-def cos(a):
-    return unary("cos", a)
-
-
-def logical_not(a):
-    return unary("logical_not", a)
-
-
-def relu(a):
-    return unary("relu", a, ACTIVATION)
-
-
-def sigmoid(a):
-    return unary("sigmoid", a, ACTIVATION)
-
-
-def tanh(a):
-    return unary("tanh", a, ACTIVATION)
-
-
-def gelu(a):
-    return unary("gelu", a, ACTIVATION)
+# ops.exp, ops.relu, ... and Tensor.exp, Tensor.relu, ... for every table op
+globals().update({op: _unary_function(op) for op in UNARY_OPS})
+for _op in UNARY_OPS:
+    setattr(Tensor, _op, globals()[_op])
 
 
 class Clamp(Function):
@@ -607,7 +601,7 @@ def std(
     v = var(a, dim, keepdim, correction, unbiased)
     # like torch, a zero std has gradient 0, not sqrt's 1/0: route those entries around sqrt
     zero = eq(v, 0.0)
-    return where(zero, 0.0, sqrt(where(zero, 1.0, v)))
+    return where(zero, 0.0, unary("sqrt", where(zero, 1.0, v)))
 
 
 class MaxDim(Function):
@@ -694,7 +688,7 @@ class Softmax(Function):
     def backward(self, g):
         out = _wrap(*self.saved)
         if self.log:
-            return (g - exp(out) * sum_(g, self.dim, keepdim=True),)
+            return (g - unary("exp", out) * sum_(g, self.dim, keepdim=True),)
         return (out * (g - sum_(g * out, self.dim, keepdim=True)),)
 
 

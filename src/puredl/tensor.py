@@ -433,44 +433,8 @@ class Tensor:
     def matmul(self, o):
         return _ops().matmul(self, o)
 
-    def neg(self):
-        return -self
-
-    def exp(self):
-        return _ops().exp(self)
-
-    def log(self):
-        return _ops().log(self)
-
-    def sqrt(self):
-        return _ops().sqrt(self)
-
-    def abs(self):
-        return _ops().abs(self)
-
-    def sign(self):
-        return _ops().sign(self)
-
-    def sin(self):
-        return _ops().sin(self)
-
-    def cos(self):
-        return _ops().cos(self)
-
-    def erf(self):
-        return _ops().erf(self)
-
-    def relu(self):
-        return _ops().relu(self)
-
-    def sigmoid(self):
-        return _ops().sigmoid(self)
-
-    def tanh(self):
-        return _ops().tanh(self)
-
-    def gelu(self):
-        return _ops().gelu(self)
+    # neg, abs, sign, exp, log, sqrt, sin, cos, erf, logical_not, relu, sigmoid, tanh, gelu:
+    # installed from ops.UNARY_OPS (one table entry per op)
 
     def softmax(self, dim: int = -1):
         return _ops().softmax(self, dim)
