@@ -433,8 +433,7 @@ class Tensor:
     def matmul(self, o):
         return _ops().matmul(self, o)
 
-    # neg, abs, sign, exp, log, sqrt, sin, cos, erf, logical_not, relu, sigmoid, tanh, gelu:
-    # installed from ops.UNARY_OPS (one table entry per op)
+    # methods of the elementwise one-tensor ops (exp, relu, ...) are installed from ops.UNARY_OPS
 
     def softmax(self, dim: int = -1):
         return _ops().softmax(self, dim)
