@@ -21,9 +21,26 @@ def _wrap(impl, be) -> Tensor:
     t._rg = False
     t._grad = None
     t._node = None
-    t._vc = [0]
-    t._view = None
-    return t
+    return t  # _vc and _view stay unset until needed (version_cell, ops._view_of): _wrap is hot
+
+
+def version_cell(t: Tensor) -> list:
+    """``t``'s version counter, a one-element list shared with its views (made on first need;
+    a view takes its base's, so views made before the counter existed still share it)."""
+    try:
+        return t._vc
+    except AttributeError:
+        view = getattr(t, "_view", None)
+        cell = t._vc = version_cell(view[0]) if view is not None else [0]
+        return cell
+
+
+def bump_version(t: Tensor) -> None:
+    """Count one in-place change of ``t``'s storage (seen by every view and saved copy of it)."""
+    try:
+        t._vc[0] += 1
+    except AttributeError:
+        version_cell(t)[0] += 1
 
 
 class ValuesIndices(NamedTuple):
@@ -44,7 +61,7 @@ class Tensor:
 
     # _alt: a cached zero-copy torch view of pure storage (puredl.accel), never set on the pure path;
     # _vc: the version counter, a one-element list shared by every view of the same storage;
-    # _view: (base, kind, arg) when this tensor is a view of ``base`` (see ops._view_of), else None
+    # _view: (base, kind, arg) when this tensor is a view of ``base`` (see ops._view_of), else unset
     __slots__ = (
         "_impl",
         "_be",
@@ -116,7 +133,7 @@ class Tensor:
     @property
     def _version(self) -> int:
         """How many in-place changes this tensor's storage has seen (torch's ``_version``)."""
-        return self._vc[0]
+        return version_cell(self)[0]
 
     def __len__(self) -> int:
         if not self.shape:
@@ -194,7 +211,7 @@ class Tensor:
 
     def detach(self) -> Tensor:
         out = _wrap(self._impl, self._be)
-        out._vc = self._vc  # shares storage, so an in-place change to either is seen by backward
+        out._vc = version_cell(self)  # shares storage, so an in-place change to either is seen by backward
         return out
 
     def requires_grad_(self, requires_grad: bool = True) -> Tensor:
@@ -415,25 +432,10 @@ class Tensor:
         return _ops().unary("logical_not", self)
 
     # ------------------------------------------------------------------ math methods
-    def add(self, o):
-        return self + o
-
-    def sub(self, o):
-        return self - o
-
-    def mul(self, o):
-        return self * o
-
-    def div(self, o):
-        return self / o
-
-    def pow(self, o):
-        return self**o
-
     def matmul(self, o):
         return _ops().matmul(self, o)
 
-    # methods of the elementwise one-tensor ops (exp, relu, ...) are installed from ops.UNARY_OPS
+    # methods of the elementwise ops (exp, relu, add, eq, ...) are installed from ops' tables
 
     def softmax(self, dim: int = -1):
         return _ops().softmax(self, dim)
@@ -445,30 +447,6 @@ class Tensor:
         return _ops().clamp(self, min, max)
 
     clip = clamp
-
-    def maximum(self, o):
-        return _ops().maximum(self, o)
-
-    def minimum(self, o):
-        return _ops().minimum(self, o)
-
-    def eq(self, o):
-        return self == o
-
-    def ne(self, o):
-        return self != o
-
-    def lt(self, o):
-        return self < o
-
-    def le(self, o):
-        return self <= o
-
-    def gt(self, o):
-        return self > o
-
-    def ge(self, o):
-        return self >= o
 
     def sum(self, dim=None, keepdim: bool = False, dtype=None):
         return _ops().sum_(self, dim, keepdim, dtype)

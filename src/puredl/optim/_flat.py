@@ -10,7 +10,7 @@ from __future__ import annotations
 from array import array
 
 from puredl.backends import pure as _pure
-from puredl.tensor import Tensor
+from puredl.tensor import Tensor, bump_version
 
 
 def writable_buffer(t: Tensor) -> array | None:
@@ -23,7 +23,10 @@ def writable_buffer(t: Tensor) -> array | None:
     a = t._impl
     if a.offset or len(a.buf) != _pure.numel(a.shape) or not _pure.is_contiguous(a):
         return None
-    t._vc[0] += 1
+    try:  # about to be written: one integer add (bump_version, inlined on this hot path)
+        t._vc[0] += 1
+    except AttributeError:
+        bump_version(t)
     return a.buf
 
 
