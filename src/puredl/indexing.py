@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from puredl import dtypes as dt
-from puredl.tensor import Tensor
+from puredl.shapes import broadcast_shapes
+from puredl.tensor import Tensor, bump_version
 
 
 def _is_advanced(k) -> bool:
@@ -106,45 +107,61 @@ def _mask_select(t: Tensor, mask: Tensor) -> Tensor:
 
 
 def setitem(t: Tensor, key, value) -> None:
-    """Write into the basic-indexed region of ``t`` (in place, shared with every view)."""
-    from puredl import autograd
+    """``t[key] = value``: write into the indexed region of ``t`` (in place, shared with every view).
 
-    if t.requires_grad and t._node is None and autograd.is_grad_enabled():
-        raise RuntimeError("a leaf tensor that requires grad is being used in an in-place operation")
+    Bumps ``t``'s version; recorded in the graph when ``t`` or ``value`` requires grad.
+    """
+    from puredl import inplace, ops
+
     if isinstance(key, Tensor) and key.dtype is dt.bool_:
         if not isinstance(value, (int, float, bool)):
             raise TypeError("masked assignment takes a Python scalar value")
-        from puredl import ops
-
-        t.copy_(ops.where(key, value, t))
+        inplace.check_leaf(t)
+        if inplace.needs_graph(t, ()):
+            inplace.rebase(t, lambda old: ops.where(key, value, old).to(t.dtype))
+        else:
+            inplace.write_all(t, ops.where(key, value, t))
         return
     keys = key if isinstance(key, tuple) else (key,)
     if any(isinstance(k, list) or (isinstance(k, Tensor) and k.ndim > 0) for k in keys):
         raise IndexError("setitem: assignment takes basic keys (ints, slices, None, ...) or a bool mask")
     nk = normalize_basic_key(key, t.shape)
+    if not isinstance(value, (Tensor, int, float, bool)):
+        from puredl.creation import tensor
+
+        value = tensor(value, dtype=t.dtype, device=t.device)
+    if isinstance(value, Tensor):
+        region = t._be.getitem(t._impl, nk)
+        check_fits(tuple(region.shape), value.shape)
+    inplace.check_leaf(t)
+    if inplace.needs_graph(t, (value,)):
+        inplace.rebase(t, lambda old: ops.index_put_basic(old, nk, value))
+    else:
+        write_region(t, nk, value)
+
+
+def check_fits(target: tuple, shape: tuple) -> None:
+    try:
+        fits = broadcast_shapes("setitem", target, shape) == target
+    except ValueError:
+        fits = False
+    if not fits:
+        raise ValueError(f"setitem: value of shape {shape} cannot be broadcast to {target}")
+
+
+def write_region(t: Tensor, nk: tuple, value) -> None:
+    """Write ``value`` (tensor or scalar) into ``t``'s region ``nk`` (a normalized basic key), not
+    recorded; bumps the version counter that ``t`` shares with its views."""
     be = t._be
     if isinstance(value, Tensor):
         if value.device != t.device:
             value = value.to(t.device)
-        region = be.getitem(t._impl, nk)
-        target = region.shape if be.NAME == "pure" else tuple(region.shape)
-        from puredl.backends.pure import broadcast_shapes
-
-        try:
-            fits = broadcast_shapes("setitem", target, value.shape) == target
-        except ValueError:
-            fits = False
-        if not fits:
-            raise ValueError(f"setitem: value of shape {value.shape} cannot be broadcast to {target}")
         if value._be is be:
             be.setitem(t._impl, nk, value._impl)
         else:  # pure and torch storage on the CPU: torch writes through a zero-copy view of the target
             from puredl import accel
 
             accel.torch_backend().setitem(accel.torch_impl(t), nk, value._impl)
-    elif isinstance(value, (int, float, bool)):
-        be.setitem(t._impl, nk, value)
     else:
-        from puredl.creation import tensor
-
-        setitem(t, key, tensor(value, dtype=t.dtype, device=t.device))
+        be.setitem(t._impl, nk, value)
+    bump_version(t)

@@ -5,8 +5,9 @@ kernels with creation bound to that device). It imports torch at module level, s
 lazily (``puredl.accel`` does). Every impl it returns is a torch tensor that does not require
 grad: puredl's own autograd records the graph, torch only computes.
 
-Compute kernels are wrapped by ``_guarded``: a torch failure (RuntimeError) is handed to
-``puredl.accel``, which retries the kernel on the pure backend in AUTO mode or re-raises with
+Compute kernels are wrapped by ``_guarded``: a torch failure (RuntimeError) is handed to the
+``on_kernel_failure`` hook that ``puredl.accel`` installs (the backend imports nothing from accel),
+which retries the kernel on the pure backend in AUTO mode or re-raises with
 context otherwise. Validation errors (ValueError, IndexError) pass through unchanged, with the
 same messages as the pure backend.
 
@@ -54,8 +55,13 @@ _aten = torch.ops.aten  # the kernels torch's own autograd calls (no extra dispa
 _SMALL_COPY = 4096  # below this many elements, tobytes() beats a memoryview copy
 
 
+# Called as ``on_kernel_failure(kernel_name, args, exc)`` when a guarded kernel raises; the
+# dispatcher above (puredl.accel) installs its fallback policy here, so this module knows none of it.
+on_kernel_failure = None
+
+
 def _guarded(fn):
-    """Route a torch failure in ``fn`` to accel (AUTO: retry on pure; else re-raise with context)."""
+    """Hand a torch failure in ``fn`` to ``on_kernel_failure`` (accel: retry on pure, or re-raise)."""
     name = fn.__name__
 
     @functools.wraps(fn)
@@ -63,9 +69,9 @@ def _guarded(fn):
         try:
             return fn(*args)
         except RuntimeError as exc:
-            from puredl import accel
-
-            return accel.torch_kernel_failed(name, args, exc)
+            if on_kernel_failure is None:
+                raise
+            return on_kernel_failure(name, args, exc)
 
     kernel.unguarded = fn
     return kernel
