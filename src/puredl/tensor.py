@@ -433,8 +433,8 @@ class Tensor(metaclass=TensorMeta):  # the metaclass gives torch's Tensor(data) 
         return _ops().unary("logical_not", self)
 
     # ------------------------------------------------------------------ math methods
-    def matmul(self, o):
-        return _ops().matmul(self, o)
+    def matmul(self, other):
+        return _ops().matmul(self, other)
 
     # methods of the elementwise ops (exp, relu, add, eq, ...) are installed from ops' tables
 

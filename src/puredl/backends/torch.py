@@ -522,12 +522,45 @@ def index_add0(shape: tuple, idx: torch.Tensor, src: torch.Tensor) -> torch.Tens
     return out.index_add_(0, flat, src.reshape((flat.numel(),) + tuple(shape[1:])))
 
 
+# --------------------------------------------------------------------------- CNN family and top-k
+
+_F = torch.nn.functional
+
+
+@_guarded
+def im2col(a: torch.Tensor, kernel: tuple, stride: tuple, pads: tuple, dilation: tuple, pad_value=0.0):
+    """(N, C, H, W) -> (N, C*kh*kw, OH*OW), as the pure backend's ``im2col`` (torch's unfold)."""
+    pt, pb, pl, pr = pads
+    if pt or pb or pl or pr:
+        a = _F.pad(a, (pl, pr, pt, pb), value=pad_value)
+    return _F.unfold(a, tuple(kernel), dilation=tuple(dilation), stride=tuple(stride))
+
+
+@_guarded
+def col2im(cols: torch.Tensor, shape: tuple, kernel: tuple, stride: tuple, pads: tuple, dilation: tuple):
+    """The adjoint of ``im2col`` (torch's fold, then the padding cut off)."""
+    n, c, h, w = shape
+    pt, pb, pl, pr = pads
+    out = _F.fold(
+        cols, (h + pt + pb, w + pl + pr), tuple(kernel), dilation=tuple(dilation), stride=tuple(stride)
+    )
+    if pt or pb or pl or pr:
+        out = out[:, :, pt : pt + h, pl : pl + w].contiguous()
+    return out
+
+
+@_guarded
+def topk(a: torch.Tensor, k: int, dim: int, largest: bool, sorted_: bool):
+    res = torch.topk(a, k, dim, largest=largest, sorted=True)
+    return res.values, res.indices
+
+
 # --------------------------------------------------------------------------- per-device backends
 
 _KERNELS = (
     "device dtype_of item tolist to_array to_pure cast contiguous clone view reshape permute expand getitem "
     "setitem binary binary_scalar unary clamp where matmul reduce_sum max_dim max_all argmax_all softmax "
-    "cat index_select0 index_add0 nll_loss nll_loss_backward linear relu_backward"
+    "cat index_select0 index_add0 nll_loss nll_loss_backward linear relu_backward im2col col2im topk"
 ).split()
 
 
