@@ -146,14 +146,12 @@ def multinomial(input: Tensor, num_samples: int, replacement: bool = False, *, g
         if replacement:
             out.append(rng.choices(range(n), weights=row, k=num_samples))
             continue
-        if sum(1 for w in row if w > 0) < num_samples:
-            raise RuntimeError(
-                "multinomial: invalid multinomial distribution (with replacement=False, "
-                "not enough non-negative category to sample)"
-            )
         weights, picks = list(row), []
         for _ in range(num_samples):  # draw one, remove it, renormalize
-            j = rng.choices(range(n), weights=weights, k=1)[0]
+            if sum(weights) > 0:
+                j = rng.choices(range(n), weights=weights, k=1)[0]
+            else:  # no weight left: torch then takes the zero-weight categories in order
+                j = next(i for i in range(n) if i not in picks)
             picks.append(j)
             weights[j] = 0.0
         out.append(picks)
