@@ -146,14 +146,13 @@ def run_backward(root, gradient, retain_graph: bool = False) -> None:
             vs = node.versions
             if vs is not None:  # inlined quick test; check_versions finds the culprit and raises
                 saved, expected, out_cell = vs
-                now = 0 if out_cell is None else out_cell[0]
-                for x in saved:
-                    try:
-                        now += x._vc[0]
-                    except AttributeError:
-                        now = -1  # no counter of its own yet (a view): let check_versions look
+                stale = out_cell is not None and out_cell[0] != 0
+                for x, version in zip(saved, expected):
+                    cell = x._vc
+                    if (cell[0] != version) if cell is not None else (x._view is not None):
+                        stale = True  # changed (or a view without its own counter: look closer)
                         break
-                if now != (expected if expected.__class__ is int else sum(expected)):
+                if stale:
                     check_versions(node)
             if node.retained is not None:
                 out = node.retained()
@@ -183,8 +182,6 @@ def check_versions(node: Function) -> None:
     """Raise as torch does when a tensor this node's gradient reads was changed in place since."""
     saved, expected, out_cell = node.versions
     now = [_version_of(x) for x in saved]
-    if expected == 0:
-        expected = (0,) * len(saved)
     for x, v, e in zip(saved, now, expected):
         if v != e:
             _version_error(node, x.dtype, x.shape, "an input", v, e)
@@ -197,11 +194,9 @@ def check_versions(node: Function) -> None:
 
 def _version_of(t) -> int:
     """``t``'s version (a view without a counter of its own reads its base's; none yet: 0)."""
-    try:
+    if t._vc is not None:
         return t._vc[0]
-    except AttributeError:
-        view = getattr(t, "_view", None)
-        return _version_of(view[0]) if view is not None else 0
+    return _version_of(t._view[0]) if t._view is not None else 0
 
 
 def _version_error(node: Function, dtype, shape: tuple, which: str, version: int, expected: int):

@@ -27,10 +27,10 @@ def check_leaf(t: Tensor) -> None:
     if t._rg and t._node is None:
         raise RuntimeError("a leaf Variable that requires grad is being used in an in-place operation.")
     base = t
-    view = getattr(base, "_view", None)
+    view = base._view
     while view is not None:
         base = view[0]
-        view = getattr(base, "_view", None)
+        view = base._view
     if base is not t and base._rg and base._node is None:
         raise RuntimeError(
             "a view of a leaf Variable that requires grad is being used in an in-place operation."
@@ -80,7 +80,7 @@ def rebase(t: Tensor, new_value: Callable[[Tensor], Tensor]) -> None:
     ``old`` is a copy of ``t`` that keeps ``t``'s previous history."""
     from puredl import ops
 
-    view = getattr(t, "_view", None)
+    view = t._view
     if view is not None:
         base, kind, arg = view
         redo, undo = _view_maps(t, base, kind, arg)

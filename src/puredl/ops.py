@@ -41,20 +41,20 @@ def _record(node: Function, inputs: tuple, out: Tensor, saved: tuple = (), saved
                 else:
                     node.edges = tuple([x._node for x in inputs])
                 if saved or saved_out:
-                    # the sum of the saved tensors' versions (almost always 0): any later in-place
-                    # change raises it, and backward compares (autograd.check_versions)
-                    total = 0
+                    # the saved tensors' versions now: backward compares (autograd.check_versions)
+                    versions = []
                     for x in saved:
-                        try:
-                            total += x._vc[0]
-                        except AttributeError:
-                            total += version_cell(x)[0]
-                    if total:  # keep each one, for the error message
-                        total = tuple([version_cell(x)[0] for x in saved])
+                        cell = x._vc
+                        if cell is not None:
+                            versions.append(cell[0])
+                        elif x._view is not None:  # a view counts its base's changes
+                            versions.append(version_cell(x)[0])
+                        else:  # never changed, no counter yet (a change makes one, and backward sees it)
+                            versions.append(0)
                     cell = None
                     if saved_out:
                         out._vc = cell = [0]  # a fresh result: its counter starts here
-                    node.versions = (saved, total, cell)
+                    node.versions = (saved, versions, cell)
                 out._rg = True
                 out._node = node
                 break

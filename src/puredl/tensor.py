@@ -22,26 +22,24 @@ def _wrap(impl, be) -> Tensor:
     t._rg = False
     t._grad = None
     t._node = None
-    return t  # _vc and _view stay unset until needed (version_cell, ops._view_of): _wrap is hot
+    t._vc = None  # the version counter, made on first need (version_cell)
+    t._view = None
+    return t
 
 
 def version_cell(t: Tensor) -> list:
     """``t``'s version counter, a one-element list shared with its views (made on first need;
     a view takes its base's, so views made before the counter existed still share it)."""
-    try:
-        return t._vc
-    except AttributeError:
-        view = getattr(t, "_view", None)
+    cell = t._vc
+    if cell is None:
+        view = t._view
         cell = t._vc = version_cell(view[0]) if view is not None else [0]
-        return cell
+    return cell
 
 
 def bump_version(t: Tensor) -> None:
     """Count one in-place change of ``t``'s storage (seen by every view and saved copy of it)."""
-    try:
-        t._vc[0] += 1
-    except AttributeError:
-        version_cell(t)[0] += 1
+    version_cell(t)[0] += 1
 
 
 class ValuesIndices(NamedTuple):
@@ -62,7 +60,7 @@ class Tensor(metaclass=TensorMeta):  # the metaclass gives torch's Tensor(data) 
 
     # _alt: a cached zero-copy torch view of pure storage (puredl.accel), never set on the pure path;
     # _vc: the version counter, a one-element list shared by every view of the same storage;
-    # _view: (base, kind, arg) when this tensor is a view of ``base`` (see ops._view_of), else unset
+    # _view: (base, kind, arg) when this tensor is a view of ``base`` (see ops._view_of), else None
     __slots__ = (
         "_impl",
         "_be",

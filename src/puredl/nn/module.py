@@ -37,7 +37,7 @@ class Parameter(Tensor):
             raise TypeError(f"Parameter: expected a Tensor, got {type(data).__name__}")
         p = Tensor.__new__(cls)
         _set_storage(p, data)
-        p._vc = [0]  # its own version counter, as torch's Parameter(data) has
+        p._vc, p._view = [0], None  # its own version counter, as torch's Parameter(data) has
         p._node = None
         p._grad = None
         p._rg = False
