@@ -183,3 +183,13 @@ def test_index_with_range_and_tensor_like_makemore():
     ys = [1, 0, 1]
     assert_close(probs[pd.arange(3), pd.tensor(ys)], tprobs[torch.arange(3), torch.tensor(ys)])
     assert_close(probs[range(3), ys], tprobs[list(range(3)), ys])
+
+
+def test_sum_and_mean_accept_numpys_keepdims_as_torch_does():
+    a, ta = pd.tensor([[1.0, 2.0], [3.0, 5.0]]), torch.tensor([[1.0, 2.0], [3.0, 5.0]])
+    assert_close(a.sum(1, keepdims=True), ta.sum(1, keepdims=True))
+    assert_close(a.mean(0, keepdims=True), ta.mean(0, keepdims=True))
+
+
+def test_nelement_is_numel():
+    assert pd.ones(2, 3).nelement() == torch.ones(2, 3).nelement() == 6
