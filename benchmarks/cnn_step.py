@@ -2,8 +2,9 @@
 
 The model (the same weights in both libraries): 28x28 input, Conv2d(1, 8, 3) -> ReLU -> MaxPool2d(2)
 -> Conv2d(8, 16, 3) -> ReLU -> MaxPool2d(2) -> Flatten -> Linear(400, 10); cross-entropy; SGD with
-momentum; a batch of 8 random images. puredl runs in PURE mode (im2col + the pure matmul); torch
-runs eagerly with 1 thread. Each number is the best mean over a few rounds, in CPU time of this
+momentum; a batch of 8 random images. puredl runs in PURE mode (im2col + the pure matmul) and
+then in TORCH mode (torch's convolution kernels under puredl's autograd); torch runs eagerly
+with 1 thread. Each number is the best mean over a few rounds, in CPU time of this
 process (``time.process_time``), so other load inflates it less; the header shows the load average.
 
 Usage: python benchmarks/cnn_step.py [--batch 8] [--rounds 3] [--out FILE]
@@ -100,6 +101,9 @@ def main(argv: list[str] | None = None) -> int:
     load_before = os.getloadavg()[0]
     pure_s = best_step_time(step, args.rounds, args.min_round)
     torch_s = best_step_time(tstep, args.rounds, args.min_round)
+    accel.set_acceleration(accel.AccelMode.TORCH)  # the same puredl step on torch's kernels
+    accel_s = best_step_time(step, args.rounds, args.min_round)
+    accel.set_acceleration(accel.AccelMode.PURE)
     load_after = os.getloadavg()[0]
     lines = [
         f"# cnn_step: MNIST-shaped CNN train step, batch {args.batch} ({date.today()}, "
@@ -109,7 +113,8 @@ def main(argv: list[str] | None = None) -> int:
         f"first loss: puredl {first:.6f}, torch {tfirst:.6f}",
         f"pure tier   {pure_s * 1e3:10.1f} ms/step",
         f"torch eager {torch_s * 1e3:10.1f} ms/step",
-        f"ratio pure/torch: {pure_s / torch_s:.0f}x",
+        f"puredl TORCH mode {accel_s * 1e3:5.1f} ms/step",
+        f"ratio pure/torch: {pure_s / torch_s:.0f}x; puredl TORCH mode/torch: {accel_s / torch_s:.1f}x",
     ]
     report = "\n".join(lines)
     print(report)

@@ -1,8 +1,7 @@
 """Sliding-window ops, declared once: ``unfold``/``fold`` (kernels ``im2col``/``col2im`` per backend,
-each the other's gradient) and what is composed from them: ``conv2d``, max/avg pooling.
-
-A convolution is im2col + one matmul, so its weight and bias gradients come from matmul's rules and
-its input gradient from fold. Pooling is im2col + a max or mean over the window.
+each the other's gradient), ``conv2d`` (kernels ``conv2d``/``conv2d_backward``: torch's own on
+torch, im2col + one matmul on the pure backend) and max/avg pooling (im2col + a max or mean
+over the window).
 """
 
 from __future__ import annotations
@@ -12,7 +11,7 @@ import math
 from puredl import accel
 from puredl import dtypes as dt
 from puredl.autograd import Function
-from puredl.ops import SHAPE, _numel, _record, cast
+from puredl.ops import MATMUL, SHAPE, _numel, _record, cast
 from puredl.tensor import Tensor, _wrap
 
 
@@ -28,6 +27,23 @@ def _pads(padding, name: str) -> tuple:
     if ph < 0 or pw < 0:
         raise ValueError(f"{name}: padding must be non-negative, got {padding!r}")
     return (ph, ph, pw, pw)
+
+
+class Conv2d(Function):
+    """One node: torch's convolution kernels on torch, im2col + matmul on the pure backend."""
+
+    __slots__ = ("args",)
+
+    def backward(self, g):
+        x, w = self.inputs[0], self.inputs[1]
+        be, (ig, ix, iw) = accel.select(
+            "conv2d_backward", MATMUL, _numel(x.shape) * _numel(w.shape[1:]), (g, x, w)
+        )
+        gx, gw, gb = be.conv2d_backward(ig, ix, iw, *self.args)
+        grads = (_wrap(gx, be) if x._rg else None, _wrap(gw, be) if w._rg else None)
+        if len(self.inputs) == 3:
+            grads += (_wrap(gb, be) if self.inputs[2]._rg else None,)
+        return grads
 
 
 class Unfold(Function):
@@ -152,15 +168,16 @@ def conv2d(
     if weight.dtype is not x.dtype:
         weight = cast(weight, dt.promote(x.dtype, weight.dtype))
         x = cast(x, weight.dtype)
-    cols = _unfold(x, (kh, kw), stride, pads, dilation)  # (N, C*kh*kw, L)
-    if groups == 1:
-        out = weight.reshape(o, cg * kh * kw) @ cols  # (N, O, L)
-    else:
-        cols = cols.reshape(n, groups, cg * kh * kw, oh * ow)
-        out = weight.reshape(groups, o // groups, cg * kh * kw) @ cols  # (N, G, O/G, L)
-    out = out.reshape(n, o, oh, ow)
-    if bias is not None:
-        out = out + bias.reshape(o, 1, 1)
+    if bias is not None and bias.dtype is not x.dtype:
+        bias = cast(bias, x.dtype)
+    tensors = (x, weight) if bias is None else (x, weight, bias)
+    be, impls = accel.select("conv2d", MATMUL, n * o * oh * ow * cg * kh * kw, tensors)
+    node = Conv2d()
+    node.args = (stride, pads, dilation, groups)
+    out_impl = be.conv2d(
+        impls[0], impls[1], impls[2] if bias is not None else None, stride, pads, dilation, groups
+    )
+    out = _record(node, tensors, _wrap(out_impl, be), (x, weight))
     return out.squeeze(0) if single else out
 
 

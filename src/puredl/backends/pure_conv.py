@@ -11,7 +11,17 @@ import math
 import operator
 from array import array
 
-from puredl.backends.pure import PureArray, _moved_last, numel, permute, values
+from puredl.backends.pure import (
+    PureArray,
+    _moved_last,
+    binary,
+    matmul,
+    numel,
+    permute,
+    reduce_sum,
+    reshape,
+    values,
+)
 
 
 def _out_size(size: int, kernel: int, stride: int, dilation: int) -> int:
@@ -106,6 +116,40 @@ def col2im(
     return PureArray(out, (n, c, h, w))
 
 
+def conv2d(
+    x: PureArray, w: PureArray, b, stride: tuple, pads: tuple, dilation: tuple, groups: int
+) -> PureArray:
+    """(N, C, H, W) * (O, C/groups, kh, kw) -> (N, O, OH, OW): im2col, then one (grouped) matmul."""
+    n, c = x.shape[:2]
+    o, cg, kh, kw = w.shape
+    dtype = x.dtype
+    cols = im2col(x, (kh, kw), stride, pads, dilation)  # (N, C*kh*kw, L)
+    k, length = cg * kh * kw, cols.shape[2]
+    g = groups
+    out = matmul(reshape(w, (g, o // g, k)), reshape(cols, (n, g, k, length)), dtype)  # (N, G, O/G, L)
+    oh = _out_size(x.shape[2] + pads[0] + pads[1], kh, stride[0], dilation[0])
+    out = reshape(out, (n, o, oh, length // oh))
+    return out if b is None else binary("add", out, reshape(b, (1, o, 1, 1)), dtype)
+
+
+def conv2d_backward(
+    g: PureArray, x: PureArray, w: PureArray, stride: tuple, pads: tuple, dilation: tuple, groups: int
+):
+    """(grad of x, grad of w, grad of the bias) of ``conv2d``: a matmul each, then col2im for x."""
+    n, c = x.shape[:2]
+    o, cg, kh, kw = w.shape
+    dtype = g.dtype
+    k, length, gr = cg * kh * kw, g.shape[2] * g.shape[3], groups
+    g4 = reshape(g, (n, gr, o // gr, length))
+    w3 = reshape(w, (gr, o // gr, k))
+    cols = reshape(im2col(x, (kh, kw), stride, pads, dilation), (n, gr, k, length))
+    gcols = matmul(permute(w3, (0, 2, 1)), g4, dtype)  # (N, G, K, L)
+    gx = col2im(reshape(gcols, (n, c * kh * kw, length)), x.shape, (kh, kw), stride, pads, dilation)
+    gw = reduce_sum(matmul(g4, permute(cols, (0, 1, 3, 2)), dtype), (0,), False, dtype)  # (G, O/G, K)
+    gb = reduce_sum(g, (0, 2, 3), False, dtype)
+    return gx, reshape(gw, w.shape), gb
+
+
 def topk(a: PureArray, k: int, dim: int, largest: bool, sorted_: bool) -> tuple:
     """(values, int64 indices) of the ``k`` largest (or smallest) along ``dim``; NaN counts as largest."""
     vs, kept, group = _moved_last(a, (dim,))
@@ -128,4 +172,4 @@ def topk(a: PureArray, k: int, dim: int, largest: bool, sorted_: bool) -> tuple:
     return vals, idx
 
 
-__all__ = ["col2im", "im2col", "numel", "topk"]
+__all__ = ["col2im", "conv2d", "conv2d_backward", "im2col", "numel", "topk"]
