@@ -154,3 +154,26 @@ def test_olora_adds_the_penalty_and_lowers_the_overlap(compared):
 
     # same LoRA_1 initialisation (seed + k) in both; only the penalty differs
     assert overlap(run / "olora" / "phase1" / "lora_1") < overlap(run / "phase1" / "lora_1")
+
+
+def test_cli_compare_prints_and_reports_the_strategies(tmp_path, capsys):
+    pytest.importorskip("puredl.finetune.metrics")
+    import argparse
+
+    from puredl.finetune import cli
+
+    model_dir = save_tiny_model(tmp_path / "model")
+    cfg = tmp_path / "real.sdn"
+    text = tiny_config_text(model_dir, tmp_path / "runs", max_samples=4, max_length=96)
+    cfg.write_text(text + "evaluation:\n  max_eval: 3\n")
+    args = argparse.Namespace(
+        finetune_command="run-all", config=str(cfg), device="cpu", model=None, resume=False, compare="replay"
+    )
+    assert cli.run(args) == 0
+    out = capsys.readouterr().out
+    assert "=== Strategy replay: merge and freeze" in out and "replay: 1 earlier example(s) per epoch" in out
+    assert "Strategies (same base model, same LoRA_0; single training seed" in out
+    report = (tmp_path / "runs" / "tiny" / "report.md").read_text(encoding="utf-8")
+    assert "### replay (replay_ratio 0.25)" in report and "## Strategy: replay" in report
+    bad = argparse.Namespace(**{**vars(args), "compare": "sequential,ewc"})
+    assert cli.run(bad) == 2 and "unknown strategy ['ewc']" in capsys.readouterr().err

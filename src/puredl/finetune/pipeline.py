@@ -737,7 +737,8 @@ def _train_strategy_phase(
         ctx, k, model, tokenizer, work, name, title, examples, settings=settings, penalty=penalty
     )
     record = finish_phase(ctx, k, model, work, target, name, result, n, **extra)
-    ctx.out(f"\u2713 {name.replace('lora_', 'LoRA_')} saved to {target} ({loss_trend(result.losses)}, {result.seconds:.0f} s)")
+    shown = name.replace("lora_", "LoRA_")
+    ctx.out(f"\u2713 {shown} saved to {target} ({loss_trend(result.losses)}, {result.seconds:.0f} s)")
     return model, record
 
 
