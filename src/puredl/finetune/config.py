@@ -92,8 +92,8 @@ class TrainingSection:
     )
     olora_lambda: float = _f(
         0.0,
-        "O-LoRA: weight of the penalty lambda * sum ||A_prev A_new^T||_F^2 that keeps phase k's LoRA A "
-        "factors orthogonal to the frozen earlier phases' (0 = off).",
+        "O-LoRA: weight lambda of the penalty lambda * (sum of squared Frobenius norms of A_prev A_new^T) "
+        "that keeps phase k's LoRA A factors orthogonal to the frozen earlier phases' (0 = off).",
     )
 
 

@@ -32,6 +32,7 @@ from puredl.finetune.batching import encode_examples
 from puredl.finetune.config import FinetuneConfig, config_to_dict
 from puredl.finetune.devices import describe_device, is_main_process, resolve_device
 from puredl.finetune.errors import FinetuneError
+from puredl.finetune.forgetting import forgotten
 from puredl.finetune.hooks import PipelineHooks, default_hooks
 from puredl.finetune.loading import load_model_and_tokenizer, resolve_dtype
 from puredl.finetune.lora import LoRAConfig, add_lora, load_lora, merge_lora, save_lora, trainable_parameters
@@ -445,10 +446,10 @@ def finish(ctx: RunContext, summary: dict) -> int:
     )
     if report:
         ctx.out(f"Report: {report}")
-    forgotten = [f for f in summary["forgetting"] if f.get("verdict", "FORGOTTEN") == "FORGOTTEN"]
-    if forgotten:
+    flagged = forgotten(summary["forgetting"])  # only FORGOTTEN counts; RETAINED/INCONCLUSIVE do not
+    if flagged:
         level = "ERROR" if ctx.cfg.evaluation.fail_on_forgetting else "WARNING"
-        for flag in forgotten:
+        for flag in flagged:
             ctx.out(f"{level}: catastrophic forgetting: {_describe_flag(flag)}")
         if ctx.cfg.evaluation.fail_on_forgetting:
             return 3
