@@ -177,3 +177,26 @@ def test_cli_compare_prints_and_reports_the_strategies(tmp_path, capsys):
     assert "### replay (replay_ratio 0.25)" in report and "## Strategy: replay" in report
     bad = argparse.Namespace(**{**vars(args), "compare": "sequential,ewc"})
     assert cli.run(bad) == 2 and "unknown strategy ['ewc']" in capsys.readouterr().err
+
+
+def test_resume_after_a_finished_compare_run_trains_nothing_again(compared):
+    summary, _, run = compared
+    calls: list[str] = []
+    original = pipeline.train_phase
+
+    def spy(ctx, k, model, tokenizer, work_dir, adapter_name, title, examples=None, **kwargs):
+        calls.append(title)
+        return original(ctx, k, model, tokenizer, work_dir, adapter_name, title, examples, **kwargs)
+
+    pipeline.train_phase = spy
+    try:
+        again = run_tiny_pipeline(
+            str(run.parent.parent / "tiny.sdn"), resume=True, compare="sequential,replay,olora"
+        )
+    finally:
+        pipeline.train_phase = original
+    assert calls == []
+    for name in ("sequential", "replay", "olora"):
+        assert again["compare"][name]["history"] == summary["compare"][name]["history"], name
+        assert again["compare"][name]["phases"] == summary["compare"][name]["phases"], name
+    assert again["history"] == summary["history"]
