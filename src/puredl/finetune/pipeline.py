@@ -388,6 +388,7 @@ def run_all(ctx: RunContext, compare: str | None = None) -> tuple[dict, int]:
         _save_progress(ctx, summary)
 
     run_strategy(ctx, main, base, tokenizer, history, saved=state, on_phase=progress)
+    del base  # the merged model: each strategy below starts from a fresh base (one model in memory)
 
     # 4. each --compare strategy: a fresh base, the same LoRA_0, then its own phases 1..
     if others and not summary["phases"]:
