@@ -157,4 +157,7 @@ def test_run_all_table_and_report_show_the_strategies_side_by_side(tmp_path):
 def test_without_compare_there_is_no_strategy_block():
     single = run([1] * 28 + [0] * 12, [1] * 30 + [0] * 10, [31.0] * 30)
     assert compare.format_comparison(single) == "" and "Strategies" not in format_table(single)
+    # cells carry the verdict of their record: 28/40 after 30/40 is neither a significant drop nor excluded
+    assert "70.0% INCONCLUSIVE, 6.7% worse" in format_table(single)
+    assert "22.20 FORGOTTEN, 10.5% worse" in format_table(single)  # 30 texts, all 10.5% worse
     assert compare.final_differences(single) == []

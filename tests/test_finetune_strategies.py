@@ -15,6 +15,7 @@ peft = pytest.importorskip("peft")
 
 from finetune_helpers import run_tiny_pipeline, save_tiny_model, tiny_config_text, tiny_gemma3  # noqa: E402
 from puredl.finetune import olora, pipeline  # noqa: E402
+from puredl.finetune.errors import FinetuneError  # noqa: E402
 from puredl.finetune.lora import LoRAConfig, add_lora, merge_lora, save_lora  # noqa: E402
 
 
@@ -200,3 +201,11 @@ def test_resume_after_a_finished_compare_run_trains_nothing_again(compared):
         assert again["compare"][name]["history"] == summary["compare"][name]["history"], name
         assert again["compare"][name]["phases"] == summary["compare"][name]["phases"], name
     assert again["history"] == summary["history"]
+
+
+def test_compare_refuses_to_repeat_the_configs_own_run(tmp_path):
+    cfg = tmp_path / "tiny.sdn"
+    cfg.write_text(tiny_config_text(tmp_path / "no-model", tmp_path / "runs", replay_ratio=0.25))
+    with pytest.raises(FinetuneError, match="--compare replay would repeat the config's own run"):
+        run_tiny_pipeline(str(cfg), compare="sequential,replay")
+    assert not (tmp_path / "runs").exists()  # refused before anything was loaded or written

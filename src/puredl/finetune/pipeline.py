@@ -360,6 +360,17 @@ def run_all(ctx: RunContext, compare: str | None = None) -> tuple[dict, int]:
     cfg, t_start = ctx.cfg, time.perf_counter()
     t = cfg.training
     others = parse_compare(compare, t.replay_ratio, t.olora_lambda)  # a typo fails before any work
+    main = configured(t.replay_ratio, t.olora_lambda)
+    for strategy in others:
+        if (strategy.one_lora, strategy.replay_ratio, strategy.olora_lambda) == (
+            main.one_lora,
+            main.replay_ratio,
+            main.olora_lambda,
+        ):
+            raise FinetuneError(
+                f"--compare {strategy.name} would repeat the config's own run (training.replay_ratio "
+                f"{t.replay_ratio:g}, training.olora_lambda {t.olora_lambda:g}); leave it out of --compare"
+            )
     state = _resumable_state(ctx)
     ctx.out(f"=== puredl progressive LoRA: {cfg.project} ===")
 
@@ -380,7 +391,6 @@ def run_all(ctx: RunContext, compare: str | None = None) -> tuple[dict, int]:
     history = _base_history(ctx, base, tokenizer, state)
 
     # 3. the config's run: phase 0 (shared by every strategy), then phases 1..
-    main = configured(t.replay_ratio, t.olora_lambda)
     summary: dict = {"compare": {}}
 
     def progress(run: dict) -> None:  # after each phase: summary, run state and report on disk
