@@ -106,6 +106,8 @@ def test_acc_and_bwt_per_strategy_are_the_hand_computed_values():
     # fluency BWT as a perplexity change since phase 0: exp(3.3)/exp(3.0) - 1 for sequential
     assert rows["sequential"][4].strip() == f"{100 * math.expm1(0.3):+.1f}%"
     assert rows["progressive"][5].strip() == "n/a"  # FWT needs untaught capabilities measured
+    assert rows["progressive"][7].strip() == "n/a"  # no phase records in this summary
+    assert compare._seconds([{"seconds": 50.0}, {"seconds": 10.4}, {"seconds": 2.0}]) == "12"  # not phase 0
 
 
 def test_final_differences_are_paired_exact_mcnemar_with_holm():

@@ -197,9 +197,16 @@ def _verdict_counts(run: dict) -> dict[str, int]:
     return counts
 
 
+def _seconds(phases: list[dict]) -> str:
+    """Training seconds after the shared phase 0 (what the strategy itself cost)."""
+    times = [p.get("seconds") for p in phases[1:]]
+    return f"{sum(times):.0f}" if times and all(isinstance(t, (int, float)) for t in times) else "n/a"
+
+
 def strategy_table(summary: dict) -> str:
-    """One row per strategy: ACC, BWT (points), the perplexity BWT, FWT and the verdict counts."""
+    """One row per strategy: ACC, BWT (points), the perplexity BWT, FWT, verdict counts, training time."""
     header = ["strategy", "ACC", "BWT (points)", "fluency BWT (ppl)", "FWT (points)", "verdicts F/R/I"]
+    header.append("train s, phases 1..")
     rows = []
     for name, run in strategy_runs(summary):
         cl = continual_summary(run)
@@ -221,6 +228,7 @@ def strategy_table(summary: dict) -> str:
                 ppl_bwt,
                 _points(cl["fwt"]) if cl else "n/a",
                 f"{counts[stats.FORGOTTEN]}/{counts[stats.RETAINED]}/{counts[stats.INCONCLUSIVE]}",
+                _seconds(run.get("phases") or []),
             ]
         )
     return _markdown(header, rows)
