@@ -209,3 +209,30 @@ def test_compare_refuses_to_repeat_the_configs_own_run(tmp_path):
     with pytest.raises(FinetuneError, match="--compare replay would repeat the config's own run"):
         run_tiny_pipeline(str(cfg), compare="sequential,replay")
     assert not (tmp_path / "runs").exists()  # refused before anything was loaded or written
+
+
+def test_olora_penalty_without_a_shared_module_is_zero_and_backward_still_works():
+    a = torch.randn(2, 8, requires_grad=True)
+    penalty = olora.orthogonality_penalty({"x.o_proj": a}, {"x.q_proj": [torch.randn(4, 8)]}, 0.5)
+    penalty.backward()
+    assert float(penalty.detach()) == 0.0 and torch.equal(a.grad, torch.zeros_like(a))
+    with pytest.raises(ValueError, match="input size 8 now but 6 before"):
+        olora.orthogonality_penalty({"m": a}, {"m": [torch.randn(4, 6)]}, 1.0)
+
+
+def test_compare_needs_a_phase_after_the_shared_one(tmp_path):
+    from finetune_helpers import tiny_hooks
+    from puredl.finetune.config import config_from_dict
+
+    cfg = config_from_dict(
+        {
+            "model": {"name": str(tmp_path / "no-model")},
+            "phases": [{"name": "only", "data": "korean_text"}],
+            "training": {"device": "cpu"},
+            "output": {"dir": str(tmp_path / "runs")},
+        }
+    )
+    ctx = pipeline.make_context(cfg, hooks=tiny_hooks(), out=lambda s: None)
+    with pytest.raises(FinetuneError, match="--compare needs at least two phases"):
+        pipeline.run_all(ctx, compare="sequential")
+    assert not (tmp_path / "runs").exists()

@@ -90,9 +90,10 @@ def orthogonality_penalty(current: dict[str, Any], previous: dict[str, list[Any]
             overlap = a_prev.to(device=a_cur.device, dtype=a_cur.dtype) @ a_cur.transpose(0, 1)
             term = overlap.pow(2).sum()
             total = term if total is None else total + term
-    if total is None:
-        device = next(iter(current.values())).device if current else "cpu"
-        return torch.zeros((), device=device)
+    if total is None:  # no module in common: zero, still connected to the factors so backward works
+        if not current:
+            return torch.zeros(())
+        return sum(a.sum() * 0.0 for a in current.values())
     return lam * total
 
 

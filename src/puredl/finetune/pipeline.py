@@ -374,6 +374,9 @@ def run_all(ctx: RunContext, compare: str | None = None) -> tuple[dict, int]:
     state = _resumable_state(ctx)
     ctx.out(f"=== puredl progressive LoRA: {cfg.project} ===")
 
+    if others and len(cfg.phases) < 2:
+        raise FinetuneError("--compare needs at least two phases: every strategy shares phase 0")
+
     # 1. the base model (first, so a model that cannot load leaves no run folder behind)
     base, tokenizer = load_base(ctx)
     if is_main_process():
