@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -165,14 +166,15 @@ def test_cli_compare_prints_and_reports_the_strategies(tmp_path, capsys):
 
     model_dir = save_tiny_model(tmp_path / "model")
     cfg = tmp_path / "real.sdn"
-    text = tiny_config_text(model_dir, tmp_path / "runs", max_samples=4, max_length=96)
+    text = tiny_config_text(model_dir, tmp_path / "runs", max_samples=6, max_length=96)
     cfg.write_text(text + "evaluation:\n  max_eval: 3\n")
     args = argparse.Namespace(
         finetune_command="run-all", config=str(cfg), device="cpu", model=None, resume=False, compare="replay"
     )
     assert cli.run(args) == 0
     out = capsys.readouterr().out
-    assert "=== Strategy replay: merge and freeze" in out and "replay: 1 earlier example(s) per epoch" in out
+    assert "=== Strategy replay: merge and freeze" in out
+    assert re.search(r"replay: [1-9]\d* earlier example\(s\) per epoch x 1 epoch\(s\) \(phase 0: [1-9]", out)
     assert "Strategies (same base model, same LoRA_0; single training seed" in out
     report = (tmp_path / "runs" / "tiny" / "report.md").read_text(encoding="utf-8")
     assert "### replay (replay_ratio 0.25)" in report and "## Strategy: replay" in report
