@@ -87,11 +87,19 @@ def test_matrix_cells_carry_the_exact_binomial_interval_and_the_baselines():
     assert "chance 20.0%, longest option 27.5%" in baselines
     # a perplexity of identical texts has a zero-width bootstrap interval
     assert f"{math.exp(3.0):.2f} [{math.exp(3.0):.2f}, {math.exp(3.0):.2f}] *" in table
-    # an entry's own ci95 wins over the computed one
-    assert (
-        compare.value_with_interval("reasoning", {"accuracy": 0.5, "ci95": [0.1, 0.9]})
-        == "50.0% [10.0, 90.0]"
-    )
+    # an entry's own ci95 wins over the computed one, unless its items are clustered
+    own = compare.value_with_interval("reasoning", {"accuracy": 0.5, "ci95": [0.1, 0.9]})
+    assert own == "50.0% [10.0, 90.0]"
+    clustered = {
+        "accuracy": 0.5,
+        "ci95": [0.1, 0.9],
+        "credits": [1, 1, 0, 0] * 5,
+        "clusters": [i // 2 for i in range(20)],  # the two directions of one entry
+    }
+    from puredl.finetune.stats import accuracy_interval
+
+    expected = accuracy_interval(clustered["credits"], clustered["clusters"])
+    assert compare.interval("terminology", clustered) == expected != (0.1, 0.9)
 
 
 def test_acc_and_bwt_per_strategy_are_the_hand_computed_values():

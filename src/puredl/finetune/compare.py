@@ -70,9 +70,14 @@ def _lower(cap: str, entry: Any) -> bool:
 
 
 def interval(cap: str, entry: dict) -> tuple[float, float] | None:
-    """The entry's 95% interval: its own ``ci95`` when it has one, else computed from its items."""
+    """The entry's 95% interval: its own ``ci95`` for independent items, else computed from its items.
+
+    Clustered items (the two directions of one dictionary entry) get the cluster bootstrap: an
+    exact binomial interval would treat them as independent and come out too narrow.
+    """
     ci = entry.get("ci95")
-    if isinstance(ci, (list, tuple)) and len(ci) == 2 and all(isinstance(v, (int, float)) for v in ci):
+    own = isinstance(ci, (list, tuple)) and len(ci) == 2 and all(isinstance(v, (int, float)) for v in ci)
+    if own and not entry.get("clusters"):
         return float(ci[0]), float(ci[1])
     try:
         found = forgetting.entry_interval(cap, entry)
