@@ -19,15 +19,15 @@ puts them side by side.
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
 import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from puredl._atomic import is_replaceable, mark_as_puredl_output, move_into, replace_dir, temp_path
 from puredl._optional import require
+from puredl.finetune import run_state
 from puredl.finetune.batching import encode_examples
 from puredl.finetune.config import FinetuneConfig, config_to_dict
 from puredl.finetune.devices import describe_device, is_main_process, resolve_device
@@ -37,25 +37,24 @@ from puredl.finetune.hooks import PipelineHooks, default_hooks
 from puredl.finetune.loading import load_model_and_tokenizer, resolve_dtype
 from puredl.finetune.lora import LoRAConfig, add_lora, load_lora, merge_lora, save_lora, trainable_parameters
 from puredl.finetune.olora import make_penalty, shared_modules
+from puredl.finetune.preflight import check_output_folder, check_phases
 from puredl.finetune.replay import mix_replay
-from puredl.finetune.strategies import STRATEGIES, Strategy, configured, parse_compare, restrict_trainable
+from puredl.finetune.run_state import (  # noqa: F401  (re-exported: the run-folder API lived here)
+    RESULT_FILE,
+    STATE_FILE,
+    SUMMARY_FILE,
+    adapter_dir,
+    phase_dir,
+    write_json,
+)
+from puredl.finetune.run_state import clear_run_state as _clear_run_state
+from puredl.finetune.run_state import finished_phase as _finished_phase
+from puredl.finetune.run_state import read_json as _read_json
+from puredl.finetune.run_state import save_progress as _save_progress
+from puredl.finetune.strategies import Strategy, configured, parse_compare, restrict_trainable
 from puredl.finetune.trainer import TrainResult, make_plan, train_adapter
 
-RESULT_FILE = "phase_result.json"
-STATE_FILE = "run_state.json"
-SUMMARY_FILE = "summary.json"
-
 Printer = Callable[[str], None]
-
-
-def phase_dir(run_dir: Path, k: int) -> Path:
-    """``run_dir/phaseK``."""
-    return run_dir / f"phase{k}"
-
-
-def adapter_dir(run_dir: Path, k: int) -> Path:
-    """``run_dir/phaseK/lora_K`` (the saved PEFT adapter of phase k)."""
-    return phase_dir(run_dir, k) / f"lora_{k}"
 
 
 @dataclasses.dataclass
@@ -67,6 +66,7 @@ class RunContext:
     hooks: PipelineHooks
     resume: bool = False
     out: Printer = print
+    restart: bool = False  # a fresh run may discard an interrupted run's checkpoints (--restart)
 
     @property
     def run_dir(self) -> Path:
@@ -371,7 +371,7 @@ def run_all(ctx: RunContext, compare: str | None = None) -> tuple[dict, int]:
                 f"--compare {strategy.name} would repeat the config's own run (training.replay_ratio "
                 f"{t.replay_ratio:g}, training.olora_lambda {t.olora_lambda:g}); leave it out of --compare"
             )
-    state = _resumable_state(ctx)
+    state = run_state.begin_run(ctx)  # sweeps temporaries; checks --resume / an interrupted run
     ctx.out(f"=== puredl progressive LoRA: {cfg.project} ===")
 
     if others and len(cfg.phases) < 2:
@@ -379,6 +379,7 @@ def run_all(ctx: RunContext, compare: str | None = None) -> tuple[dict, int]:
 
     # 1. the base model (first, so a model that cannot load leaves no run folder behind)
     base, tokenizer = load_base(ctx)
+    check_phases(ctx, base)  # every phase's data and targets, before phase 0 trains
     if is_main_process():
         if not ctx.resume:
             _clear_run_state(ctx)
@@ -418,17 +419,6 @@ def run_all(ctx: RunContext, compare: str | None = None) -> tuple[dict, int]:
     # 5. the report
     summary["total_seconds"] = round(time.perf_counter() - t_start, 1)
     return summary, finish(ctx, summary)
-
-
-def _resumable_state(ctx: RunContext) -> dict | None:
-    """With --resume: the saved run state, after checking that the config did not change."""
-    state = _read_json(ctx.run_dir / STATE_FILE) if ctx.resume else None
-    if state is not None and state.get("config") != config_to_dict(ctx.cfg):
-        raise FinetuneError(
-            f"--resume: the config differs from the one that started {ctx.run_dir} (see run_config.json); "
-            "run without --resume to start over, or restore the old config"
-        )
-    return state
 
 
 def _base_history(ctx: RunContext, base: Any, tokenizer: Any, state: dict | None) -> list[dict]:
@@ -506,51 +496,6 @@ def _summary(ctx: RunContext, phases: list[dict], history: list[dict], seconds: 
     }
 
 
-def _save_progress(ctx: RunContext, summary: dict) -> Path | None:
-    """run_state.json (for --resume), summary.json, and the report when the report module is there."""
-    if not is_main_process():
-        return None
-    write_json(ctx.run_dir / SUMMARY_FILE, summary)
-    write_json(
-        ctx.run_dir / STATE_FILE,
-        {
-            "config": config_to_dict(ctx.cfg),
-            "phases": summary["phases"],
-            "history": summary["history"],
-        },
-    )
-    if ctx.hooks.write_report is None:
-        return None
-    return Path(ctx.hooks.write_report(ctx.run_dir, summary))
-
-
-def _clear_run_state(ctx: RunContext) -> None:
-    """A fresh run forgets what an earlier run left (so a later --resume cannot mix the two)."""
-    run_dir = ctx.run_dir
-    stale = [run_dir / STATE_FILE] + [run_dir / name / SUMMARY_FILE for name in STRATEGIES]
-    for k in range(max(len(ctx.cfg.phases), 8)):
-        folders = [phase_dir(run_dir, k)] + [run_dir / name / f"phase{k}" for name in STRATEGIES]
-        for folder in folders:
-            stale.append(folder / RESULT_FILE)
-            shutil.rmtree(folder / "checkpoints", ignore_errors=True)
-    for path in stale:
-        path.unlink(missing_ok=True)
-
-
-def _finished_phase(ctx: RunContext, work: Path, target: Path) -> dict | None:
-    """With --resume: the phase's record when its adapter in ``target`` is complete on disk."""
-    if not ctx.resume:
-        return None
-    record = _read_json(work / RESULT_FILE)
-    if record is None:
-        return None
-    try:
-        load_lora(target)
-    except FileNotFoundError:
-        return None
-    return record
-
-
 # ---------------------------------------------------------------- one phase from the CLI
 
 
@@ -567,6 +512,8 @@ def run_phase_only(ctx: RunContext, k: int) -> dict:
     phase = ctx.cfg.phases[k]
     ctx.out(f"=== Phase {k}: {phase.name} ({phase.data} -> {ctx.capability(k)}) ===")
     base, tokenizer = load_base(ctx)
+    check_phases(ctx, base, [k])
+    run_state.begin_phase(ctx, k)
     earlier = [adapter_dir(ctx.run_dir, j) for j in range(k)]
     base = merge_adapters(base, earlier, ctx.out)
     strategy = configured(ctx.cfg.training.replay_ratio, ctx.cfg.training.olora_lambda)
@@ -628,7 +575,7 @@ def run_strategy(
             record = phase0
         else:
             target = strategy_adapter_dir(ctx, strategy, k)
-            record = _finished_phase(ctx, target.parent, target)
+            record = _finished_phase(ctx, k, target.parent, target)
             done_before = record is not None
             if done_before:
                 ctx.out(f"\u2713 already done (--resume): {target}")
@@ -772,17 +719,24 @@ def adapters_of_run(ctx: RunContext, upto: int | None = None) -> list[Path]:
     return dirs
 
 
-def merge_to_folder(ctx: RunContext, adapters: list[Path], out_dir: Path) -> Path:
-    """Base + adapters merged in order, written as a Hugging Face model folder (with tokenizer)."""
+def merge_to_folder(ctx: RunContext, adapters: list[Path], out_dir: Path, force: bool = False) -> Path:
+    """Base + adapters merged in order, written as a Hugging Face model folder (with tokenizer).
+
+    ``out_dir`` must be new, empty or a folder puredl wrote (it carries the ``.puredl`` marker);
+    ``force`` writes into any folder, replacing same-named files and keeping the rest.
+    """
+    out_dir = Path(out_dir)
+    check_output_folder(out_dir, force)  # before the slow part
     base, tokenizer = load_base(ctx)
     model = merge_adapters(base, adapters, ctx.out)
-    out_dir = Path(out_dir)
-    tmp = out_dir.with_name(f".{out_dir.name}.tmp-{os.getpid()}")
+    tmp = temp_path(out_dir)
     model.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
-    from puredl.finetune.lora import replace_dir
-
-    replace_dir(tmp, out_dir)
+    mark_as_puredl_output(tmp, "merged model")
+    if force and not is_replaceable(out_dir, tmp):
+        move_into(tmp, out_dir)
+    else:
+        replace_dir(tmp, out_dir)
     ctx.out(f"\u2713 merged model ({len(adapters)} adapter(s)) written to {out_dir}")
     return out_dir
 
@@ -800,26 +754,3 @@ def validate(ctx: RunContext, adapters: list[Path], capabilities: list[str] | No
 
 
 # ---------------------------------------------------------------- small helpers
-
-
-def write_json(path: Path, data: Any) -> None:
-    """Write JSON atomically (temp file, then rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False, default=_json_default), encoding="utf-8")
-    os.replace(tmp, path)
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, Path):
-        return str(value)
-    if hasattr(value, "item"):
-        return value.item()
-    raise TypeError(f"cannot write {type(value).__name__} to JSON")
-
-
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return None
