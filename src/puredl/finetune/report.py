@@ -27,12 +27,13 @@ No catastrophic forgetting.
 
 from __future__ import annotations
 
+import io
 import json
 import math
-import os
 from pathlib import Path
 from typing import Any
 
+from puredl._atomic import write_bytes, write_text
 from puredl._optional import require
 from puredl.finetune import compare
 from puredl.finetune.forgetting import _score, forgotten, lower_is_better, relative_worsening
@@ -46,13 +47,6 @@ _UNITS = {"fluency": "perplexity, lower is better", "terminology": "accuracy", "
 
 
 # ----------------------------------------------------------------------------- small helpers
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def _jsonable(value: Any) -> Any:
@@ -231,9 +225,10 @@ def _plt() -> Any:
 
 
 def _save_figure(fig: Any, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
-    os.replace(tmp, path)
+    """PNG bytes rendered in memory, then written atomically (the package's one atomic writer)."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    write_bytes(path, buffer.getvalue())
 
 
 def plot_training_loss(summary: dict, path: Path) -> bool:
@@ -429,12 +424,12 @@ def write_report(run_dir: str | Path, summary: dict) -> Path:
     """Write ``report.md``, ``metrics.json`` and the PNG plots into ``run_dir``; returns the report path."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    _atomic_write_text(run_dir / METRICS_FILE, json.dumps(_jsonable(summary), indent=2, ensure_ascii=False))
+    write_text(run_dir / METRICS_FILE, json.dumps(_jsonable(summary), indent=2, ensure_ascii=False))
     plots = []
     if plot_training_loss(summary, run_dir / LOSS_PLOT):
         plots.append(LOSS_PLOT)
     if plot_capabilities(summary, run_dir / CAPABILITY_PLOT):
         plots.append(CAPABILITY_PLOT)
     report = run_dir / REPORT_FILE
-    _atomic_write_text(report, render_report(summary, plots))
+    write_text(report, render_report(summary, plots))
     return report
