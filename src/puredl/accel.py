@@ -208,6 +208,7 @@ def torch_backend():
         require("torch", "torch", "the torch backend")
         from puredl.backends import torch as tb
 
+        tb.on_kernel_failure = torch_kernel_failed  # the fallback policy lives here, not in the backend
         _tb = tb
     return _tb
 
@@ -699,11 +700,12 @@ def _apply_env_thresholds(spec: str) -> None:
     if spec in ("low", "default", "defaults"):
         _thresholds.update(LOW_THRESHOLDS if spec == "low" else DEFAULT_THRESHOLDS)
     else:
+        new = {}  # read it all first: a bad part leaves the thresholds as they were
         for part in filter(None, (p.strip() for p in spec.split(","))):
             name, _, value = part.partition("=")
             value = value.strip()
             if value in ("never", "inf", "none"):
-                _thresholds[_category(name)] = NEVER
+                new[_category(name)] = NEVER
             else:
                 try:
                     n = float(value)
@@ -711,7 +713,10 @@ def _apply_env_thresholds(spec: str) -> None:
                     raise ValueError(
                         f"PUREDL_ACCEL_THRESHOLDS: cannot read {part!r} (want name=number)"
                     ) from None
-                _thresholds[_category(name)] = int(n) if n.is_integer() else n
+                if not _valid_number(n):
+                    raise ValueError(f"PUREDL_ACCEL_THRESHOLDS: {part!r} is not a non-negative number")
+                new[_category(name)] = int(n) if n.is_integer() else n
+        _thresholds.update(new)
     _threshold_source = f"PUREDL_ACCEL_THRESHOLDS={spec}"
 
 
@@ -732,7 +737,23 @@ def calibrate(**kwargs):
 _refresh()
 if not os.environ.get("PUREDL_ACCEL_NO_CONFIG"):
     load_config()
-if os.environ.get("PUREDL_ACCEL_THRESHOLDS"):
-    _apply_env_thresholds(os.environ["PUREDL_ACCEL_THRESHOLDS"])
-if os.environ.get("PUREDL_ACCEL"):
-    set_acceleration(os.environ["PUREDL_ACCEL"])
+
+
+def _apply_environment() -> None:
+    """PUREDL_ACCEL_THRESHOLDS and PUREDL_ACCEL; a bad value is reported on stderr and ignored
+    (as a bad accel.json is), so that no command, ``puredl --help`` included, dies of it."""
+    spec = os.environ.get("PUREDL_ACCEL_THRESHOLDS")
+    if spec:
+        try:
+            _apply_env_thresholds(spec)
+        except ValueError as exc:
+            print(f"[accel] ignoring PUREDL_ACCEL_THRESHOLDS={spec!r}: {exc}", file=sys.stderr)
+    mode = os.environ.get("PUREDL_ACCEL")
+    if mode:
+        try:
+            set_acceleration(mode)
+        except (ValueError, ImportError) as exc:
+            print(f"[accel] ignoring PUREDL_ACCEL={mode!r}: {exc}; running {_mode.value}", file=sys.stderr)
+
+
+_apply_environment()
