@@ -580,11 +580,11 @@ def _select(op: str, category: str, work: int, tensors: tuple):
             if use_torch is not prior and _logging:
                 reason = f"observed cheaper than the threshold's choice; {reason}"
             if _sample_in <= 0:  # a timed call
-                _sample_in = _model.next_gap(key)
                 unit = _costs["pure_unit_s"][category]
                 prior_pure = _PURE_FIXED_S + (work + move) * unit
                 prior_torch = _PURE_FIXED_S + limit * unit  # equal costs at the threshold
-                if _model.explore(key, use_torch, prior_pure, prior_torch):
+                explore, _sample_in = _model.plan(key, use_torch, prior_pure, prior_torch)
+                if explore:
                     use_torch = not use_torch
                     _stats.explored_count += 1
                     if _logging:
@@ -610,10 +610,15 @@ def _select(op: str, category: str, work: int, tensors: tuple):
 _timer = None  # (backend, {kernel: original}, key, op, work, use_torch, prior, start) while one is due
 
 
+_kernel_of: dict[str, str] = {}  # op -> the kernel its last timed call ran: swap only that one
+
+
 def _start_timer(be, key: tuple, op: str, work: float, use_torch: bool, prior: bool) -> None:
     global _timer
-    originals = {name: getattr(be, name) for name in COMPUTE_KERNELS}
-    for name in COMPUTE_KERNELS:
+    known = _kernel_of.get(op)
+    names = (known,) if known is not None else COMPUTE_KERNELS
+    originals = {name: getattr(be, name) for name in names}
+    for name in names:
         setattr(be, name, _TIMED[name])
     _timer = (be, originals, key, op, work, use_torch, prior, _model.clock())
 
@@ -633,6 +638,7 @@ def _drop_timer() -> None:
     timer = _stop_timer()
     if timer is not None:
         _model.drop(timer[2])
+        _kernel_of.pop(timer[3], None)  # the op ran another kernel (add of a scalar): swap them all
 
 
 def _timed_kernel(name: str):
@@ -642,6 +648,7 @@ def _timed_kernel(name: str):
             raise RuntimeError(f"accel: timed kernel {name} called with no timed call due")
         result = timer[1][name](*args)
         _observe(timer, _model.clock() - timer[7])
+        _kernel_of[timer[3]] = name
         return result
 
     timed.__name__ = name

@@ -2,11 +2,11 @@
 
 The calibrated thresholds are measured once, on a quiet machine. When another process holds a
 core, torch's intra-op thread pool can stall an op for milliseconds whatever its size, and the
-threshold's choice becomes the slow one. So AUTO times a few of its own calls (one in 8-23, the
+threshold's choice becomes the slow one. So AUTO times a few of its own calls (one in 16-47, the
 gap drawn at random so that it never locks onto one op of a repeating training step), keeps the
 last few timings of each backend per key ``(category, size bucket, inputs on torch)``, tries
 the other backend now and then (as rarely as its expected extra cost allows), and overrides the
-threshold when the other backend's recent median is cheaper by a margin.
+threshold when the other backend's recent median is cheaper by a margin (25% and 5 us).
 
 This module only keeps the books: ``puredl.accel`` asks it what to run and reports timings. It
 imports nothing from puredl, and takes its clock and random source as arguments, so tests drive
@@ -34,10 +34,14 @@ from typing import NamedTuple
 WINDOW = 5  # timings kept per backend and key: the median of five ignores one or two stalls
 MIN_OBS = 3  # timings each backend needs before the evidence can move the choice
 MARGIN = 1.25  # the other backend's median must be this much cheaper (hysteresis: no flapping)
+# ... and cheaper by this much: a timing covers the inputs' conversion and the kernel, not the
+# ~3 us a torch result costs afterwards (its wrapper, freeing it), so tiny gaps are not evidence
+MIN_GAIN_S = 5e-6
 BUDGET = 0.02  # exploration may cost at most this share of a key's time, on its estimates
 MAX_EXPLORE_EXTRA_S = 0.02  # never try a backend expected to cost this much more per call
-SAMPLE_GAP = (8, 24)  # one call in 8..23 is timed (uniform gap; mean 15.5)
+SAMPLE_GAP = (16, 48)  # one call in 16..47 is timed (uniform gap; mean 31.5)
 MIN_EXPLORE_GAP = 2  # timed calls of a key between two explorations, at least
+STEADY_EXPLORE_GAP = 8  # ... once both backends are measured (even when they look alike)
 
 
 def bucket(work: float) -> int:
@@ -88,10 +92,11 @@ class Move(NamedTuple):
 class _Key:
     """The books of one key: recent timings of each backend (index 0 pure, 1 torch)."""
 
-    __slots__ = ("recent", "seen", "dropped", "since_explore", "explore_gap", "follow_up")
+    __slots__ = ("recent", "median", "seen", "dropped", "since_explore", "explore_gap", "follow_up")
 
     def __init__(self):
         self.recent: tuple[list, list] = ([], [])
+        self.median: list = [None, None]  # of recent, once it holds MIN_OBS timings
         self.seen = [0, 0]
         self.dropped = 0  # timed calls whose kernel never ran where timed (an op outside the contract)
         self.since_explore = 0
@@ -99,8 +104,8 @@ class _Key:
         self.follow_up = False  # the other backend just came out cheaper: try it again next time
 
     def estimate(self, torch: bool, prior_s: float) -> float:
-        r = self.recent[torch]
-        return _median(r) if len(r) >= MIN_OBS else prior_s
+        m = self.median[torch]
+        return prior_s if m is None else m
 
 
 class CostModel:
@@ -136,24 +141,35 @@ class CostModel:
         choice = self.overrides.get(key)
         return prior if choice is None else choice
 
+    def plan(
+        self, key: tuple, use_torch: bool, prior_pure_s: float, prior_torch_s: float
+    ) -> tuple[bool, int]:
+        """On a timed call: run this one on the other backend? And how many calls until the next
+        timed one? ``use_torch`` is the choice so far; the priors are the calibrated estimates."""
+        k = self._book(key)
+        return self._explore(k, use_torch, prior_pure_s, prior_torch_s), self._gap(k)
+
     def next_gap(self, key: tuple) -> int:
         """Calls until the next timed one: 1 while ``key`` still lacks the timings it could act on."""
-        k = self.keys.get(key)
+        return self._gap(self.keys.get(key))
+
+    def explore(self, key: tuple, use_torch: bool, prior_pure_s: float, prior_torch_s: float) -> bool:
+        """Run this timed call on the other backend? (:meth:`plan` without the gap.)"""
+        return self._explore(self._book(key), use_torch, prior_pure_s, prior_torch_s)
+
+    def _gap(self, k: _Key | None) -> int:
         if k is not None and k.dropped < MIN_OBS:
             seen = k.seen[0] + k.seen[1]
             if seen < MIN_OBS or k.follow_up or (min(k.seen) < MIN_OBS and k.explore_gap <= MIN_EXPLORE_GAP):
                 return 1
         lo, hi = self.sample_gap
-        return self.rng.randrange(lo, hi) if hi > lo else lo
+        return lo + int(self.rng.random() * (hi - lo))
 
-    def explore(self, key: tuple, use_torch: bool, prior_pure_s: float, prior_torch_s: float) -> bool:
-        """On a timed call: run it on the other backend this time? As often as the budget allows.
-
-        The gap between explorations grows with how much dearer the other backend looks: with
-        it 10x dearer, one call in ~450 tries it (2% of the time); never when its size alone
-        (the prior) makes it cost MAX_EXPLORE_EXTRA_S more (a 1000x1000 matmul on pure).
-        """
-        k = self._book(key)
+    def _explore(self, k: _Key, use_torch: bool, prior_pure_s: float, prior_torch_s: float) -> bool:
+        """As often as the budget allows: the gap between explorations grows with how much dearer
+        the other backend looks (10x dearer: one call in ~450 tries it, 2% of the time), and it
+        is never tried when its size alone (the prior) makes it cost MAX_EXPLORE_EXTRA_S more (a
+        1000x1000 matmul on pure)."""
         k.since_explore += 1
         if k.seen[use_torch] < MIN_OBS:  # first learn what the current choice costs
             return False
@@ -161,15 +177,17 @@ class CostModel:
         prior_other = prior_pure_s if use_torch else prior_torch_s
         if prior_other - cur > MAX_EXPLORE_EXTRA_S:  # by its size, not by a stall it once had
             return False
-        other = k.estimate(not use_torch, prior_other)
-        ratio = other / cur if cur > 0 else math.inf
-        mean_gap = 0.5 * (self.sample_gap[0] + self.sample_gap[1])
-        wanted = max(MIN_EXPLORE_GAP, math.ceil((ratio - 1.0) / self.budget / mean_gap))
-        if k.seen[not use_torch] < MIN_OBS and ratio < 2.0:
-            wanted = MIN_EXPLORE_GAP  # the other backend looks competitive and is unmeasured: look soon
-        k.explore_gap = wanted
-        if k.since_explore < wanted and not k.follow_up:
-            return False
+        if not k.follow_up:
+            other = k.estimate(not use_torch, prior_other)
+            ratio = other / cur if cur > 0 else math.inf
+            if k.seen[not use_torch] < MIN_OBS and ratio < 2.0:
+                wanted = MIN_EXPLORE_GAP  # it looks competitive and is unmeasured: look soon
+            else:
+                mean_gap = 0.5 * (self.sample_gap[0] + self.sample_gap[1])
+                wanted = max(STEADY_EXPLORE_GAP, math.ceil((ratio - 1.0) / self.budget / mean_gap))
+            k.explore_gap = wanted
+            if k.since_explore < wanted:
+                return False
         k.follow_up = False
         k.since_explore = 0
         return True
@@ -188,13 +206,13 @@ class CostModel:
         if len(r) > WINDOW:
             del r[0]
         k.seen[torch] += 1
+        if len(r) >= MIN_OBS:
+            k.median[torch] = _median(r)
         current = self.decide(key, prior)
-        if torch is not current and seconds * self.margin < k.estimate(current, math.inf):
+        cur_s, other_s = k.median[current], k.median[not current]
+        if torch is not current and cur_s is not None and seconds * self.margin + MIN_GAIN_S < cur_s:
             k.follow_up = True  # a promising try: look again at the next timed call
-        if len(k.recent[0]) < MIN_OBS or len(k.recent[1]) < MIN_OBS:
-            return None
-        cur_s, other_s = _median(k.recent[current]), _median(k.recent[not current])
-        if other_s * self.margin >= cur_s:
+        if cur_s is None or other_s is None or other_s * self.margin + MIN_GAIN_S >= cur_s:
             return None
         new = not current
         k.follow_up, k.since_explore = False, 0  # the tries that led here are done
@@ -209,6 +227,5 @@ class CostModel:
         """``(key, pure median or None, torch median or None, overridden choice or None)`` per key."""
         rows = []
         for key, k in sorted(self.keys.items()):
-            med = [(_median(r) if r else None) for r in k.recent]
-            rows.append((key, med[0], med[1], self.overrides.get(key)))
+            rows.append((key, k.median[0], k.median[1], self.overrides.get(key)))
         return rows
