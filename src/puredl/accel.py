@@ -363,22 +363,29 @@ def is_logging() -> bool:
 
 
 @contextlib.contextmanager
-def using(mode: AccelMode | str | None = None, thresholds: dict | None = None) -> Iterator[None]:
-    """Run a block with another mode and/or thresholds, restoring the previous settings after.
+def using(
+    mode: AccelMode | str | None = None, thresholds: dict | None = None, adaptive: bool | None = None
+) -> Iterator[None]:
+    """Run a block with another mode, thresholds and/or AUTO's adaptivity, restoring them after.
 
     >>> with using("pure", {"matmul": 10}):
     ...     get_threshold("matmul")
     10
     """
     saved = (_mode, dict(_thresholds), _threshold_source)
+    saved_adaptive = _adaptive_on
     try:
         if mode is not None:
             set_acceleration(mode)
         for k, v in (thresholds or {}).items():
             set_threshold(k, v)
+        if adaptive is not None and adaptive != saved_adaptive:
+            set_adaptive(adaptive)
         yield
     finally:
         _restore(saved)
+        if _adaptive_on != saved_adaptive:
+            set_adaptive(saved_adaptive)
 
 
 def _restore(saved) -> None:
@@ -687,7 +694,8 @@ def set_adaptive(enabled: bool = True) -> None:
     global _adaptive_on, _sample_in
     _drop_timer()
     _adaptive_on = bool(enabled)
-    _sample_in = 1
+    if _sample_in > 1 << 40:  # parked while there was nothing to time
+        _sample_in = 1
 
 
 def is_adaptive() -> bool:
