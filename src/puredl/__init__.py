@@ -39,33 +39,19 @@ from puredl.devices import from_torch
 from puredl.dtypes import DType, float32, float64, get_default_dtype, int64, set_default_dtype
 from puredl.dtypes import bool_ as bool  # noqa: A001 - torch's name (puredl.bool)
 from puredl.io import load, save
+from puredl.ops import BINARY_OPS as _BINARY_OPS
 from puredl.ops import UNARY_OPS as _UNARY_OPS
 from puredl.ops import (
-    add,
     argmax,
     argmin,
     cat,
     clamp,
-    div,
-    eq,
-    ge,
-    gt,
-    le,
     log_softmax,
-    logical_and,
-    logical_or,
-    lt,
     matmul,
-    maximum,
     mean,
-    minimum,
-    mul,
-    ne,
-    pow,  # noqa: A004
     softmax,
     stack,
     std,
-    sub,
     var,
     where,
 )
@@ -75,8 +61,8 @@ from puredl.ops import sum_ as sum  # noqa: A004
 from puredl.random import manual_seed
 from puredl.tensor import Tensor
 
-# pd.exp, pd.relu, ...: every op of ops' unary table (abs shadows the builtin, as torch.abs does)
-globals().update({_name: getattr(_ops_module, _name) for _name in _UNARY_OPS})
+# pd.exp, pd.add, ...: every op of ops' tables (abs and pow shadow builtins, as torch's do)
+globals().update({_name: getattr(_ops_module, _name) for _name in (*_UNARY_OPS, *_BINARY_OPS)})
 
 float = float32  # noqa: A001 - torch's alias
 double = float64

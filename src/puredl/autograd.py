@@ -74,7 +74,7 @@ class Function:
         self.inputs = ()
         self.edges = ()  # each input's node when this one was recorded (an in-place op may replace it later)
         self.saved = None
-        self.versions = None  # (version cell, version, shape, dtype, is_output) of each tensor backward reads
+        self.versions = None  # (tensors backward reads, their versions then, the output's counter or None)
         self.retained = None  # weakref to an output tensor that called retain_grad()
 
     @property
@@ -136,8 +136,17 @@ def run_backward(root, gradient, retain_graph: bool = False) -> None:
             g = grads.pop(id(node), None)
             if g is None:
                 continue
-            if node.versions is not None:
-                check_versions(node)
+            vs = node.versions
+            if vs is not None:  # inlined quick test; check_versions finds the culprit and raises
+                saved, expected, out_cell = vs
+                stale = out_cell is not None and out_cell[0] != 0
+                for x, version in zip(saved, expected):
+                    cell = x._vc
+                    if (cell[0] != version) if cell is not None else (x._view is not None):
+                        stale = True  # changed (or a view without its own counter: look closer)
+                        break
+                if stale:
+                    check_versions(node)
             if node.retained is not None:
                 out = node.retained()
                 if out is not None:
@@ -157,22 +166,39 @@ def run_backward(root, gradient, retain_graph: bool = False) -> None:
                     grads[key] = gi if acc is None else acc + gi
             if not retain_graph:
                 node.inputs = _FREED
-                node.saved = None
+                node.saved = node.versions = None
     finally:
         _grad_enabled = prev
 
 
 def check_versions(node: Function) -> None:
     """Raise as torch does when a tensor this node's gradient reads was changed in place since."""
-    for cell, version, shape, dtype, is_output in node.versions:
-        if cell[0] != version:
-            which = "output 0" if is_output else "an input"
-            raise RuntimeError(
-                "one of the variables needed for gradient computation has been modified by an inplace "
-                f"operation: [{dtype.name} {list(shape)}], which is {which} of {node.name}Backward, "
-                f"is at version {cell[0]}; expected version {version} instead. Hint: clone() the tensor "
-                "before changing it, or change it after backward()"
-            )
+    saved, expected, out_cell = node.versions
+    now = [_version_of(x) for x in saved]
+    for x, v, e in zip(saved, now, expected):
+        if v != e:
+            _version_error(node, x.dtype, x.shape, "an input", v, e)
+    if out_cell is not None and out_cell[0] != 0:
+        impl, be = node.saved[0], node.saved[1]
+        shape = tuple(impl.shape)
+        dtype = impl.dtype if be.NAME == "pure" else be.dtype_of(impl)
+        _version_error(node, dtype, shape, "output 0", out_cell[0], 0)
+
+
+def _version_of(t) -> int:
+    """``t``'s version (a view without a counter of its own reads its base's; none yet: 0)."""
+    if t._vc is not None:
+        return t._vc[0]
+    return _version_of(t._view[0]) if t._view is not None else 0
+
+
+def _version_error(node: Function, dtype, shape: tuple, which: str, version: int, expected: int):
+    raise RuntimeError(
+        "one of the variables needed for gradient computation has been modified by an inplace "
+        f"operation: [{dtype.name} {list(shape)}], which is {which} of {node.name}Backward, "
+        f"is at version {version}; expected version {expected} instead. Hint: clone() the tensor "
+        "before changing it, or change it after backward()"
+    )
 
 
 def _accumulate(leaf, g) -> None:
@@ -180,7 +206,7 @@ def _accumulate(leaf, g) -> None:
         g = g.to(leaf.dtype)
     # a fresh contiguous copy: g may be a broadcast view, or shared with another leaf or the caller,
     # and optimizers update .grad in place
-    leaf.grad = g.clone() if leaf.grad is None else leaf.grad + g
+    leaf._grad = g.clone() if leaf._grad is None else leaf._grad + g  # shape and dtype already match
 
 
 def retain(node: Function, tensor) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from puredl import dtypes as dt
 from puredl.shapes import broadcast_shapes
-from puredl.tensor import Tensor
+from puredl.tensor import Tensor, bump_version
 
 
 def _is_advanced(k) -> bool:
@@ -164,4 +164,4 @@ def write_region(t: Tensor, nk: tuple, value) -> None:
             accel.torch_backend().setitem(accel.torch_impl(t), nk, value._impl)
     else:
         be.setitem(t._impl, nk, value)
-    t._vc[0] += 1
+    bump_version(t)

@@ -27,8 +27,10 @@ def check_leaf(t: Tensor) -> None:
     if t._rg and t._node is None:
         raise RuntimeError("a leaf Variable that requires grad is being used in an in-place operation.")
     base = t
-    while base._view is not None:
-        base = base._view[0]
+    view = base._view
+    while view is not None:
+        base = view[0]
+        view = base._view
     if base is not t and base._rg and base._node is None:
         raise RuntimeError(
             "a view of a leaf Variable that requires grad is being used in an in-place operation."
@@ -78,8 +80,9 @@ def rebase(t: Tensor, new_value: Callable[[Tensor], Tensor]) -> None:
     ``old`` is a copy of ``t`` that keeps ``t``'s previous history."""
     from puredl import ops
 
-    if t._view is not None:
-        base, kind, arg = t._view
+    view = t._view
+    if view is not None:
+        base, kind, arg = view
         redo, undo = _view_maps(t, base, kind, arg)
         rebase(base, lambda old_base: undo(old_base, new_value(redo(old_base))))
         fresh = redo(base)  # t is again a view of the (now rebased) base: take that view's history

@@ -21,9 +21,24 @@ def _wrap(impl, be) -> Tensor:
     t._rg = False
     t._grad = None
     t._node = None
-    t._vc = [0]
+    t._vc = None  # the version counter, made on first need (version_cell)
     t._view = None
     return t
+
+
+def version_cell(t: Tensor) -> list:
+    """``t``'s version counter, a one-element list shared with its views (made on first need;
+    a view takes its base's, so views made before the counter existed still share it)."""
+    cell = t._vc
+    if cell is None:
+        view = t._view
+        cell = t._vc = version_cell(view[0]) if view is not None else [0]
+    return cell
+
+
+def bump_version(t: Tensor) -> None:
+    """Count one in-place change of ``t``'s storage (seen by every view and saved copy of it)."""
+    version_cell(t)[0] += 1
 
 
 class ValuesIndices(NamedTuple):
@@ -116,7 +131,7 @@ class Tensor:
     @property
     def _version(self) -> int:
         """How many in-place changes this tensor's storage has seen (torch's ``_version``)."""
-        return self._vc[0]
+        return version_cell(self)[0]
 
     def __len__(self) -> int:
         if not self.shape:
@@ -194,7 +209,7 @@ class Tensor:
 
     def detach(self) -> Tensor:
         out = _wrap(self._impl, self._be)
-        out._vc = self._vc  # shares storage, so an in-place change to either is seen by backward
+        out._vc = version_cell(self)  # shares storage, so an in-place change to either is seen by backward
         return out
 
     def requires_grad_(self, requires_grad: bool = True) -> Tensor:
@@ -415,25 +430,10 @@ class Tensor:
         return _ops().unary("logical_not", self)
 
     # ------------------------------------------------------------------ math methods
-    def add(self, o):
-        return self + o
-
-    def sub(self, o):
-        return self - o
-
-    def mul(self, o):
-        return self * o
-
-    def div(self, o):
-        return self / o
-
-    def pow(self, o):
-        return self**o
-
     def matmul(self, o):
         return _ops().matmul(self, o)
 
-    # methods of the elementwise one-tensor ops (exp, relu, ...) are installed from ops.UNARY_OPS
+    # methods of the elementwise ops (exp, relu, add, eq, ...) are installed from ops' tables
 
     def softmax(self, dim: int = -1):
         return _ops().softmax(self, dim)
@@ -445,30 +445,6 @@ class Tensor:
         return _ops().clamp(self, min, max)
 
     clip = clamp
-
-    def maximum(self, o):
-        return _ops().maximum(self, o)
-
-    def minimum(self, o):
-        return _ops().minimum(self, o)
-
-    def eq(self, o):
-        return self == o
-
-    def ne(self, o):
-        return self != o
-
-    def lt(self, o):
-        return self < o
-
-    def le(self, o):
-        return self <= o
-
-    def gt(self, o):
-        return self > o
-
-    def ge(self, o):
-        return self >= o
 
     def sum(self, dim=None, keepdim: bool = False, dtype=None):
         return _ops().sum_(self, dim, keepdim, dtype)

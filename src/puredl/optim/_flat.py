@@ -10,7 +10,7 @@ from __future__ import annotations
 from array import array
 
 from puredl.backends import pure as _pure
-from puredl.tensor import Tensor
+from puredl.tensor import Tensor, bump_version
 
 
 def writable_buffer(t: Tensor) -> array | None:
@@ -23,7 +23,7 @@ def writable_buffer(t: Tensor) -> array | None:
     a = t._impl
     if a.offset or len(a.buf) != _pure.numel(a.shape) or not _pure.is_contiguous(a):
         return None
-    t._vc[0] += 1
+    bump_version(t)  # about to be written
     return a.buf
 
 
