@@ -239,6 +239,24 @@ def test_a_different_item_count_is_not_paired():
     assert record["p_value"] is None and record["verdict"] == "INCONCLUSIVE"
 
 
+def test_a_diverged_model_is_forgotten_and_a_diverged_teaching_is_no_reference():
+    diverged = ppl(40.0)
+    diverged.update(perplexity=math.inf, score=math.inf)
+    diverged["per_text_nll"][3][0] = math.inf
+    hist = history(("phase0", "fluency", {"fluency": ppl(40.0)}), ("phase1", "x", {"fluency": diverged}))
+    (record,) = check_catastrophic_forgetting(hist)
+    assert record["verdict"] == "FORGOTTEN" and record["p_value"] is None and any_forgotten([record])
+    assert record["message"].endswith("FORGOTTEN (infinite perplexity: the model diverged)")
+    hist = history(("phase0", "fluency", {"fluency": diverged}), ("phase1", "x", {"fluency": ppl(40.0)}))
+    assert check_catastrophic_forgetting(hist) == []
+
+
+def test_a_capability_taught_to_zero_accuracy_is_still_a_reference():
+    hist = history(("phase0", "reasoning", {"reasoning": acc(0.0)}), ("phase1", "x", {"reasoning": acc(0.1)}))
+    (record,) = check_catastrophic_forgetting(hist)
+    assert (record["before"], record["relative_change"], record["verdict"]) == (0.0, math.inf, "RETAINED")
+
+
 def test_old_flags_without_a_verdict_still_count_as_forgotten():
     assert any_forgotten([{"capability": "fluency", "stage": "phase1"}])
     assert not any_forgotten([])
@@ -289,3 +307,6 @@ def test_entry_interval():
     assert entry_interval("reasoning", {"score": 0.3}) is None
     low, high = entry_interval("fluency", ppl(40.0))
     assert low < 40.0 < high
+    diverged = ppl(40.0)
+    diverged["per_text_nll"][0][0] = math.inf
+    assert entry_interval("fluency", diverged) is None

@@ -196,9 +196,35 @@ def test_paired_accuracy_change_interval_is_seeded_and_near_the_paired_normal_in
     assert low < first.change < high
 
 
-def test_paired_accuracy_change_no_change_gives_a_point_interval():
-    change = stats.paired_accuracy_change([1, 0, 1, 1], [1, 0, 1, 1])
-    assert change.ci == (0.0, 0.0) and change.p_two_sided == 1.0 and change.lost == change.gained == 0.0
+def test_paired_accuracy_change_interval_is_the_bootstrap_by_definition():
+    before, after = [1, 1, 0, 1, 0, 1, 1, 0, 0, 1], [0, 1, 0, 1, 1, 1, 0, 0, 0, 1]
+    clusters = [0, 0, 1, 1, 2, 2, 3, 3, 4, 4]
+    change = stats.paired_accuracy_change(before, after, clusters, n_boot=300, seed=9)
+    # resample the five clusters plus one all-gained and one all-lost pseudo-cluster of size 2
+    rows = [(after[2 * k] + after[2 * k + 1] - before[2 * k] - before[2 * k + 1], 2) for k in range(5)]
+    rows += [(2.0, 2.0), (-2.0, 2.0)]
+    draw, values = random.Random(9), []
+    for _ in range(300):
+        idx = draw.choices(range(7), k=7)
+        values.append(sum(rows[i][0] for i in idx) / sum(rows[i][1] for i in idx))
+    values.sort()
+    assert change.ci == (stats.percentile(values, 0.025), stats.percentile(values, 0.975))
+    assert (
+        change.change == pytest.approx(-0.1)
+        and change.clusters == 5
+        and (change.lost, change.gained) == (2, 1)
+    )
+
+
+def test_stages_that_agree_on_every_item_do_not_get_a_zero_width_interval():
+    """A bootstrap of 24 identical answers alone would give [0, 0] and claim RETAINED from 24 items."""
+    small = stats.paired_accuracy_change([1] * 12 + [0] * 12, [1] * 12 + [0] * 12)
+    assert small.p_two_sided == 1.0 and small.lost == small.gained == 0.0
+    assert small.ci[0] < -0.04 and small.ci[1] > 0.04
+    assert stats.forgetting_verdict(small, margin=0.024, p_adjusted=1.0) == stats.INCONCLUSIVE
+    large = stats.paired_accuracy_change([1] * 240 + [0] * 260, [1] * 240 + [0] * 260)
+    assert -0.024 < large.ci[0] < 0 < large.ci[1] < 0.024
+    assert stats.forgetting_verdict(large, margin=0.024, p_adjusted=1.0) == stats.RETAINED
 
 
 def test_clusters_of_identical_copies_equal_the_uncopied_items():
@@ -284,14 +310,12 @@ def test_paired_log_ppl_bootstrap_by_hand_and_against_resampling_by_definition()
         idx = draw.choices(range(40), k=40)
         tokens = sum(before[i][1] for i in idx)
         values.append((sum(after[i][0] for i in idx) - sum(before[i][0] for i in idx)) / tokens)
-    scipy_stats = pytest.importorskip("scipy.stats")
-    numpy = pytest.importorskip("numpy")
+    numpy = pytest.importorskip("numpy")  # its default percentile is the reference for stats.percentile
     low, high = numpy.percentile(values, [2.5, 97.5])
     assert change.ci == (pytest.approx(low, abs=1e-12), pytest.approx(high, abs=1e-12))
     assert change.ci[0] < change.change < change.ci[1] < 0
     # continuous NLLs: random sign patterns; a clear drop is far beyond them
     assert change.p_less < 1e-3 and change.p_greater > 0.999
-    del scipy_stats
 
 
 def test_paired_log_ppl_change_rejects_bad_input():
@@ -310,15 +334,19 @@ def test_accuracy_interval_exact_for_01_and_bootstrap_for_ties_or_clusters():
     assert low < 0.625 < high and 0 < low and high < 1
     credits = [1, 1, 0, 0] * 10
     clustered = stats.accuracy_interval(credits, clusters=[i // 2 for i in range(40)], n_boot=300, seed=3)
-    # by definition: resample the 20 clusters, accuracy of the drawn items, percentile interval
+    # by definition: resample the 20 clusters plus an all-right and an all-wrong pseudo-cluster
+    rows = [credits[2 * i] + credits[2 * i + 1] for i in range(20)] + [2, 0]
     draw, values = random.Random(3), []
     for _ in range(300):
-        idx = draw.choices(range(20), k=20)
-        values.append(sum(credits[2 * i] + credits[2 * i + 1] for i in idx) / 40)
+        idx = draw.choices(range(22), k=22)
+        values.append(sum(rows[i] for i in idx) / 44)
     values.sort()
     assert clustered == (stats.percentile(values, 0.025), stats.percentile(values, 0.975))
     exact = stats.binomial_ci(20, 40)  # treats the 40 items as independent: too narrow
     assert clustered[1] - clustered[0] > 1.2 * (exact[1] - exact[0])
+    # all right, in clusters: not the zero-width [1, 1]
+    low, high = stats.accuracy_interval([1] * 48, clusters=[i // 2 for i in range(48)])
+    assert low < 0.95 and high == 1.0
 
 
 def test_perplexity_interval_contains_the_perplexity():

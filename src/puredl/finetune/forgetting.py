@@ -38,9 +38,8 @@ from typing import Any
 
 from puredl.finetune import stats
 
-LOWER_IS_BETTER = frozenset(
-    {"fluency", "korean_text"}
-)  # also metrics.LOWER_IS_BETTER; entries with perplexity count too
+# a copy of metrics.LOWER_IS_BETTER (plus the data kind); entries holding perplexity count too
+LOWER_IS_BETTER = frozenset({"fluency", "korean_text"})
 
 
 def lower_is_better(capability: str, entry: dict[str, Any] | None = None) -> bool:
@@ -52,9 +51,9 @@ def _score(entry: Any) -> float | None:
     if not isinstance(entry, dict):
         return None
     value = entry.get("score", entry.get("accuracy"))
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
         return None
-    return float(value)
+    return float(value)  # +inf stays: a diverged model's perplexity
 
 
 def _check_history(history: list[dict]) -> None:
@@ -103,7 +102,7 @@ def paired_change(
     options = {"level": level, "n_boot": n_boot, "n_resamples": n_resamples, "seed": seed}
     if lower:
         a, b = before.get("per_text_nll"), after.get("per_text_nll")
-        if isinstance(a, list) and isinstance(b, list) and a and len(a) == len(b):
+        if isinstance(a, list) and isinstance(b, list) and a and len(a) == len(b) and _finite(a + b):
             return stats.paired_log_ppl_change(a, b, **options)
         return None
     a, b = before.get("credits"), after.get("credits")
@@ -115,6 +114,16 @@ def paired_change(
     return stats.paired_accuracy_change(
         a, b, clusters=clusters_b if clusters_b is not None else clusters_a, **options
     )
+
+
+def _relative_change(before: float, after: float) -> float:
+    if before == 0:
+        return 0.0 if after == 0 else math.copysign(math.inf, after)
+    return (after - before) / abs(before)
+
+
+def _finite(rows: list) -> bool:
+    return all(isinstance(r, (list, tuple)) and all(math.isfinite(v) for v in r) for r in rows)
 
 
 # ----------------------------------------------------------------------------- all checks of a history
@@ -176,7 +185,7 @@ def check_catastrophic_forgetting(
                 "lower_is_better": lower,
                 "before": before,
                 "after": after,
-                "relative_change": (after - before) / abs(before) if before else 0.0,
+                "relative_change": _relative_change(before, after),
                 "worse_by": relative_worsening(before, after, lower),
                 "margin": margin,
                 "threshold": threshold,
@@ -185,7 +194,8 @@ def check_catastrophic_forgetting(
             }
             pending.append((record, change))
         taught = entry.get("taught")
-        if taught and _score(metrics.get(taught)) is not None:
+        taught_score = _score(metrics.get(taught)) if taught else None
+        if taught_score is not None and math.isfinite(taught_score):
             reference[str(taught)] = (stage, metrics[taught])
     tested = [(r, c) for r, c in pending if c is not None]
     raw = [c.p_greater if r["lower_is_better"] else c.p_less for r, c in tested]
@@ -194,6 +204,8 @@ def check_catastrophic_forgetting(
     for record, change in pending:
         if change is None:
             record.update(_untested())
+            if record["lower_is_better"] and math.isinf(record["after"]):
+                record["verdict"] = stats.FORGOTTEN  # some text became impossible: nothing to test
         else:
             record.update(_tested(record, change, adjusted[id(record)], power, max(1, len(tested))))
         record["message"] = describe(record)
@@ -267,6 +279,8 @@ def describe(record: dict) -> str:
     )
     verdict = record["verdict"]
     if record["p_value"] is None:
+        if verdict == stats.FORGOTTEN:
+            return f"{head}: {verdict} (infinite perplexity: the model diverged)"
         return f"{head}: {verdict} (no per-item data to test)"
     margin, low, high = record["margin"], *record["ci"]
     if lower:  # log-perplexity change shown as a percent change of perplexity
@@ -316,7 +330,9 @@ def entry_interval(
     """
     if lower_is_better(capability, entry):
         rows = entry.get("per_text_nll")
-        return stats.perplexity_interval(rows, level=level, n_boot=n_boot, seed=seed) if rows else None
+        if not rows or not _finite(rows):
+            return None
+        return stats.perplexity_interval(rows, level=level, n_boot=n_boot, seed=seed)
     credits = entry.get("credits")
     if not credits:
         return None

@@ -366,6 +366,9 @@ def paired_accuracy_change(
 
     The interval is a percentile bootstrap over clusters (items when ``clusters`` is None): each
     replicate draws clusters with replacement and takes the accuracy change on the drawn items.
+    Two pseudo-clusters of the mean cluster size, one all gained and one all lost, join the
+    draws (as Agresti and Min add to the 2x2 table): without them, stages that agree on every
+    item would give a zero-width interval, and "retained" would be claimed from 24 items.
     The p-values come from :func:`sign_flip_test` on per-cluster sums of ``after - before``
     (exact McNemar for 0/1 credits and one item per cluster). Seeded: the same input gives the
     same result.
@@ -393,6 +396,8 @@ def paired_accuracy_change(
         (sum(float(after[i]) for i in g), len(g), sum(float(before[i]) for i in g), len(g)) for g in groups
     ]
     n = len(before)
+    size = n / len(groups)  # pseudo-clusters of the mean size: one all gained, one all lost
+    parts += [(size, size, 0.0, size), (0.0, size, size, size)]
     p = sign_flip_pvalues(sums, n_resamples, seed)
     return PairedChange(
         before=sum(map(float, before)) / n,
@@ -495,7 +500,8 @@ def accuracy_interval(
     seed: int = 0,
 ) -> tuple[float, float]:
     """Interval for one accuracy: exact Clopper–Pearson for 0/1 credits on independent items,
-    else (tie shares, or clusters of several items) a percentile bootstrap over clusters.
+    else (tie shares, or clusters of several items) a percentile bootstrap over clusters, with
+    one all-right and one all-wrong pseudo-cluster so that 48 right answers do not give [1, 1].
 
     >>> [round(v, 4) for v in accuracy_interval([1, 0] * 12)]
     [0.2912, 0.7088]
@@ -508,6 +514,8 @@ def accuracy_interval(
     if all(c in (0, 1) for c in credits) and len(groups) == len(credits):
         return binomial_ci(int(sum(credits)), len(credits), level)
     parts = [(sum(float(credits[i]) for i in g), len(g), 0.0, len(g)) for g in groups]
+    size = len(credits) / len(groups)  # one all-right and one all-wrong pseudo-cluster (as Agresti-Coull)
+    parts += [(size, size, 0.0, size), (0.0, size, 0.0, size)]
     return _bootstrap_ratio_difference(parts, level, n_boot, seed)
 
 
@@ -654,6 +662,9 @@ def forgetting_verdict(
     - INCONCLUSIVE: neither; the data cannot tell.
 
     >>> c = paired_accuracy_change([1] * 10 + [0] * 10, [1] * 10 + [0] * 10)
+    >>> forgetting_verdict(c, margin=0.05, p_adjusted=1.0)  # 20 agreeing items cannot exclude 5 points
+    'INCONCLUSIVE'
+    >>> c = paired_accuracy_change([1] * 200 + [0] * 200, [1] * 200 + [0] * 200)
     >>> forgetting_verdict(c, margin=0.05, p_adjusted=1.0)
     'RETAINED'
     >>> c = paired_accuracy_change([1] * 8 + [0] * 2, [0] * 8 + [0] * 2)
