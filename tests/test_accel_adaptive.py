@@ -276,3 +276,18 @@ def test_adaptive_can_be_turned_off_from_the_environment():
     code = "from puredl import accel; print(accel.is_adaptive())"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert out.stdout.strip() == "False", out.stderr
+
+
+def test_a_stand_in_kernel_left_without_its_timed_call_still_computes(clock):
+    """(Another thread took the timed call.) The stand-in runs the real kernel, timing nothing."""
+    x = pd.rand(1000)
+    accel.set_threshold("reduction", 100)
+    accel.select("sum", "reduction", 1000, (x,))
+    stand_in = T.reduce_sum
+    accel._timer = None  # as if another thread had consumed it
+    try:
+        impl = accel.torch_impl(x)
+        assert stand_in(impl, (0,), False, pd.float32).item() == pytest.approx(sum(x.tolist()), rel=1e-5)
+        assert accel.get_stats().timed_count == 0
+    finally:
+        T.reduce_sum = accel._ORIGINAL[(T, "reduce_sum")]  # what the timed call would have put back

@@ -626,7 +626,11 @@ def _start_timer(be, key: tuple, op: str, work: float, use_torch: bool, prior: b
     names = (known,) if known is not None else COMPUTE_KERNELS
     originals = {name: getattr(be, name) for name in names}
     for name in names:
-        setattr(be, name, _TIMED[name])
+        timed = _TIMED.get((be, name))
+        if timed is None:
+            timed = _TIMED[(be, name)] = _timed_kernel(be, name)
+        _ORIGINAL[(be, name)] = originals[name]
+        setattr(be, name, timed)
     _timer = (be, originals, key, op, work, use_torch, prior, _model.clock())
 
 
@@ -648,11 +652,12 @@ def _drop_timer() -> None:
         _kernel_of.pop(timer[3], None)  # the op ran another kernel (add of a scalar): swap them all
 
 
-def _timed_kernel(name: str):
+def _timed_kernel(be, name: str):
     def timed(*args):
         timer = _stop_timer()  # originals back first: a kernel calling another is not timed twice
-        if timer is None:
-            raise RuntimeError(f"accel: timed kernel {name} called with no timed call due")
+        if timer is None or timer[0] is not be:  # another thread took the timed call: just run
+            fn = getattr(be, name)
+            return (_ORIGINAL[(be, name)] if fn is timed else fn)(*args)
         result = timer[1][name](*args)
         _observe(timer, _model.clock() - timer[7])
         _kernel_of[timer[3]] = name
@@ -662,7 +667,8 @@ def _timed_kernel(name: str):
     return timed
 
 
-_TIMED = {name: _timed_kernel(name) for name in COMPUTE_KERNELS}
+_TIMED: dict[tuple, object] = {}  # (backend, kernel) -> its timed stand-in, made on first use
+_ORIGINAL: dict[tuple, object] = {}  # (backend, kernel) -> what the stand-in last replaced
 
 
 def _observe(timer, seconds: float) -> None:
