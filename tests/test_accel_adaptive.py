@@ -290,4 +290,14 @@ def test_a_stand_in_kernel_left_without_its_timed_call_still_computes(clock):
         assert stand_in(impl, (0,), False, pd.float32).item() == pytest.approx(sum(x.tolist()), rel=1e-5)
         assert accel.get_stats().timed_count == 0
     finally:
-        T.reduce_sum = accel._ORIGINAL[(T, "reduce_sum")]  # what the timed call would have put back
+        accel.reset_adaptive()  # puts every stand-in back
+    assert T.reduce_sum is accel._ORIGINAL[(T, "reduce_sum")] and T.linear is accel._ORIGINAL[(T, "linear")]
+    accel._kernel_of.clear()  # (so that the next timed call swaps every kernel, as on a first call)
+    accel.select("sum", "reduction", 1000, (x,))
+    accel._timer = None  # left behind again: the next timed calls must not take them for originals
+    try:
+        for _ in range(5):
+            assert x.sum().item() == pytest.approx(sum(x.tolist()), rel=1e-5)
+            assert (pd.rand(4, 8) @ pd.rand(8, 4)).shape == (4, 4)
+    finally:
+        accel.reset_adaptive()

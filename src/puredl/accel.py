@@ -624,12 +624,15 @@ def _start_timer(be, key: tuple, op: str, work: float, use_torch: bool, prior: b
     global _timer
     known = _kernel_of.get(op)
     names = (known,) if known is not None else COMPUTE_KERNELS
-    originals = {name: getattr(be, name) for name in names}
+    originals = {}
     for name in names:
         timed = _TIMED.get((be, name))
         if timed is None:
             timed = _TIMED[(be, name)] = _timed_kernel(be, name)
-        _ORIGINAL[(be, name)] = originals[name]
+        fn = getattr(be, name)
+        if fn is timed:  # a stand-in left behind: never take it for the original
+            fn = _ORIGINAL[(be, name)]
+        originals[name] = _ORIGINAL[(be, name)] = fn
         setattr(be, name, timed)
     _timer = (be, originals, key, op, work, use_torch, prior, _model.clock())
 
@@ -643,6 +646,14 @@ def _stop_timer():
         for name, fn in originals.items():
             setattr(be, name, fn)
     return timer
+
+
+def _put_back_every_kernel() -> None:
+    """Every stand-in still on a backend replaced by what it stood in for."""
+    _stop_timer()
+    for (be, name), timed in _TIMED.items():
+        if getattr(be, name) is timed:
+            setattr(be, name, _ORIGINAL[(be, name)])
 
 
 def _drop_timer() -> None:
@@ -689,7 +700,7 @@ def adaptive_model() -> _adaptive.CostModel:
 def reset_adaptive(model: _adaptive.CostModel | None = None) -> None:
     """Forget what AUTO observed (or start from ``model``, e.g. one with a test clock)."""
     global _model, _overrides, _sample_in
-    _drop_timer()
+    _put_back_every_kernel()
     _model = model if model is not None else _adaptive.CostModel()
     _overrides = _model.overrides
     _sample_in = 1
