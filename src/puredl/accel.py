@@ -6,7 +6,10 @@ that backend. ``work`` is the op's size: output elements for elementwise, activa
 ``work`` plus the cost of moving torch-resident inputs back to pure reaches the category's
 threshold, so data stays where it was last computed. CUDA tensors always run on their device.
 
-``select`` is on every op's hot path: PURE mode with pure inputs returns after one loop.
+``select`` is on every op's hot path: PURE mode with pure inputs returns after one loop. AUTO
+also keeps a cost model (``puredl.adaptive``): one call in 16-47 is timed, and where the other
+backend observes clearly cheaper on this machine now (one core busy stalls torch's thread pool),
+the observed choice overrides the threshold; between timed calls AUTO pays one countdown.
 
 >>> from puredl import accel
 >>> accel.get_current_mode().value
