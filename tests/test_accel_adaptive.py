@@ -192,6 +192,13 @@ def test_between_timed_calls_auto_does_not_consult_the_model():
         x.sum()
         small.sum()
     assert model.asked == 3 and accel.get_stats().timed_count == 1  # decide, plan, decide in observe
+    model.by_category["reduction"] = {(bucket(10**6), False): False}  # an override at another size
+    for _ in range(50):
+        small.sum()
+    assert model.asked == 3
+    model.by_category["reduction"][(bucket(10), False)] = True  # and one at this size
+    model.overrides[("reduction", bucket(10), False)] = True
+    assert where([small.sum()]) == ["torch"] and model.asked == 4
 
 
 # --------------------------------------------------------------------------- the log and the statistics

@@ -470,7 +470,7 @@ _last_op = ""
 # Only AUTO touches them; PURE and TORCH never read them.
 _sample_in = 1
 _model = _adaptive.CostModel()
-_overrides = _model.overrides  # non-empty only where observed costs overrule a threshold
+_overridden = _model.by_category  # categories where observed costs overrule a threshold
 _adaptive_on = True
 _PURE_FIXED_S = 4e-6  # a pure op's cost before its first element (priors of the cost model only)
 
@@ -487,14 +487,17 @@ def select(op: str, category: str, work: int, tensors: tuple):
     elif _fast_auto:
         global _sample_in
         _sample_in -= 1
-        # the common case costs this countdown: no timed call due and no observed override
-        if _sample_in > 0 and not _overrides and work < _thresholds[category]:
-            for t in tensors:  # a small op on pure data: stay on pure
-                if t._be is not _pure:
-                    break
-            else:
-                _count_pure(op)
-                return _pure, [t._impl for t in tensors]
+        # the common case costs this countdown and one lookup: no timed call due, no observed
+        # override in this category (or not for this size)
+        if _sample_in > 0 and work < _thresholds[category]:
+            ov = _overridden.get(category)
+            if ov is None or (int(work).bit_length() >> 1, False) not in ov:  # adaptive.bucket
+                for t in tensors:  # a small op on pure data: stay on pure
+                    if t._be is not _pure:
+                        break
+                else:
+                    _count_pure(op)
+                    return _pure, [t._impl for t in tensors]
     elif _fast_torch:  # TORCH mode, data already on torch's CPU backend
         tcpu = _tb
         for t in tensors:
@@ -526,7 +529,7 @@ def _select(op: str, category: str, work: int, tensors: tuple):
         else:
             if _logging:  # select() counts down only on the fast path
                 _sample_in -= 1
-            adapt = _sample_in <= 0 or bool(_overrides)
+            adapt = _sample_in <= 0 or category in _overridden
     if (
         not _logging and not adapt
     ):  # the common cases first: AUTO below threshold on pure data, TORCH on torch data
@@ -702,10 +705,10 @@ def adaptive_model() -> _adaptive.CostModel:
 
 def reset_adaptive(model: _adaptive.CostModel | None = None) -> None:
     """Forget what AUTO observed (or start from ``model``, e.g. one with a test clock)."""
-    global _model, _overrides, _sample_in
+    global _model, _overridden, _sample_in
     _put_back_every_kernel()
     _model = model if model is not None else _adaptive.CostModel()
-    _overrides = _model.overrides
+    _overridden = _model.by_category
     _sample_in = 1
 
 

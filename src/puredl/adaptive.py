@@ -126,9 +126,12 @@ class CostModel:
         self.margin = margin
         self.budget = budget
         self.keys: dict[tuple, _Key] = {}
-        # key -> use torch, only where the evidence overrides the threshold; accel checks its
-        # truthiness on AUTO's hot path, so it stays empty on a machine where the thresholds hold
+        # key -> use torch, only where the evidence overrides the threshold (empty on a machine
+        # where the thresholds hold)
         self.overrides: dict[tuple, bool] = {}
+        # the same, by category: {category: {(bucket, inputs on torch): use torch}}; a category
+        # is absent while none of its keys is overridden (AUTO's hot path looks only at that)
+        self.by_category: dict[str, dict[tuple, bool]] = {}
 
     def _book(self, key: tuple) -> _Key:
         k = self.keys.get(key)
@@ -216,10 +219,17 @@ class CostModel:
             return None
         new = not current
         k.follow_up, k.since_explore = False, 0  # the tries that led here are done
+        category, rest = key[0], key[1:]
         if new is prior:
             self.overrides.pop(key, None)
+            inner = self.by_category.get(category)
+            if inner is not None:
+                inner.pop(rest, None)
+                if not inner:
+                    del self.by_category[category]
         else:
             self.overrides[key] = new
+            self.by_category.setdefault(category, {})[rest] = new
         names = ("pure", "torch")
         return Move(op, key, work, names[current], names[new], cur_s, other_s, k.seen[current], k.seen[new])
 
