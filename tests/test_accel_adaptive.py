@@ -255,14 +255,14 @@ def test_exploration_never_tries_what_its_size_makes_expensive():
 
 
 def test_exploration_costs_at_most_its_budget():
-    m = CostModel(sample_gap=(16, 48), budget=0.02)
+    m = CostModel(sample_gap=(32, 96), budget=0.02)
     key = ("elementwise", bucket(10**5), False)
     for _ in range(MIN_OBS):
         m.observe(key, "add", 1e5, True, 1 * MS, prior=True)
         m.observe(key, "add", 1e5, False, 10 * MS, prior=True)  # pure 10x dearer
     timed = 10_000
     tries = sum(m.explore(key, True, 10 * MS, 1 * MS) for _ in range(timed))
-    calls = timed * 32  # one call in 32 on average is timed
+    calls = timed * 64  # one call in 64 on average is timed
     extra = tries * (10 * MS - 1 * MS) / (calls * 1 * MS)
     assert 0.005 < extra <= 0.02
 
@@ -271,11 +271,14 @@ def test_new_keys_are_timed_densely_until_they_can_be_compared():
     m = CostModel(sample_gap=(16, 48))
     key = ("activation", bucket(1000), False)
     assert 16 <= m.next_gap(key) < 48  # unknown key: the ordinary gap
-    m.observe(key, "relu", 1000, False, 50 * US, prior=False)
-    assert m.next_gap(key) == 1
+    for _ in range(MIN_OBS):
+        m.observe(key, "relu", 1000, False, 50 * US, prior=False)
+        assert m.next_gap(key) == 1
     for _ in range(MIN_OBS):
         m.drop(key)
-    assert m.next_gap(key) >= 16  # an op that cannot be timed is not retried at every call
+    # an op that cannot be timed is not retried at every call; a 50 us op is timed one call in 12
+    # (6 us of bookkeeping is 1% of its time), dearer than the ordinary 16-47
+    assert m.next_gap(key) == 12
 
 
 def test_adaptive_can_be_turned_off_from_the_environment():

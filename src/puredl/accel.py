@@ -7,9 +7,10 @@ that backend. ``work`` is the op's size: output elements for elementwise, activa
 threshold, so data stays where it was last computed. CUDA tensors always run on their device.
 
 ``select`` is on every op's hot path: PURE mode with pure inputs returns after one loop. AUTO
-also keeps a cost model (``puredl.adaptive``): one call in 16-47 is timed, and where the other
-backend observes clearly cheaper on this machine now (one core busy stalls torch's thread pool),
-the observed choice overrides the threshold; between timed calls AUTO pays one countdown.
+also keeps a cost model (``puredl.adaptive``): one call in 32-95 is timed (more of dear ops),
+and where the other backend observes clearly cheaper on this machine now (one core busy stalls
+torch's thread pool), the observed choice overrides the threshold; between timed calls AUTO
+pays one countdown and one lookup.
 
 >>> from puredl import accel
 >>> accel.get_current_mode().value

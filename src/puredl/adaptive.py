@@ -2,7 +2,7 @@
 
 The calibrated thresholds are measured once, on a quiet machine. When another process holds a
 core, torch's intra-op thread pool can stall an op for milliseconds whatever its size, and the
-threshold's choice becomes the slow one. So AUTO times a few of its own calls (one in 16-47, the
+threshold's choice becomes the slow one. So AUTO times a few of its own calls (one in 32-95, the
 gap drawn at random so that it never locks onto one op of a repeating training step), keeps the
 last few timings of each backend per key ``(category, size bucket, inputs on torch)``, tries
 the other backend now and then (as rarely as its expected extra cost allows), and overrides the
@@ -39,7 +39,9 @@ MARGIN = 1.25  # the other backend's median must be this much cheaper (hysteresi
 MIN_GAIN_S = 5e-6
 BUDGET = 0.02  # exploration may cost at most this share of a key's time, on its estimates
 MAX_EXPLORE_EXTRA_S = 0.02  # never try a backend expected to cost this much more per call
-SAMPLE_GAP = (16, 48)  # one call in 16..47 is timed (uniform gap; mean 31.5)
+SAMPLE_GAP = (32, 96)  # one call in 32..95 is timed (uniform gap; mean 63.5) ...
+TIMED_CALL_S = 6e-6  # ... each costing ~6 us of bookkeeping, so a key whose calls cost more
+TIMING_SHARE = 0.01  # is timed more often: at most this share of its time (a 1 ms op: every call)
 MIN_EXPLORE_GAP = 2  # timed calls of a key between two explorations, at least
 STEADY_EXPLORE_GAP = 8  # ... once both backends are measured (even when they look alike)
 
@@ -166,7 +168,12 @@ class CostModel:
             if seen < MIN_OBS or k.follow_up or (min(k.seen) < MIN_OBS and k.explore_gap <= MIN_EXPLORE_GAP):
                 return 1
         lo, hi = self.sample_gap
-        return lo + int(self.rng.random() * (hi - lo))
+        gap = lo + int(self.rng.random() * (hi - lo))
+        if k is not None:
+            known = [m for m in k.median if m]
+            if known:  # dear ops are timed often: a stall costs most there, and timing least
+                gap = min(gap, max(1, math.ceil(TIMED_CALL_S / (TIMING_SHARE * min(known)))))
+        return gap
 
     def _explore(self, k: _Key, use_torch: bool, prior_pure_s: float, prior_torch_s: float) -> bool:
         """As often as the budget allows: the gap between explorations grows with how much dearer
