@@ -6,7 +6,7 @@ threshold's choice becomes the slow one. So AUTO times a few of its own calls (o
 gap drawn at random so that it never locks onto one op of a repeating training step), keeps the
 last few timings of each backend per key ``(category, size bucket, inputs on torch)``, tries
 the other backend now and then (as rarely as its expected extra cost allows), and overrides the
-threshold when the other backend's recent median is cheaper by a margin (25% and 5 us).
+threshold when the other backend's typical recent cost is lower by a margin (25% and 5 us).
 
 This module only keeps the books: ``puredl.accel`` asks it what to run and reports timings. It
 imports nothing from puredl, and takes its clock and random source as arguments, so tests drive
@@ -18,7 +18,7 @@ it with made-up durations.
 ...     _ = m.observe(key, "sum", 100_000, True, 8e-3, prior=True)   # torch: 8 ms (stalling)
 ...     move = m.observe(key, "sum", 100_000, False, 0.85e-3, prior=True)  # pure: 0.85 ms
 >>> str(move)
-'sum 100.0k: torch -> pure (observed torch 8.00 ms vs pure 850 us, medians over 3 and 3 calls)'
+'sum 100.0k: torch -> pure (observed torch 8.00 ms vs pure 850 us, typical of 3 and 3 timed calls)'
 >>> m.decide(key, True)
 False
 """
@@ -31,9 +31,9 @@ import time
 from collections.abc import Callable
 from typing import NamedTuple
 
-WINDOW = 5  # timings kept per backend and key: the median of five ignores one or two stalls
+WINDOW = 5  # timings kept per backend and key (the cost is the second-lowest: see _typical)
 MIN_OBS = 3  # timings each backend needs before the evidence can move the choice
-MARGIN = 1.25  # the other backend's median must be this much cheaper (hysteresis: no flapping)
+MARGIN = 1.25  # the other backend's cost must be this much lower (hysteresis: no flapping)
 # ... and cheaper by this much: a timing covers the inputs' conversion and the kernel, not the
 # ~3 us a torch result costs afterwards (its wrapper, freeing it), so tiny gaps are not evidence
 MIN_GAIN_S = 5e-6
@@ -64,10 +64,11 @@ def _secs(s: float) -> str:
     return f"{s * 1e6:.0f} us"
 
 
-def _median(xs: list) -> float:
-    s = sorted(xs)
-    n = len(s)
-    return s[(n - 1) // 2]  # the lower median: a stall is an upper outlier
+def _typical(xs: list) -> float:
+    """The second-lowest of five (the lowest of three): a cost only counts when most calls pay
+    it, so a busy core's stall (nearly every call of a parallel op) counts and a preemption or a
+    garbage collection now and then (on any op) does not."""
+    return sorted(xs)[(len(xs) - 1) // 3]
 
 
 class Move(NamedTuple):
@@ -78,7 +79,7 @@ class Move(NamedTuple):
     work: float
     old: str  # "pure" or "torch"
     new: str
-    old_s: float  # recent median seconds per call of each
+    old_s: float  # typical recent seconds per call of each
     new_s: float
     old_n: int  # timings seen of each
     new_n: int
@@ -86,8 +87,8 @@ class Move(NamedTuple):
     def __str__(self) -> str:
         return (
             f"{self.op} {_human(self.work)}: {self.old} -> {self.new} (observed {self.old} "
-            f"{_secs(self.old_s)} vs {self.new} {_secs(self.new_s)}, medians over {self.old_n} "
-            f"and {self.new_n} calls)"
+            f"{_secs(self.old_s)} vs {self.new} {_secs(self.new_s)}, typical of {self.old_n} "
+            f"and {self.new_n} timed calls)"
         )
 
 
@@ -98,7 +99,7 @@ class _Key:
 
     def __init__(self):
         self.recent: tuple[list, list] = ([], [])
-        self.median: list = [None, None]  # of recent, once it holds MIN_OBS timings
+        self.median: list = [None, None]  # _typical(recent), once it holds MIN_OBS timings
         self.seen = [0, 0]
         self.dropped = 0  # timed calls whose kernel never ran where timed (an op outside the contract)
         self.since_explore = 0
@@ -217,7 +218,7 @@ class CostModel:
             del r[0]
         k.seen[torch] += 1
         if len(r) >= MIN_OBS:
-            k.median[torch] = _median(r)
+            k.median[torch] = _typical(r)
         current = self.decide(key, prior)
         cur_s, other_s = k.median[current], k.median[not current]
         if torch is not current and cur_s is not None and seconds * self.margin + MIN_GAIN_S < cur_s:
@@ -241,7 +242,7 @@ class CostModel:
         return Move(op, key, work, names[current], names[new], cur_s, other_s, k.seen[current], k.seen[new])
 
     def table(self) -> list[tuple]:
-        """``(key, pure median or None, torch median or None, overridden choice or None)`` per key."""
+        """``(key, pure cost or None, torch cost or None, overridden choice or None)`` per key."""
         rows = []
         for key, k in sorted(self.keys.items()):
             rows.append((key, k.median[0], k.median[1], self.overrides.get(key)))
