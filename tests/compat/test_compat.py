@@ -28,7 +28,7 @@ def _needs(what: str):
 
 
 PROGRAMS = [
-    pytest.param("poly_fit", marks=_needs("in-place `a -= lr * a.grad` on a leaf (core redesign)")),
+    pytest.param("poly_fit"),  # in-place `a -= lr * a.grad` on a leaf: done in the core redesign
     pytest.param("custom_function"),
     pytest.param("dataset_loop"),
     pytest.param("quickstart"),
