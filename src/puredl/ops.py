@@ -13,7 +13,7 @@ from puredl import accel, autograd
 from puredl import dtypes as dt
 from puredl.autograd import Function
 from puredl.shapes import broadcast_shapes
-from puredl.tensor import Tensor, _wrap, version_cell
+from puredl.tensor import Tensor, _wrap
 
 ELEMENTWISE, MATMUL, REDUCTION, ACTIVATION, SHAPE = (
     "elementwise",
@@ -38,23 +38,16 @@ def _record(node: Function, inputs: tuple, out: Tensor, saved: tuple = (), saved
                     node.edges = (inputs[0]._node,)
                 elif len(inputs) == 2:
                     node.edges = (inputs[0]._node, inputs[1]._node)
+                elif len(inputs) == 3:
+                    node.edges = (inputs[0]._node, inputs[1]._node, inputs[2]._node)
                 else:
                     node.edges = tuple([x._node for x in inputs])
                 if saved or saved_out:
-                    # the saved tensors' versions now: backward compares (autograd.check_versions)
-                    versions = []
-                    for x in saved:
-                        cell = x._vc
-                        if cell is not None:
-                            versions.append(cell[0])
-                        elif x._view is not None:  # a view counts its base's changes
-                            versions.append(version_cell(x)[0])
-                        else:  # never changed, no counter yet (a change makes one, and backward sees it)
-                            versions.append(0)
+                    # the last in-place change so far: backward checks nothing changed since
                     cell = None
                     if saved_out:
                         out._vc = cell = [0]  # a fresh result: its counter starts here
-                    node.versions = (saved, versions, cell)
+                    node.versions = (saved, autograd._changes, cell)
                 out._rg = True
                 out._node = node
                 break
@@ -206,8 +199,8 @@ def binary(op: str, a, b) -> Tensor:
     be, (ia, ib) = accel.select(op, ELEMENTWISE, work, (a, b))
     out_impl = be.binary(op, ia, ib, out_dtype)
     out = _wrap(out_impl, be)
-    if spec.grad_a is None:
-        return out
+    if spec.grad_a is None or not ((a._rg or b._rg) and autograd._grad_enabled):
+        return out  # nothing to record (gradient rules run here with recording off: the common case)
     node = Binary()
     node.op, node.scalar = op, None
     reads = (spec.reads_a if a._rg else 0) | (spec.reads_b if b._rg else 0)
@@ -239,7 +232,7 @@ def _scalar_op(op: str, a: Tensor, s, reverse: bool) -> Tensor:
     be, (ia,) = accel.select(op, ELEMENTWISE, _numel(a.shape), (a,))
     out_impl = be.binary_scalar(op, ia, s, reverse, out_dtype)
     out = _wrap(out_impl, be)
-    if spec.grad_a is None:
+    if spec.grad_a is None or not (a._rg and autograd._grad_enabled):
         return out
     node = Binary()
     node.op, node.scalar = op, (s, reverse)
@@ -358,7 +351,7 @@ def unary(op: str, a: Tensor) -> Tensor:
     be, (ia,) = accel.select(op, spec.category, _numel(a.shape), (a,))
     out_impl = be.unary(op, ia, out_dtype)
     out = _wrap(out_impl, be)
-    if spec.grad is None:
+    if spec.grad is None or not (a._rg and autograd._grad_enabled):
         return out
     node = Unary()
     node.op = op

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from puredl import autograd
 from puredl import dtypes as dt
 from puredl.backends import pure as _pure
 from puredl.legacy import TensorMeta
@@ -39,7 +40,13 @@ def version_cell(t: Tensor) -> list:
 
 def bump_version(t: Tensor) -> None:
     """Count one in-place change of ``t``'s storage (seen by every view and saved copy of it)."""
-    version_cell(t)[0] += 1
+    cell = t._vc
+    if cell is None:
+        cell = version_cell(t)
+    link = autograd._changes  # log the change first (autograd.check_versions reads the log)
+    link[0], link[1] = cell, cell[0]
+    link[2] = autograd._changes = [None, 0, None]
+    cell[0] += 1
 
 
 class ValuesIndices(NamedTuple):
