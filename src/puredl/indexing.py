@@ -52,9 +52,43 @@ def getitem(t: Tensor, key) -> Tensor:
     if isinstance(key, Tensor) and key.dtype is dt.bool_:
         return _mask_select(t, key)
     keys = key if isinstance(key, tuple) else (key,)
+    if any(isinstance(k, range) for k in keys):  # x[range(n), y]: a range is a list of indices
+        keys = tuple(list(k) if isinstance(k, range) else k for k in keys)
     if any(_is_advanced(k) for k in keys):
-        return _gather(t, keys)
+        return _advanced(t, keys)
     return ops.getitem_basic(t, normalize_basic_key(key, t.shape))
+
+
+def _advanced(t: Tensor, keys: tuple) -> Tensor:
+    """Integer-tensor/list indices mixed with slices and ints anywhere (``v[:, [-1]]``), torch's rule:
+    ints select first; then the indexed dims are replaced by the broadcast index shape, in place
+    when the indices are adjacent,
+    in front otherwise. Done as basic slicing, a permute that brings the indexed dims first, a gather."""
+    if any(k is None for k in keys):
+        raise IndexError("None (a new axis) together with integer-tensor indices is not supported")
+    if sum(1 for k in keys if k is Ellipsis) > 1:
+        raise IndexError("an index can only have a single ellipsis ('...')")
+    n_real = sum(1 for k in keys if k is not Ellipsis)
+    if n_real > t.ndim:
+        raise IndexError(f"too many indices for tensor of dimension {t.ndim} (got {n_real})")
+    full: list = []
+    for k in keys:
+        full.extend([slice(None)] * (t.ndim - n_real) if k is Ellipsis else [k])
+    full.extend([slice(None)] * (t.ndim - len(full)))
+    # torch (unlike NumPy) applies int indices first, as basic indexing: they only remove dims
+    t = getitem(t, tuple(slice(None) if _is_advanced(k) else k for k in full))
+    full = [k for k in full if not isinstance(k, int) or isinstance(k, bool)]
+    adv = [i for i, k in enumerate(full) if _is_advanced(k)]
+    if adv == list(range(len(adv))):
+        return _gather(t, tuple(full[i] for i in adv))
+    rest = [d for d in range(t.ndim) if d not in adv]
+    out = _gather(t.permute(tuple(adv + rest)), tuple(full[i] for i in adv))
+    b = out.ndim - len(rest)  # the broadcast index dims, now first
+    if adv != list(range(adv[0], adv[0] + len(adv))):
+        return out  # not adjacent: they stay in front
+    at = adv[0]
+    order = list(range(b, b + at)) + list(range(b)) + list(range(b + at, out.ndim))
+    return out.permute(tuple(order))
 
 
 def _as_index(k, device: str) -> Tensor:

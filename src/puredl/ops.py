@@ -444,8 +444,9 @@ class Matmul(Function):
         return ga, gb
 
 
-def matmul(a: Tensor, b: Tensor) -> Tensor:
+def matmul(input: Tensor, other: Tensor) -> Tensor:  # noqa: A002 - torch's argument names
     """``torch.matmul`` semantics: 1-D, 2-D, batched with broadcast batch dimensions."""
+    a, b = input, other
     if not isinstance(a, Tensor) or not isinstance(b, Tensor):
         raise TypeError("matmul: both operands must be Tensors")
     if a.ndim == 0 or b.ndim == 0:

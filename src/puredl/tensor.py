@@ -97,6 +97,8 @@ class Tensor(metaclass=TensorMeta):  # the metaclass gives torch's Tensor(data) 
             n *= s
         return n
 
+    nelement = numel  # torch's older name, still in lecture code
+
     def size(self, dim: int | None = None):
         if dim is None:
             return self.shape
@@ -438,8 +440,8 @@ class Tensor(metaclass=TensorMeta):  # the metaclass gives torch's Tensor(data) 
         return _ops().unary("logical_not", self)
 
     # ------------------------------------------------------------------ math methods
-    def matmul(self, o):
-        return _ops().matmul(self, o)
+    def matmul(self, other):
+        return _ops().matmul(self, other)
 
     # methods of the elementwise ops (exp, relu, add, eq, ...) are installed from ops' tables
 
@@ -454,11 +456,12 @@ class Tensor(metaclass=TensorMeta):  # the metaclass gives torch's Tensor(data) 
 
     clip = clamp
 
-    def sum(self, dim=None, keepdim: bool = False, dtype=None):
-        return _ops().sum_(self, dim, keepdim, dtype)
+    def sum(self, dim=None, keepdim: bool = False, dtype=None, *, keepdims: bool | None = None):
+        # keepdims: NumPy's spelling, which torch also accepts (the makemore lectures use it)
+        return _ops().sum_(self, dim, keepdim if keepdims is None else keepdims, dtype)
 
-    def mean(self, dim=None, keepdim: bool = False):
-        return _ops().mean(self, dim, keepdim)
+    def mean(self, dim=None, keepdim: bool = False, *, keepdims: bool | None = None):
+        return _ops().mean(self, dim, keepdim if keepdims is None else keepdims)
 
     def var(self, dim=None, keepdim: bool = False, correction: int = 1, unbiased: bool | None = None):
         return _ops().var(self, dim, keepdim, correction, unbiased)

@@ -831,3 +831,7 @@ def nll_loss_backward(
         else:
             out.extend([-ac for ac in a])
     return PureArray(array(logp.buf.typecode, out), (n, c))
+
+
+# the CNN family and top-k live in their own module (kernels only, like this one)
+from puredl.backends.pure_conv import col2im, conv2d, conv2d_backward, im2col, topk  # noqa: E402, F401

@@ -84,6 +84,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     sub.add_parser("defaults", help="print every config key with its default and meaning")
 
+    from puredl.finetune.benchmark_eval import add_eval_parser, run_eval_command
+
+    add_eval_parser(sub)
+    sub.choices["eval"].set_defaults(finetune_handler=run_eval_command)
+
 
 def run(args: argparse.Namespace) -> int:
     """Dispatch; user-facing failures print one clear message and return exit code 2."""
@@ -153,6 +158,8 @@ def _out(text: str) -> None:
 
 
 def _run(command: str, args: argparse.Namespace) -> int:
+    if getattr(args, "finetune_handler", None):  # subcommands that bring their own handler (eval)
+        return args.finetune_handler(args)
     from puredl.finetune.config import describe_defaults, load_config
 
     if command == "defaults":
