@@ -59,9 +59,9 @@ from puredl.ops import (
     var,
     where,
 )
-from puredl.ops import max_ as max  # noqa: A004
-from puredl.ops import min_ as min  # noqa: A004
-from puredl.ops import sum_ as sum  # noqa: A004
+from puredl.ops import reduce_max as max  # noqa: A004
+from puredl.ops import reduce_min as min  # noqa: A004
+from puredl.ops import reduce_sum as sum  # noqa: A004
 from puredl.ops_select import masked_fill, mm, multinomial, topk, tril, triu
 from puredl.ops_window import conv2d
 from puredl.placement import device, get_default_device, set_default_device

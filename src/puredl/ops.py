@@ -69,7 +69,7 @@ def unbroadcast(grad: Tensor, shape: tuple) -> Tensor:
     dims = tuple(range(lead)) + tuple(
         lead + i for i, n in enumerate(shape) if n == 1 and grad.shape[lead + i] != 1
     )
-    return sum_(grad, dims, keepdim=True).reshape(shape)
+    return reduce_sum(grad, dims, keepdim=True).reshape(shape)
 
 
 # =========================================================================== elementwise, two tensors
@@ -488,7 +488,7 @@ class Linear(Function):
         gw = matmul(g2.transpose(0, 1), x2) if w._rg else None
         gb = None
         if len(self.inputs) == 3 and self.inputs[2]._rg:
-            gb = sum_(g2, 0)
+            gb = reduce_sum(g2, 0)
         return (gx, gw) if gb is None else (gx, gw, gb)
 
 
@@ -555,7 +555,7 @@ class Sum(Function):
         return (g.expand(a.shape),)
 
 
-def sum_(a: Tensor, dim=None, keepdim: bool = False, dtype=None) -> Tensor:
+def reduce_sum(a: Tensor, dim=None, keepdim: bool = False, dtype=None) -> Tensor:
     dims = normalize_dims(dim, a.ndim, "sum")
     out_dtype = dt.as_dtype(dtype) if dtype is not None else (a.dtype if a.dtype.rank > 0 else dt.int64)
     if a.dtype is not out_dtype:
@@ -571,7 +571,7 @@ def mean(a: Tensor, dim=None, keepdim: bool = False) -> Tensor:
         raise TypeError(f"mean: expected a floating point tensor, got {a.dtype.name}")
     dims = normalize_dims(dim, a.ndim, "mean")
     count = _numel(tuple(a.shape[d] for d in dims))
-    return sum_(a, dims, keepdim) / float(count) if count else sum_(a, dims, keepdim) * math.nan
+    return reduce_sum(a, dims, keepdim) / float(count) if count else reduce_sum(a, dims, keepdim) * math.nan
 
 
 def var(
@@ -582,7 +582,7 @@ def var(
     dims = normalize_dims(dim, a.ndim, "var")
     count = _numel(tuple(a.shape[d] for d in dims))
     centered = a - mean(a, dims, keepdim=True)
-    return sum_(centered * centered, dims, keepdim) / float(max(count - correction, 0))
+    return reduce_sum(centered * centered, dims, keepdim) / float(max(count - correction, 0))
 
 
 def std(
@@ -619,7 +619,7 @@ class MaxAll(Function):
         (a,) = self.inputs
         out = _wrap(*self.saved)
         mask = cast(binary("eq", a, out), g.dtype)
-        return (mask * (g / sum_(mask)),)  # ties share the gradient, like torch
+        return (mask * (g / reduce_sum(mask)),)  # ties share the gradient, like torch
 
 
 def _max_min(a: Tensor, dim, keepdim: bool, largest: bool):
@@ -643,11 +643,11 @@ def _max_min(a: Tensor, dim, keepdim: bool, largest: bool):
     return ValuesIndices(_record(node, (a,), _wrap(values_impl, be)), _wrap(idx_impl, be))
 
 
-def max_(a: Tensor, dim=None, keepdim: bool = False):
+def reduce_max(a: Tensor, dim=None, keepdim: bool = False):
     return _max_min(a, dim, keepdim, True)
 
 
-def min_(a: Tensor, dim=None, keepdim: bool = False):
+def reduce_min(a: Tensor, dim=None, keepdim: bool = False):
     return _max_min(a, dim, keepdim, False)
 
 
@@ -678,8 +678,8 @@ class Softmax(Function):
     def backward(self, g):
         out = _wrap(*self.saved)
         if self.log:
-            return (g - unary("exp", out) * sum_(g, self.dim, keepdim=True),)
-        return (out * (g - sum_(g * out, self.dim, keepdim=True)),)
+            return (g - unary("exp", out) * reduce_sum(g, self.dim, keepdim=True),)
+        return (out * (g - reduce_sum(g * out, self.dim, keepdim=True)),)
 
 
 def _softmax(a: Tensor, dim: int, log_: bool) -> Tensor:

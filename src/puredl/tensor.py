@@ -232,9 +232,6 @@ class Tensor(metaclass=TensorMeta):  # the metaclass gives torch's Tensor(data) 
         if self._node is not None:
             retain(self._node, self)
 
-    def zero_grad_(self) -> None:
-        self.grad = None
-
     # ------------------------------------------------------------------ conversion
     def to(self, *args, **kwargs) -> Tensor:
         """``t.to(dtype)``, ``t.to("cuda:0")``, ``t.to(device, dtype)``."""
@@ -458,7 +455,7 @@ class Tensor(metaclass=TensorMeta):  # the metaclass gives torch's Tensor(data) 
 
     def sum(self, dim=None, keepdim: bool = False, dtype=None, *, keepdims: bool | None = None):
         # keepdims: NumPy's spelling, which torch also accepts (the makemore lectures use it)
-        return _ops().sum_(self, dim, keepdim if keepdims is None else keepdims, dtype)
+        return _ops().reduce_sum(self, dim, keepdim if keepdims is None else keepdims, dtype)
 
     def mean(self, dim=None, keepdim: bool = False, *, keepdims: bool | None = None):
         return _ops().mean(self, dim, keepdim if keepdims is None else keepdims)
@@ -470,10 +467,10 @@ class Tensor(metaclass=TensorMeta):  # the metaclass gives torch's Tensor(data) 
         return _ops().std(self, dim, keepdim, correction, unbiased)
 
     def max(self, dim=None, keepdim: bool = False):
-        return _ops().max_(self, dim, keepdim)
+        return _ops().reduce_max(self, dim, keepdim)
 
     def min(self, dim=None, keepdim: bool = False):
-        return _ops().min_(self, dim, keepdim)
+        return _ops().reduce_min(self, dim, keepdim)
 
     def argmax(self, dim=None, keepdim: bool = False):
         return _ops().argmax(self, dim, keepdim)

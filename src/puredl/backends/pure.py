@@ -123,12 +123,6 @@ def _broadcast_strides(a: PureArray, shape: tuple) -> tuple:
     return (0,) * lead + tuple(0 if n == 1 and m != 1 else st for n, m, st in pairs)
 
 
-def _new(typecode: str, data, shape: tuple) -> PureArray:
-    if not (isinstance(data, array) and data.typecode == typecode):
-        data = array(typecode, data)
-    return PureArray(data, shape)
-
-
 # --------------------------------------------------------------------------- creation and export
 
 
