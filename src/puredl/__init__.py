@@ -12,6 +12,7 @@ tensor([[2., 4.]])
 # subpackages of the pure tier (standard library only; they import Tensor lazily where needed);
 # accelerator, utils, legacy, modes and placement are torch's surface outside the core (issue #13)
 from puredl import accelerator, data, datasets, nn, optim, utils  # noqa: E402
+from puredl import autograd_function as _autograd_function  # noqa: F401 - installs Function.apply
 from puredl import ops as _ops_module
 from puredl.autograd import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
 from puredl.creation import (

@@ -98,13 +98,14 @@ class Function:
     @classmethod
     def apply(cls, *args, **kwargs):
         """Public custom functions: ``MyFn.apply(x)`` with static forward/backward (see autograd_function)."""
-        from puredl.autograd_function import apply
-
-        return apply(cls, *args, **kwargs)
+        return _custom_apply(cls, *args, **kwargs)
 
     def __repr__(self) -> str:
         return f"<{self.name}>"
 
+
+# runs a public custom Function; autograd_function (above this layer) installs it when imported
+_custom_apply: Callable = None  # type: ignore[assignment]
 
 _FREED = "freed"
 
