@@ -14,10 +14,7 @@ from __future__ import annotations
 
 from puredl._optional import require
 from puredl.autograd import Function
-
-
-class DeviceUnavailableError(RuntimeError):
-    """A device was asked for that this machine (or this torch build) does not have."""
+from puredl.placement import DeviceUnavailableError, check_cuda  # noqa: F401 - devices' public names
 
 
 def parse_device(device: str) -> tuple[str, int | None]:
@@ -40,30 +37,6 @@ def canonical(device: str) -> str:
 
 def _torch():
     return require("torch", "torch", "CUDA tensors and torch interop")
-
-
-def check_cuda(index: int) -> None:
-    """Raise DeviceUnavailableError saying what to check when ``cuda:index`` cannot be used."""
-    torch = _torch()
-    if not torch.cuda.is_available():
-        build = torch.__version__
-        cpu_only = torch.version.cuda is None
-        why = (
-            f"this torch ({build}) is a CPU-only build; install a CUDA build of torch"
-            if cpu_only
-            else f"torch {build} (CUDA {torch.version.cuda}) sees no GPU; check `nvidia-smi`, the NVIDIA "
-            "driver and CUDA_VISIBLE_DEVICES"
-        )
-        raise DeviceUnavailableError(
-            f"device 'cuda:{index}' was requested but CUDA is not available: {why}. "
-            "`puredl accel info` shows what puredl can see; use device='cpu' to run without a GPU."
-        )
-    count = torch.cuda.device_count()
-    if index >= count:
-        raise DeviceUnavailableError(
-            f"device 'cuda:{index}' was requested but only {count} CUDA device(s) are visible "
-            f"(cuda:0..cuda:{count - 1}); check CUDA_VISIBLE_DEVICES"
-        )
 
 
 def list_devices() -> list[str]:
