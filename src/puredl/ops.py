@@ -492,6 +492,13 @@ class Linear(Function):
         return (gx, gw) if gb is None else (gx, gw, gb)
 
 
+def _linear_reads(x: Tensor, w: Tensor) -> tuple:
+    """What linear's gradients read, as torch: x's gradient reads w, w's gradient reads x."""
+    if x._rg:
+        return (w, x) if w._rg else (w,)
+    return (x,) if w._rg else ()
+
+
 def linear(x: Tensor, w: Tensor, b: Tensor | None = None) -> Tensor:
     """``x @ w.T + b`` as one node (one addmm on torch): x (..., in), w (out, in), b (out,) or None."""
     if not isinstance(x, Tensor) or not isinstance(w, Tensor) or not (b is None or isinstance(b, Tensor)):
@@ -512,10 +519,10 @@ def linear(x: Tensor, w: Tensor, b: Tensor | None = None) -> Tensor:
     work = _numel(x.shape) * w.shape[0]  # multiply-adds
     if b is None:
         be, (ix, iw) = accel.select("linear", MATMUL, work, (x, w))
-        saved = ((w,) if x._rg else ()) + ((x,) if w._rg else ())  # what each gradient reads, as torch
+        saved = _linear_reads(x, w)
         return _record(Linear(), (x, w), _wrap(be.linear(ix, iw, None, dtype), be), saved)
     be, (ix, iw, ib) = accel.select("linear", MATMUL, work, (x, w, b))
-    saved = ((w,) if x._rg else ()) + ((x,) if w._rg else ())
+    saved = _linear_reads(x, w)
     return _record(Linear(), (x, w, b), _wrap(be.linear(ix, iw, ib, dtype), be), saved)
 
 
