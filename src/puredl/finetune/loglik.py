@@ -39,7 +39,7 @@ TIE_TOL = 1e-6  # scores closer than this count as a tie (float32 log-softmax no
 # ----------------------------------------------------------------------------- whole texts
 
 
-def text_nlls(
+def token_nlls(
     model: Any,
     tokenizer: Any,
     texts: Sequence[str],
@@ -48,12 +48,12 @@ def text_nlls(
     add_eos: bool = True,
     device: str | None = None,
     progress: bool = False,
-) -> list[tuple[float, int]]:
-    """``(negative log-likelihood in nats, predicted tokens)`` of each text that has a token to predict.
+) -> list[list[float]]:
+    """The negative log-likelihood (nats) of every predicted token of each text that has one.
 
     Each text is encoded as in training: ``<bos>`` then its tokens (and ``<eos>`` when ``add_eos``),
-    every token after ``<bos>`` predicted; batches are right-padded (padding never feeds a
-    scored position in a causal model).
+    cut at ``max_length``, every token after ``<bos>`` predicted; batches are right-padded
+    (padding never feeds a scored position in a causal model).
     """
     torch = io.torch_module()
     if batch_size < 1:
@@ -70,7 +70,7 @@ def text_nlls(
             seqs.append((ids, len(prefix)))
     order = sorted(range(len(seqs)), key=lambda i: len(seqs[i][0]))
     pad = io.pad_id(tokenizer)
-    results: list[tuple[float, int]] = [(0.0, 0)] * len(seqs)
+    results: list[list[float]] = [[] for _ in seqs]
     with io.evaluating(model):
         groups = io.batches(order, batch_size)
         for batch in io.progress(groups, len(groups), "fluency", progress):
@@ -90,8 +90,50 @@ def text_nlls(
                 logits.reshape(-1, logits.shape[-1]), target.reshape(-1), ignore_index=-100, reduction="none"
             ).reshape(target.shape)
             for row, i in enumerate(batch):
-                results[i] = (float(nll[row].sum()), int((target[row] != -100).sum()))
+                seq, start = seqs[i]
+                results[i] = nll[row, start - 1 : len(seq) - 1].double().tolist()
     return results
+
+
+def text_nlls(
+    model: Any,
+    tokenizer: Any,
+    texts: Sequence[str],
+    batch_size: int = 4,
+    max_length: int = 256,
+    add_eos: bool = True,
+    device: str | None = None,
+    progress: bool = False,
+) -> list[tuple[float, int]]:
+    """``(negative log-likelihood in nats, predicted tokens)`` of each text that has a token to predict."""
+    per_token = token_nlls(model, tokenizer, texts, batch_size, max_length, add_eos, device, progress)
+    return [(sum(t), len(t)) for t in per_token]
+
+
+def text_nlls_with_and_without_eos(
+    model: Any,
+    tokenizer: Any,
+    texts: Sequence[str],
+    batch_size: int = 4,
+    max_length: int = 256,
+    device: str | None = None,
+    progress: bool = False,
+) -> tuple[list[tuple[float, int]], list[tuple[float, int]]]:
+    """``text_nlls`` without and with ``<eos>`` from one forward pass.
+
+    A causal model predicts a text's tokens the same way whether ``<eos>`` follows or not, so the
+    variant without it is the variant with it minus its last term (when the text kept its
+    ``<eos>`` inside ``max_length``).
+    """
+    if tokenizer.eos_token_id is None:
+        raise ValueError("the tokenizer has no eos token: perplexity with <eos> is undefined")
+    prefix = len(io.context_ids(tokenizer, ""))
+    lengths = [len(io.plain_ids(tokenizer, t)) for t in texts]
+    if prefix >= max_length or not all(lengths):
+        raise ValueError("every text needs a token to predict within max_length (an empty text has none)")
+    with_eos = token_nlls(model, tokenizer, texts, batch_size, max_length, True, device, progress)
+    without = [t[:-1] if prefix + n < max_length else t for t, n in zip(with_eos, lengths)]
+    return [(sum(t), len(t)) for t in without], [(sum(t), len(t)) for t in with_eos]
 
 
 def perplexity(nll: float, tokens: int) -> float:

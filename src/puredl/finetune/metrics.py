@@ -174,12 +174,13 @@ def validate_fluency(
     """
     if not texts:
         raise ValueError("fluency needs at least one text")
-    measures = {}
-    for name, eos in (("heldout_no_eos", False), ("heldout_eos", True)):
-        per_text = loglik.text_nlls(
-            model, tokenizer, texts, batch_size, max_length, add_eos=eos, device=device, progress=progress
-        )
-        measures[name] = _fluency_measure(per_text, eos)
+    without, with_eos = loglik.text_nlls_with_and_without_eos(
+        model, tokenizer, texts, batch_size, max_length, device=device, progress=progress
+    )
+    measures = {
+        "heldout_no_eos": _fluency_measure(without, False),
+        "heldout_eos": _fluency_measure(with_eos, True),
+    }
     primary = capability("fluency").primary
     return _with_primary(measures, primary, perplexity_eos=measures["heldout_eos"]["perplexity"])
 
@@ -262,6 +263,34 @@ def _by_direction(questions: Sequence[ChoiceQuestion], outcomes: Sequence[Choice
     return out
 
 
+def terminology_question_sets(
+    taught: Sequence[TermEntry],
+    heldout: Sequence[TermEntry] = (),
+    heldout_pool: Sequence[TermEntry] | None = None,
+    transfer: Sequence[TermEntry] = (),
+    n_candidates: int = 5,
+) -> dict[str, list[ChoiceQuestion]]:
+    """The questions of each group: ``taught`` and ``heldout`` (trained format, both directions,
+    distractors from the group's own pool) and ``transfer`` (quoted template, ko->en, distractors
+    from ``taught``); an empty group is left out."""
+    sets: dict[str, list[ChoiceQuestion]] = {}
+    if taught:
+        sets["taught"] = term_questions(taught, taught, n_candidates, group="taught")
+    if heldout:
+        pool = heldout if heldout_pool is None else heldout_pool
+        sets["heldout"] = term_questions(heldout, pool, n_candidates, group="heldout")
+    if transfer:
+        sets["transfer"] = term_questions(
+            transfer,
+            taught or transfer,
+            n_candidates,
+            ("ko_to_en",),
+            TERM_TRANSFER_TEMPLATES,
+            group="transfer",
+        )
+    return sets
+
+
 def validate_terminology(
     model: Any,
     tokenizer: Any,
@@ -286,24 +315,14 @@ def validate_terminology(
     """
     if not taught and not heldout:
         raise ValueError("terminology needs at least one dictionary entry")
-    if scorings[0] != "sum" and "sum" not in scorings:
+    if "sum" not in scorings:
         raise ValueError("terminology scorings must include 'sum' (the primary measure)")
-    sets: list[tuple[str, list[ChoiceQuestion], Sequence[str]]] = []
-    if taught:
-        sets.append(("taught", term_questions(taught, taught, n_candidates, group="taught"), scorings))
-    if heldout:
-        pool = heldout if heldout_pool is None else heldout_pool
-        sets.append(("heldout", term_questions(heldout, pool, n_candidates, group="heldout"), scorings))
-    if transfer:
-        qs = term_questions(
-            transfer,
-            taught or transfer,
-            n_candidates,
-            ("ko_to_en",),
-            TERM_TRANSFER_TEMPLATES,
-            group="transfer",
-        )
-        sets.append(("transfer", qs, ("sum",)))
+    sets = [
+        (name, qs, ("sum",) if name == "transfer" else tuple(scorings))
+        for name, qs in terminology_question_sets(
+            taught, heldout, heldout_pool, transfer, n_candidates
+        ).items()
+    ]
     measures: dict[str, dict[str, Any]] = {}
     for name, questions, these in sets:
         graded = loglik.score_choices(
@@ -464,6 +483,28 @@ def eval_size(name: str, group: str, max_eval: int | None) -> int:
     return max_eval if max_eval is not None else capability(name).eval_sizes[group]
 
 
+def terminology_entries(
+    path: str | None = None, max_eval: int | None = None, n_taught: int | None = None
+) -> dict[str, list[TermEntry]]:
+    """The entries the run asks about: ``taught`` (the first taught train entries), ``heldout``
+    (the first test entries), ``heldout_pool`` (every test entry: held-out distractors) and
+    ``transfer`` (the first taught entries again, for the quoted template)."""
+    pool = load_term_entries("all", path)
+    train = [e for e in pool if e.split != "test"]  # records without a split count as both
+    held = [e for e in pool if e.split == "test"]
+
+    def size(group: str) -> int:
+        n = eval_size("terminology", group, max_eval)
+        return n if n_taught is None or group == "heldout" else min(n, n_taught)
+
+    return {
+        "taught": train[: size("taught")],
+        "heldout": held[: size("heldout")],
+        "heldout_pool": held,
+        "transfer": train[: size("transfer")],
+    }
+
+
 def evaluate_capabilities(
     model: Any,
     tokenizer: Any,
@@ -496,36 +537,22 @@ def evaluate_capabilities(
         cap, path = capability_name(name), _path_for(data_paths, name)
         n_taught = _taught_count(taught, name)
 
-        def taught_size(group: str = "taught", cap: str = cap, n_taught: int | None = n_taught) -> int:
-            size = eval_size(cap, group, max_eval)
-            return size if n_taught is None else min(size, n_taught)
-
         if cap == "fluency":
             texts = load_korean_texts("test", path, eval_size(cap, "heldout", max_eval))
             results[name] = validate_fluency(
                 model, tokenizer, texts, device=device, progress=progress, **kwargs
             )
         elif cap == "terminology":
-            pool = load_term_entries("all", path)
-            train = [e for e in pool if e.split != "test"]  # records without a split count as both
-            taught_pool = train[: n_taught if n_taught is not None else taught_size()]
-            held_pool = [e for e in pool if e.split == "test"]
+            groups = terminology_entries(path, max_eval, n_taught)
             results[name] = validate_terminology(
-                model,
-                tokenizer,
-                taught_pool[: taught_size()],
-                held_pool[: eval_size(cap, "heldout", max_eval)],
-                heldout_pool=held_pool,
-                transfer=taught_pool[: taught_size("transfer")],
-                device=device,
-                progress=progress,
-                **kwargs,
+                model, tokenizer, **groups, device=device, progress=progress, **kwargs
             )
         else:
-            train = load_mcq("train", path)
+            size = eval_size(cap, "taught", max_eval)
+            train = load_mcq("train", path)[: size if n_taught is None else min(size, n_taught)]
             heldout = load_mcq("test", path, eval_size(cap, "heldout", max_eval))
             results[name] = validate_reasoning(
-                model, tokenizer, train[: taught_size()], heldout, device=device, progress=progress, **kwargs
+                model, tokenizer, train, heldout, device=device, progress=progress, **kwargs
             )
     return results
 
