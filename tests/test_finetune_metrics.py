@@ -260,8 +260,9 @@ def test_term_questions_use_the_trained_format_in_both_directions():
 
 def test_terminology_distractors_never_mix_taught_and_heldout_entries():
     groups = M.terminology_entries(n_taught=48)
-    taught, held = groups["taught"], groups["heldout_pool"]
-    assert len(taught) == 48 and len(groups["heldout"]) == 24 and len(groups["transfer"]) == 24
+    taught, held = groups["taught_pool"], groups["heldout_pool"]
+    assert len(groups["taught"]) == 48 and len(groups["heldout"]) == 24 and len(groups["transfer"]) == 24
+    assert groups["taught"] == taught[:48] and groups["heldout"] == held[:24]
     assert all(e.split == "train" for e in taught) and all(e.split == "test" for e in held)
     terms = {
         "taught": {s for e in taught for s in (e.ko, e.en)},
@@ -277,6 +278,11 @@ def test_terminology_distractors_never_mix_taught_and_heldout_entries():
                 assert term in terms[name], (name, opt)
     # the taught group is only what the run trained: fewer trained entries shrink it
     assert len(M.terminology_entries(n_taught=16)["taught"]) == 16
+    small = M.terminology_entries(max_eval=3, n_taught=6)  # 3 asked, distractors from all 6 taught
+    assert len(small["taught"]) == 3 and len(small["taught_pool"]) == 6
+    pool_terms = {s for e in small["taught_pool"] for s in (e.ko, e.en)}
+    for q in M.terminology_question_sets(**small)["taught"]:
+        assert {o.removesuffix("):") for o in q.options} <= pool_terms
 
 
 def test_terminology_is_100_percent_for_a_model_steered_to_the_right_terms_and_0_against(model, tok):
@@ -326,8 +332,8 @@ def test_reasoning_letters_and_cloze_are_100_percent_when_steered_and_0_against(
     assert qs[0].continuations == [" A", " B", " C", " D", " E"] and qs[0].prompt == D.mcq_prompt(taught[0])
     assert qs[-1].prompt == D.mcq_cloze_prompt(held[-1]) and held[-1].options[0] not in qs[-1].prompt
     right = right_sequences(tok, qs)
-    good = M.validate_reasoning(SteeredLM(model, right, 30.0), tok, taught, held)
-    bad = M.validate_reasoning(SteeredLM(model, right, -30.0), tok, taught, held)
+    good = M.validate_reasoning(SteeredLM(model, right, 30.0), tok, taught, held, heldout_letter=True)
+    bad = M.validate_reasoning(SteeredLM(model, right, -30.0), tok, taught, held, heldout_letter=True)
     for name in ("taught", "heldout", "heldout_letter"):
         assert good["measures"][name]["accuracy"] == 1.0 and bad["measures"][name]["accuracy"] == 0.0, name
     assert good["primary"] == "taught" and good["score"] == 1.0 and good["n"] == 5
@@ -335,7 +341,7 @@ def test_reasoning_letters_and_cloze_are_100_percent_when_steered_and_0_against(
         good["measures"]["heldout"]["scoring"] == "char" and good["measures"]["taught"]["scoring"] == "letter"
     )
     # a model that cannot tell the letters apart scores chance, whatever the options' lengths
-    flat = M.validate_reasoning(UniformLM(len(tok)), tok, taught, held)
+    flat = M.validate_reasoning(UniformLM(len(tok)), tok, taught, held, heldout_letter=True)
     assert flat["measures"]["taught"]["accuracy"] == pytest.approx(0.2)
     assert flat["measures"]["heldout_letter"]["accuracy"] == pytest.approx(0.2)
 
@@ -348,6 +354,7 @@ def test_reasoning_reports_trap_items_and_the_longest_option_baseline(model, tok
         wrong = {o.strip() for i, o in enumerate(q.options) if i != q.answer}
         assert trap == bool(wrong & {t.answer_text.strip() for t in taught})
     res = M.validate_reasoning(UniformLM(len(tok)), tok, taught, held)
+    assert "heldout_letter" not in res["measures"]  # off by default: the costliest probe
     trap, clean, cloze = (res["measures"][k] for k in ("heldout_trap", "heldout_nontrap", "heldout"))
     assert (trap["n"], clean["n"], res["n_trap"]) == (8, 63, 8)
     assert sorted(trap["items"] + clean["items"]) == list(range(71))

@@ -269,20 +269,23 @@ def terminology_question_sets(
     heldout_pool: Sequence[TermEntry] | None = None,
     transfer: Sequence[TermEntry] = (),
     n_candidates: int = 5,
+    taught_pool: Sequence[TermEntry] | None = None,
 ) -> dict[str, list[ChoiceQuestion]]:
     """The questions of each group: ``taught`` and ``heldout`` (trained format, both directions,
-    distractors from the group's own pool) and ``transfer`` (quoted template, ko->en, distractors
-    from ``taught``); an empty group is left out."""
+    distractors from the group's own pool: ``taught_pool`` / ``heldout_pool``, by default the
+    asked entries) and ``transfer`` (quoted template, ko->en, distractors from the taught pool);
+    an empty group is left out."""
     sets: dict[str, list[ChoiceQuestion]] = {}
+    taught_pool = taught if taught_pool is None else taught_pool
     if taught:
-        sets["taught"] = term_questions(taught, taught, n_candidates, group="taught")
+        sets["taught"] = term_questions(taught, taught_pool, n_candidates, group="taught")
     if heldout:
         pool = heldout if heldout_pool is None else heldout_pool
         sets["heldout"] = term_questions(heldout, pool, n_candidates, group="heldout")
     if transfer:
         sets["transfer"] = term_questions(
             transfer,
-            taught or transfer,
+            taught_pool or transfer,
             n_candidates,
             ("ko_to_en",),
             TERM_TRANSFER_TEMPLATES,
@@ -298,6 +301,7 @@ def validate_terminology(
     heldout: Sequence[TermEntry] = (),
     heldout_pool: Sequence[TermEntry] | None = None,
     transfer: Sequence[TermEntry] = (),
+    taught_pool: Sequence[TermEntry] | None = None,
     n_candidates: int = 5,
     scorings: Sequence[str] = ("sum", "char", "pmi"),
     batch_size: int = 16,
@@ -306,10 +310,11 @@ def validate_terminology(
 ) -> dict[str, Any]:
     """Term recall in the trained format, both directions, distractors from the same group.
 
-    ``taught`` are the entries phase 1 trained on (their distractors come from ``taught``);
+    ``taught`` are entries phase 1 trained on (distractors from ``taught_pool``, default
+    ``taught``: every entry the phase trained on);
     ``heldout`` are untaught entries (distractors from ``heldout_pool``, default ``heldout``);
     ``transfer`` are taught entries asked ko->en with the quoted template, never trained
-    (distractors from ``taught``). Measures: ``taught`` (sum, primary), ``taught_char``,
+    (distractors from the taught pool). Measures: ``taught`` (sum, primary), ``taught_char``,
     ``taught_pmi``, ``heldout`` ..., ``transfer``; each accuracy measure carries ``clusters``
     (entry ids) and ``by_direction``. A group without entries is left out.
     """
@@ -320,7 +325,7 @@ def validate_terminology(
     sets = [
         (name, qs, ("sum",) if name == "transfer" else tuple(scorings))
         for name, qs in terminology_question_sets(
-            taught, heldout, heldout_pool, transfer, n_candidates
+            taught, heldout, heldout_pool, transfer, n_candidates, taught_pool
         ).items()
     ]
     measures: dict[str, dict[str, Any]] = {}
@@ -399,6 +404,7 @@ def validate_reasoning(
     tokenizer: Any,
     taught: Sequence[MCQuestion],
     heldout: Sequence[MCQuestion] = (),
+    heldout_letter: bool = False,
     batch_size: int = 8,
     device: str | None = None,
     progress: bool = False,
@@ -406,7 +412,9 @@ def validate_reasoning(
     """Multiple-choice accuracy that does not reward option length.
 
     Measures: ``taught`` (the taught questions by letter after the training prompt; primary),
-    ``heldout`` (cloze, ``char`` normalisation), ``heldout_letter``, ``heldout_trap`` and
+    ``heldout`` (cloze, ``char`` normalisation), ``heldout_letter`` (only with
+    ``heldout_letter=True``: it reads every question with its options, the costliest probe),
+    ``heldout_trap`` and
     ``heldout_nontrap`` (cloze on held-out items with / without a taught right answer among the
     wrong options), and the baselines ``taught_longest`` / ``heldout_longest`` (always the
     longest option). ``n_trap`` counts the trap items.
@@ -436,7 +444,8 @@ def validate_reasoning(
         )
         cloze = graded["char"]
         measures["heldout"] = _measure_of(cloze, qs, "char", clustered=False)
-        letters("heldout_letter", heldout)
+        if heldout_letter:
+            letters("heldout_letter", heldout)
         longest("heldout_longest", heldout)
         traps = trap_items(heldout, taught)
         for name, keep in (("heldout_trap", True), ("heldout_nontrap", False)):
@@ -486,9 +495,10 @@ def eval_size(name: str, group: str, max_eval: int | None) -> int:
 def terminology_entries(
     path: str | None = None, max_eval: int | None = None, n_taught: int | None = None
 ) -> dict[str, list[TermEntry]]:
-    """The entries the run asks about: ``taught`` (the first taught train entries), ``heldout``
-    (the first test entries), ``heldout_pool`` (every test entry: held-out distractors) and
-    ``transfer`` (the first taught entries again, for the quoted template)."""
+    """The entries the run asks about: ``taught`` (the first taught train entries), ``taught_pool``
+    (every entry the run taught: taught distractors), ``heldout`` (the first test entries),
+    ``heldout_pool`` (every test entry: held-out distractors) and ``transfer`` (the first taught
+    entries again, for the quoted template)."""
     pool = load_term_entries("all", path)
     train = [e for e in pool if e.split != "test"]  # records without a split count as both
     held = [e for e in pool if e.split == "test"]
@@ -499,6 +509,7 @@ def terminology_entries(
 
     return {
         "taught": train[: size("taught")],
+        "taught_pool": train[: n_taught if n_taught is not None else size("taught")],
         "heldout": held[: size("heldout")],
         "heldout_pool": held,
         "transfer": train[: size("transfer")],
