@@ -5,9 +5,7 @@ from __future__ import annotations
 import json
 import math
 
-import pytest
-
-from puredl.finetune.forgetting import check_catastrophic_forgetting, relative_worsening
+from puredl.finetune.forgetting import check_catastrophic_forgetting, forgotten
 from puredl.finetune.report import (
     CAPABILITY_PLOT,
     LOSS_PLOT,
@@ -17,12 +15,17 @@ from puredl.finetune.report import (
 )
 
 
-def ppl(x: float) -> dict:
-    return {"perplexity": x, "nll_per_token": math.log(x), "score": x}
+def ppl(x: float, texts: int = 36, tokens: int = 10) -> dict:
+    """A fluency entry of perplexity exactly ``x``, with per-text NLLs for the forgetting verdicts."""
+    spread = [0.3, -0.1, -0.2, 0.25, -0.15, -0.1]  # sums to 0
+    rows = [[tokens * (math.log(x) + spread[i % 6]), tokens] for i in range(texts)]
+    return {"perplexity": x, "nll_per_token": math.log(x), "score": x, "per_text_nll": rows}
 
 
-def acc(x: float, **extra: float) -> dict:
-    return {"accuracy": x, "score": x, **extra}
+def acc(x: float, n: int = 200, **extra: float) -> dict:
+    """An accuracy entry whose first round(x * n) items are right (per-item credits for the verdicts)."""
+    right = round(x * n)
+    return {"accuracy": x, "score": x, "credits": [1] * right + [0] * (n - right), **extra}
 
 
 def history(*stages: tuple[str, str | None, dict]) -> list[dict]:
@@ -42,89 +45,7 @@ def three_phase_history(fluency_after_2: float = 41.0, terms_after_2: float = 0.
     )
 
 
-# ----------------------------------------------------------------------------- forgetting
-
-
-def test_no_flags_when_everything_is_retained():
-    assert check_catastrophic_forgetting(three_phase_history()) == []
-
-
-def test_an_accuracy_drop_of_more_than_5_percent_is_flagged_with_its_details():
-    (flag,) = check_catastrophic_forgetting(three_phase_history(terms_after_2=0.37))
-    assert (flag["capability"], flag["taught_at"], flag["stage"]) == ("terminology", "phase1", "phase2")
-    assert (flag["before"], flag["after"], flag["metric"]) == (0.40, 0.37, "accuracy")
-    assert flag["relative_change"] == pytest.approx(-0.075) and flag["worse_by"] == pytest.approx(0.075)
-    assert not flag["lower_is_better"] and "terminology accuracy fell from 0.4" in flag["message"]
-
-
-def test_perplexity_counts_an_increase_as_worse_and_a_decrease_as_better():
-    (flag,) = check_catastrophic_forgetting(three_phase_history(fluency_after_2=44.0))
-    assert (flag["capability"], flag["stage"], flag["metric"]) == ("fluency", "phase2", "perplexity")
-    assert flag["relative_change"] == pytest.approx(0.10) and flag["lower_is_better"]
-    assert check_catastrophic_forgetting(three_phase_history(fluency_after_2=30.0)) == []  # improved
-    # phase1 (40.5) is within 5% of phase0 (40.0); an accuracy rise never counts as forgetting
-    hist = three_phase_history(terms_after_2=0.9)
-    assert check_catastrophic_forgetting(hist) == []
-
-
-@pytest.mark.parametrize(
-    "metric, before, at_threshold, just_over",
-    [
-        (ppl, 100.0, 105.0, 105.001),
-        (acc, 0.8, 0.76, 0.7599),
-        (acc, 0.5, 0.475, 0.4749),
-        (ppl, 40.0, 42.0, 42.01),
-    ],
-)
-def test_exactly_5_percent_is_not_flagged_but_just_over_is(metric, before, at_threshold, just_over):
-    cap = "fluency" if metric is ppl else "reasoning"
-    for after, flagged in ((at_threshold, False), (just_over, True)):
-        hist = history(("phase0", cap, {cap: metric(before)}), ("phase1", "other", {cap: metric(after)}))
-        assert bool(check_catastrophic_forgetting(hist, threshold=0.05)) is flagged, (before, after)
-
-
-def test_changes_before_a_capability_is_taught_are_not_forgetting():
-    hist = history(
-        ("base", None, {"reasoning": acc(0.5)}),
-        (
-            "phase0",
-            "fluency",
-            {"fluency": ppl(40.0), "reasoning": acc(0.2)},
-        ),  # worse than base: not taught yet
-    )
-    assert check_catastrophic_forgetting(hist) == []
-
-
-def test_reteaching_a_capability_moves_the_reference_and_missing_scores_are_skipped():
-    hist = history(
-        ("phase0", "reasoning", {"reasoning": acc(0.50)}),
-        ("phase1", "reasoning", {"reasoning": acc(0.30)}),  # re-taught, 40% worse than phase0: flagged
-        ("phase2", "other", {"reasoning": acc(0.29)}),  # 3.3% worse than phase1: fine
-        ("phase3", "other", {"fluency": ppl(50.0)}),  # reasoning not measured: nothing to compare
-        ("phase4", "other", {"reasoning": {"score": float("nan")}}),  # no usable score
-    )
-    flags = check_catastrophic_forgetting(hist)
-    assert [(f["stage"], f["taught_at"]) for f in flags] == [("phase1", "phase0")]
-
-
-def test_a_larger_threshold_tolerates_more_and_every_later_stage_is_checked():
-    hist = history(
-        ("phase0", "reasoning", {"reasoning": acc(0.5)}),
-        ("phase1", "a", {"reasoning": acc(0.44)}),
-        ("phase2", "b", {"reasoning": acc(0.40)}),
-    )
-    assert [f["stage"] for f in check_catastrophic_forgetting(hist)] == ["phase1", "phase2"]
-    assert [f["stage"] for f in check_catastrophic_forgetting(hist, threshold=0.15)] == ["phase2"]
-    assert check_catastrophic_forgetting(hist, threshold=0.25) == []
-
-
-def test_bad_input_is_named():
-    with pytest.raises(ValueError, match="threshold"):
-        check_catastrophic_forgetting([], threshold=-0.1)
-    with pytest.raises(ValueError, match=r"history\[1\]"):
-        check_catastrophic_forgetting([{"stage": "base", "metrics": {}}, {"stage": "phase0"}])
-    assert relative_worsening(0.0, 0.0, lower_better=False) == 0.0
-    assert relative_worsening(0.0, 0.1, lower_better=False) == -math.inf  # from 0% accuracy only up
+# forgetting verdicts themselves: tests/test_finetune_forgetting.py
 
 
 # ----------------------------------------------------------------------------- report
@@ -155,7 +76,8 @@ def summary_of(hist: list[dict], **extra) -> dict:
             )
         ],
         "history": hist,
-        "forgetting": check_catastrophic_forgetting(hist),
+        # report.py marks every record it is given as FORGOTTEN: it gets those (test_finetune_forgetting)
+        "forgetting": forgotten(check_catastrophic_forgetting(hist)),
         "forgetting_threshold": 0.05,
         "total_seconds": 321.0,
         **extra,
@@ -240,45 +162,3 @@ def test_report_accepts_the_compare_form_and_skips_empty_plots(tmp_path):
     assert not (tmp_path / LOSS_PLOT).exists() and (tmp_path / CAPABILITY_PLOT).exists()
     empty = write_report(tmp_path / "empty", {"name": "e", "phases": [], "history": [], "forgetting": []})
     assert "no validation results" in empty.read_text(encoding="utf-8")
-
-
-def test_a_drop_within_sampling_noise_is_flagged_and_marked_as_such():
-    def acc(credits):
-        mean = sum(credits) / len(credits)
-        return {"terminology": {"accuracy": mean, "score": mean, "credits": credits}}
-
-    taught = [1.0] * 12 + [0.0] * 12
-    small = [1.0] * 10 + [0.0] * 14  # 2 of the 12 right answers lost
-    large = [0.0] * 24  # all 12 lost
-    for after, lost, within in ((small, 2, True), (large, 12, False)):
-        history = [
-            {"stage": "base", "taught": None, "metrics": acc([0.0] * 24)},
-            {"stage": "phase1", "taught": "terminology", "metrics": acc(taught)},
-            {"stage": "phase2", "taught": "reasoning", "metrics": acc(after)},
-        ]
-        (flag,) = check_catastrophic_forgetting(history, threshold=0.05)
-        assert (flag["within_noise"], flag["items"], flag["net_items_lost"]) == (within, 24, lost)
-        assert ("within sampling noise" if within else "beyond sampling noise") in flag["message"]
-        table = format_table({"name": "t", "phases": [], "forgetting": [flag], "history": history})
-        assert ("FORGOTTEN (within noise)" in table) is within and "FORGOTTEN" in table
-
-
-def test_a_perplexity_rise_is_judged_against_text_to_text_noise():
-    def fluency(per_text):
-        nll, tokens = sum(v for v, _ in per_text), sum(k for _, k in per_text)
-        ppl = math.exp(nll / tokens)
-        return {"fluency": {"perplexity": ppl, "score": ppl, "per_text_nll": [list(x) for x in per_text]}}
-
-    taught = [(30.0, 10), (40.0, 10), (25.0, 10), (35.0, 10)]
-    steady = [(v + 1.0, k) for v, k in taught]  # every text 0.1 nats/token worse: a real rise
-    noisy = [(v + d, k) for (v, k), d in zip(taught, (6.0, -4.0, 5.0, -3.0))]  # the same rise, up and down
-    for after, within in ((steady, False), (noisy, True)):
-        history = [
-            {"stage": "base", "taught": None, "metrics": fluency([(v + 20, k) for v, k in taught])},
-            {"stage": "phase0", "taught": "fluency", "metrics": fluency(taught)},
-            {"stage": "phase1", "taught": "terminology", "metrics": fluency(after)},
-        ]
-        (flag,) = check_catastrophic_forgetting(history, threshold=0.05)
-        assert flag["metric"] == "perplexity" and flag["items"] == 4 and flag["within_noise"] is within
-        assert ("within sampling noise" if within else "beyond sampling noise") in flag["message"]
-        assert "of perplexity" in flag["message"] and "net_items_lost" not in flag
