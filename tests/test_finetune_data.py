@@ -238,3 +238,11 @@ def test_other_bad_input_gets_clear_errors(tmp_path):
         D.load_term_entries("all", tmp_path / "terms.jsonl")
     with pytest.raises(ValueError, match="max_samples"):
         D.load_korean_texts("train", max_samples=-1)
+
+
+def test_the_right_answer_is_the_longest_option_in_about_a_fifth_of_the_held_out_questions():
+    from puredl.finetune.metrics import longest_option_credits
+
+    held = D.load_mcq("test")
+    share = sum(longest_option_credits(held)) / len(held)
+    assert 0.15 <= share <= 0.25, share  # near chance (20%): length alone does not find the answer
