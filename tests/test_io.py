@@ -387,14 +387,17 @@ def test_save_accepts_parameters(tmp_path):
     assert fresh(x).tolist() == model(x).tolist()
 
 
-def test_save_rejects_non_tensors(tmp_path):
+def test_save_refuses_values_that_would_need_pickle(tmp_path):
+    # nested checkpoints (issue #13) made lists and numbers savable; objects still are not
     import puredl
 
     path = tmp_path / "bad.safetensors"
-    with pytest.raises(TypeError, match="value for 'w' is list, not a Tensor"):
-        puredl.io.save({"w": [1.0, 2.0]}, path)
-    with pytest.raises(TypeError, match="expected a mapping"):
-        puredl.io.save([puredl.tensor([1.0])], path)
+    with pytest.raises(TypeError, match="value at 'w/1' is a object, which would need pickle"):
+        puredl.io.save({"w": [1.0, object()]}, path)
+    with pytest.raises(TypeError, match="key .* is a tuple; keys must be str"):
+        puredl.io.save({(1, 2): puredl.tensor([1.0])}, path)
+    with pytest.raises(TypeError, match="value at the top level is a set"):
+        puredl.io.save({puredl.tensor([1.0])}, path)
     assert list(tmp_path.iterdir()) == []
 
 

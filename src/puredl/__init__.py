@@ -9,8 +9,9 @@ data tools and safetensors files. Accelerated tier: the same ops on PyTorch (CPU
 tensor([[2., 4.]])
 """
 
-# subpackages of the pure tier (standard library only; they import Tensor lazily where needed)
-from puredl import data, datasets, nn, optim  # noqa: E402
+# subpackages of the pure tier (standard library only; they import Tensor lazily where needed);
+# accelerator, utils, legacy, modes and placement are torch's surface outside the core (issue #13)
+from puredl import accelerator, data, datasets, nn, optim, utils  # noqa: E402
 from puredl.autograd import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
 from puredl.creation import (
     arange,
@@ -37,7 +38,10 @@ from puredl.creation import (
 from puredl.devices import from_torch
 from puredl.dtypes import DType, float32, float64, get_default_dtype, int64, set_default_dtype
 from puredl.dtypes import bool_ as bool  # noqa: A001 - torch's name (puredl.bool)
+from puredl.generator import Generator
 from puredl.io import load, save
+from puredl.legacy import BoolTensor, DoubleTensor, FloatTensor, LongTensor, from_numpy
+from puredl.modes import inference_mode, is_inference_mode_enabled
 from puredl.ops import (
     abs,  # noqa: A004
     add,
@@ -84,6 +88,7 @@ from puredl.ops import (
 from puredl.ops import max_ as max  # noqa: A004
 from puredl.ops import min_ as min  # noqa: A004
 from puredl.ops import sum_ as sum  # noqa: A004
+from puredl.placement import device, get_default_device, set_default_device
 from puredl.random import manual_seed
 from puredl.tensor import Tensor
 
@@ -128,3 +133,12 @@ def numel(t) -> int:
 
 def is_tensor(x) -> bool:
     return isinstance(x, Tensor)
+
+
+def __getattr__(name: str):
+    # puredl.cuda after a bare `import puredl`, as torch.cuda (imported on first use: it is not free)
+    if name == "cuda":
+        import importlib
+
+        return importlib.import_module("puredl.cuda")
+    raise AttributeError(f"module 'puredl' has no attribute {name!r}")

@@ -86,6 +86,13 @@ class Function:
     def backward(self, grad):  # pragma: no cover - abstract
         raise NotImplementedError
 
+    @classmethod
+    def apply(cls, *args, **kwargs):
+        """Public custom functions: ``MyFn.apply(x)`` with static forward/backward (see autograd_function)."""
+        from puredl.autograd_function import apply
+
+        return apply(cls, *args, **kwargs)
+
     def __repr__(self) -> str:
         return f"<{self.name}>"
 

@@ -6,6 +6,7 @@ import math
 
 from puredl import dtypes as dt
 from puredl.backends import pure as _pure
+from puredl.placement import default_device_or
 from puredl.random import default_generator
 from puredl.tensor import Tensor, _wrap
 
@@ -61,6 +62,7 @@ def _infer_dtype(flat: list) -> dt.DType:
 
 def _place(impl, device) -> Tensor:
     t = _wrap(impl, _pure)
+    device = default_device_or(device)  # puredl.set_default_device
     if device is not None and str(device) != "cpu":
         return t.to(str(device))
     return t
@@ -83,6 +85,13 @@ def tensor(data, dtype=None, device=None, requires_grad: bool = False) -> Tensor
 
         t = from_torch(data).detach()
         t = t.to(dtype) if dtype is not None else t
+        return _finish(t.to(device) if device is not None else t, requires_grad)
+    if type(data).__module__ == "numpy":  # an ndarray or NumPy scalar: NumPy's dtype, as torch keeps it
+        from puredl.legacy import from_numpy
+
+        t = from_numpy(data.__array__())
+        t = t.to(dtype) if dtype is not None else t
+        device = default_device_or(device)
         return _finish(t.to(device) if device is not None else t, requires_grad)
     flat, shape = _flatten_nested(data)
     d = dt.as_dtype(dtype) if dtype is not None else _infer_dtype(flat)

@@ -115,6 +115,9 @@ def write_safetensors(
     folder = os.path.dirname(os.path.abspath(path))
     fd, tmp_path = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
     try:
+        # mkstemp makes the file 0600; give it the mode open() would (0666 less the umask)
+        if hasattr(os, "fchmod"):
+            os.fchmod(fd, 0o666 & ~_current_umask())
         with os.fdopen(fd, "wb") as f:
             f.write(struct.pack("<Q", len(header_bytes)))
             f.write(header_bytes)
@@ -130,6 +133,19 @@ def write_safetensors(
         except FileNotFoundError:
             pass
         raise
+
+
+def _current_umask() -> int:
+    try:  # Linux states it without changing it (os.umask briefly changes it for every thread)
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)  # reading the umask means setting it; put it straight back
+    os.umask(mask)
+    return mask
 
 
 def _items(path: str, tensors: Mapping[str, TensorRecord]) -> list[tuple[str, TensorRecord]]:
@@ -253,6 +269,13 @@ def _read_header(
             f"{path}: not a safetensors file: {file_size} bytes, shorter than the 8-byte header length"
         )
     (header_len,) = struct.unpack("<Q", prefix)
+    if header_len > MAX_HEADER_BYTES and prefix.startswith((b"PK\x03\x04", b"\x80")):
+        # torch.save writes a zip of pickles (or a bare pickle): say so rather than "corrupted"
+        raise SafetensorsError(
+            f"{path}: this is a pickle file (torch.save's format); puredl never unpickles. Convert it "
+            "once where torch is installed: safetensors.torch.save_file(torch.load(path), new_path) "
+            "for a state dict, or puredl.from_torch on each tensor and puredl.save"
+        )
     if header_len > MAX_HEADER_BYTES:
         raise SafetensorsError(
             f"{path}: header length {header_len} exceeds the {MAX_HEADER_BYTES}-byte limit "
@@ -267,6 +290,11 @@ def _read_header(
         header = json.loads(raw.decode("utf-8"), object_pairs_hook=_no_duplicate_keys)
     except (UnicodeDecodeError, json.JSONDecodeError, _DuplicateKey) as exc:
         raise SafetensorsError(f"{path}: header is not valid JSON: {exc}") from None
+    except RecursionError:
+        # json's decoder recurses per nesting level; no real header nests more than 3 deep
+        raise SafetensorsError(
+            f"{path}: header JSON is nested too deeply to be a safetensors header"
+        ) from None
     if not isinstance(header, dict):
         raise SafetensorsError(f"{path}: header must be a JSON object, got {type(header).__name__}")
 
@@ -288,6 +316,8 @@ def _parse_entry(
     if not isinstance(info, dict) or not {"dtype", "shape", "data_offsets"} <= info.keys():
         raise SafetensorsError(f"{where}: entry must have dtype, shape and data_offsets, got {info!r}")
     code, shape, offsets = info["dtype"], info["shape"], info["data_offsets"]
+    if not isinstance(code, str):
+        raise SafetensorsError(f"{where}: dtype must be a string such as 'F32', got {code!r}")
     if code not in _READ_FORMATS:
         why = "is not supported by puredl" if code in _KNOWN_UNSUPPORTED else "is not a safetensors dtype"
         raise SafetensorsError(f"{where}: dtype {code!r} {why}; readable: {', '.join(_READ_FORMATS)}")
@@ -379,10 +409,14 @@ def _decode(code: str, raw: bytes) -> array:
 # --------------------------------------------------------------------------- Tensor layer
 
 
-def save(state_dict: Mapping[str, Any], path: PathLike, metadata: Mapping[str, str] | None = None) -> None:
-    """Save a ``{name: Tensor}`` map (e.g. ``model.state_dict()``) to a safetensors file.
+def save(obj: Any, path: PathLike, metadata: Mapping[str, str] | None = None) -> None:
+    """Save tensors to a safetensors file: a ``{name: Tensor}`` map or a nested checkpoint.
 
-    Parameters (Tensor subclasses) are saved as plain tensors. The write is atomic: a failure
+    A flat map (e.g. ``model.state_dict()``) becomes a plain safetensors file any tool reads.
+    A nested checkpoint (``{"model": sd, "optimizer": opt.state_dict(), "iter": 5}``: dicts,
+    lists, tuples, numbers, str, bool, None and Tensors) keeps its structure as JSON in the
+    file's metadata (see :mod:`puredl.serialization`); nothing is pickled, and what would need
+    pickle is refused. Parameters are saved as plain tensors. The write is atomic: a failure
     leaves any previous file at ``path`` untouched. ``metadata`` is an optional str -> str map.
 
     >>> import puredl, tempfile, os
@@ -391,25 +425,36 @@ def save(state_dict: Mapping[str, Any], path: PathLike, metadata: Mapping[str, s
     >>> puredl.io.load_metadata(p)
     {'epoch': '3'}
     """
-    from puredl.tensor import Tensor
+    from puredl import serialization
 
-    if not isinstance(state_dict, Mapping):
-        raise TypeError(f"save: expected a mapping name -> Tensor, got {type(state_dict).__name__}")
-    records: dict[str, TensorRecord] = {}
-    for name, value in state_dict.items():
-        if not isinstance(value, Tensor):
-            raise TypeError(
-                f"save: {os.fspath(path)}: value for {name!r} is {type(value).__name__}, not a Tensor"
-            )
-        records[name] = (value.dtype.name, tuple(value.shape), value.to_array())
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(
+            f"save: expected a file path, got {type(path).__name__} (puredl writes files, not file objects)"
+        )
+    if serialization.is_flat_state_dict(obj):
+        tensors, tree = dict(obj), None
+    else:
+        tensors, tree = serialization.encode(obj)
+    if tree is not None:
+        if metadata is not None and serialization.TREE_KEY in metadata:
+            raise ValueError(f"save: metadata key {serialization.TREE_KEY!r} is reserved by puredl")
+        metadata = {**(metadata or {}), serialization.TREE_KEY: tree}
+    records: dict[str, TensorRecord] = {
+        name: (value.dtype.name, tuple(value.shape), value.to_array()) for name, value in tensors.items()
+    }
     write_safetensors(path, records, metadata)
 
 
-def load(path: PathLike) -> dict[str, Any]:
-    """Load a safetensors file into ``{name: Tensor}`` (sorted by name).
+def load(
+    path: PathLike, map_location: Any = None, *, weights_only: bool | None = None, mmap: bool | None = None
+) -> Any:
+    """Load what :func:`save` wrote: ``{name: Tensor}`` (sorted by name) or the nested checkpoint.
 
     F32/F64/I64/BOOL keep their dtype; F16 and BF16 load as float32; I32/I16/I8/U32/U16/U8
-    load as int64. Errors name the file and what is wrong with it.
+    load as int64. ``map_location`` moves the tensors as in ``torch.load`` (a device, a dict
+    ``{"cuda:0": "cpu"}`` or a callable ``fn(tensor, location)``). ``weights_only`` and
+    ``mmap`` are accepted for torch compatibility: nothing is ever unpickled, and the file is
+    read into memory. Errors name the file and what is wrong with it.
 
     >>> import puredl, tempfile, os
     >>> p = os.path.join(tempfile.mkdtemp(), "m.safetensors")
@@ -418,12 +463,22 @@ def load(path: PathLike) -> dict[str, Any]:
     'int64'
     """
     import puredl
+    from puredl import serialization
     from puredl.tensor import Tensor
 
-    return {
-        name: Tensor.from_array(data, shape, dtype=getattr(puredl, dtype_name))
-        for name, (dtype_name, shape, data) in read_safetensors(path).items()
-    }
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(
+            f"load: expected a file path, got {type(path).__name__} (puredl reads files, not file objects)"
+        )
+    move = serialization.location_mapper(map_location)
+    tensors = {}
+    for name, (dtype_name, shape, data) in read_safetensors(path).items():
+        t = Tensor.from_array(data, shape, dtype=getattr(puredl, dtype_name))
+        tensors[name] = t if move is None else move(t)
+    tree = read_safetensors_metadata(path).get(serialization.TREE_KEY)
+    if tree is None:
+        return tensors
+    return serialization.decode(tree, tensors, os.fspath(path))
 
 
 def load_metadata(path: PathLike) -> dict[str, str]:

@@ -10,6 +10,7 @@ from typing import NamedTuple
 
 from puredl import dtypes as dt
 from puredl.backends import pure as _pure
+from puredl.legacy import TensorMeta
 
 
 def _wrap(impl, be) -> Tensor:
@@ -31,7 +32,7 @@ class ValuesIndices(NamedTuple):
     indices: Tensor
 
 
-class Tensor:
+class Tensor(metaclass=TensorMeta):  # the metaclass gives torch's Tensor(data) / Tensor(2, 3)
     """An N-d array with autograd. Create one with ``puredl.tensor``, ``puredl.zeros``, ...
 
     >>> import puredl as pd
@@ -564,6 +565,36 @@ class Tensor:
     def chunk(self, chunks: int, dim: int = 0):
         n = self.shape[_ops().normalize_dim(dim, self.ndim, "chunk")]
         return self.split(max(1, -(-n // chunks)), dim)
+
+    # ------------------------------------------------------------------ torch compatibility (puredl.legacy)
+    def __format__(self, spec: str) -> str:
+        from puredl.legacy import format_tensor
+
+        return format_tensor(self, spec)
+
+    def type(self, dtype=None, non_blocking: bool = False):  # noqa: A003 - torch's name
+        """``t.type()`` is torch's type string ("torch.FloatTensor"); ``t.type(dtype)`` converts."""
+        from puredl.legacy import parse_type, type_name
+
+        return type_name(self) if dtype is None else self.to(parse_type(dtype))
+
+    def numpy(self, *, force: bool = False):
+        """A NumPy array with this tensor's values (a copy; needs numpy installed)."""
+        from puredl.legacy import to_numpy
+
+        return to_numpy(self, force)
+
+    def _set_data(self, value: Tensor) -> None:
+        """``t.data = other``: ``t`` now shares ``other``'s storage, shape and dtype; its grad state stays."""
+        if not isinstance(value, Tensor):
+            raise TypeError(f"Variable data has to be a tensor, but got {type(value).__name__}")
+        if self.requires_grad and not value.dtype.is_floating_point:
+            raise RuntimeError(
+                "data set to a tensor that requires gradients must be floating point or complex dtype"
+            )
+        self._impl, self._be, self.shape, self.dtype = value._impl, value._be, value.shape, value.dtype
+
+    data = data.setter(_set_data)  # `w.data += -lr * w.grad` assigns w.data
 
 
 def _shape_args(shape: tuple) -> tuple:

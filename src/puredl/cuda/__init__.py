@@ -31,6 +31,7 @@ from puredl.cuda.device import (
 from puredl.cuda.errors import ClosedHandleError, CudaError, CudaUnavailableError
 from puredl.cuda.event import Event
 from puredl.cuda.memory import DeviceMemory, HostMemory, format_bytes
+from puredl.cuda.seeding import manual_seed, manual_seed_all
 from puredl.cuda.stream import Stream
 
 __all__ = [
@@ -53,6 +54,8 @@ __all__ = [
     "get_device_name",
     "get_device_properties",
     "is_available",
+    "manual_seed",
+    "manual_seed_all",
     "parse_device",
     "runtime_version",
     "set_device",

@@ -13,6 +13,8 @@ from puredl.nn.container import ModuleDict, ModuleList, Sequential
 from puredl.nn.layers import Dropout, Embedding, Flatten, Identity, LayerNorm, Linear
 from puredl.nn.losses import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, L1Loss, MSELoss, NLLLoss
 from puredl.nn.module import Module, Parameter
+from puredl.nn.robust_losses import HuberLoss, SmoothL1Loss
+from puredl.nn.unflatten import Unflatten
 
 __all__ = [
     "BCELoss",
@@ -22,6 +24,7 @@ __all__ = [
     "Embedding",
     "Flatten",
     "GELU",
+    "HuberLoss",
     "Identity",
     "L1Loss",
     "LayerNorm",
@@ -37,8 +40,10 @@ __all__ = [
     "ReLU",
     "Sequential",
     "Sigmoid",
+    "SmoothL1Loss",
     "Softmax",
     "Tanh",
+    "Unflatten",
     "functional",
     "init",
     "utils",

@@ -130,6 +130,26 @@ def log_softmax(input: Tensor, dim: int = -1) -> Tensor:  # noqa: A002
     return ops.log_softmax(input, dim)
 
 
+def one_hot(tensor: Tensor, num_classes: int = -1) -> Tensor:
+    """int64 one-hot rows of class indices, as torch's ``F.one_hot`` (a trailing dim of ``num_classes``).
+
+    >>> import puredl as pd
+    >>> one_hot(pd.tensor([0, 2]), 3).tolist()
+    [[1, 0, 0], [0, 0, 1]]
+    """
+    from puredl.data import one_hot as _one_hot
+
+    if not isinstance(tensor, Tensor) or tensor.dtype is not dt.int64:
+        got = tensor.dtype.name if isinstance(tensor, Tensor) else type(tensor).__name__
+        raise RuntimeError(f"one_hot is only applicable to index tensor of type LongTensor, got {got}")
+    for v in tensor.reshape(-1).tolist():
+        if v < 0:
+            raise RuntimeError("Class values must be non-negative.")
+        if num_classes != -1 and v >= num_classes:
+            raise RuntimeError("Class values must be smaller than num_classes.")
+    return _one_hot(tensor, None if num_classes == -1 else num_classes, dtype=dt.int64)
+
+
 # --------------------------------------------------------------------------- losses
 
 
@@ -319,6 +339,7 @@ __all__ = [
     "embedding",
     "flatten",
     "gelu",
+    "huber_loss",
     "l1_loss",
     "layer_norm",
     "leaky_relu",
@@ -326,8 +347,18 @@ __all__ = [
     "log_softmax",
     "mse_loss",
     "nll_loss",
+    "one_hot",
     "relu",
+    "scaled_dot_product_attention",
     "sigmoid",
+    "smooth_l1_loss",
     "softmax",
     "tanh",
+    "unflatten",
 ]
+
+
+# kept in their own modules (one concept each); re-exported under torch's F names
+from puredl.nn.attention import scaled_dot_product_attention  # noqa: E402
+from puredl.nn.robust_losses import huber_loss, smooth_l1_loss  # noqa: E402
+from puredl.nn.unflatten import unflatten  # noqa: E402
