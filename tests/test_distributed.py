@@ -251,8 +251,10 @@ def test_group_of_one_packs_and_unpacks_every_gradient(gloo_group_of_one):
         assert p.grad.shape == p.shape and p.grad.dtype == p.dtype
     assert d.grad is None
     assert a.grad._be.NAME == "pure" and b.grad._be is not a.grad._be  # each stays on its backend
+    with pytest.raises(RuntimeError, match="attempting to assign a gradient of size"):
+        c.grad = pd.zeros(2)  # refused on assignment, as torch refuses it
+    c._grad = pd.zeros(2)  # past the check, the collective still refuses it
     with pytest.raises(ValueError, match="all_reduce_gradients: a gradient of shape"):
-        c.grad = pd.zeros(2)
         dist.all_reduce_gradients([c])
 
 

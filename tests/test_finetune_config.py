@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import re
+import time
 from pathlib import Path
 
 import pytest
@@ -144,3 +146,79 @@ def test_defaults_are_documented_and_round_trip():
             assert f.metadata.get("help"), f"{cls.__name__}.{f.name} has no documentation"
     cfg = FinetuneConfig()
     assert config_from_dict(config_to_dict(cfg)) == dataclasses.replace(cfg, source=None)
+
+
+# ---------------------------------------------------------------- issue 14: hostile and careless configs
+
+
+def test_an_alias_bomb_fails_fast_with_a_short_message(tmp_path):
+    # a list of levels, each 10 aliases of the one before: 10**6 leaves from about 400 bytes
+    levels = ["&l0 [a, a, a, a, a, a, a, a, a, a]"]
+    levels += [f"&l{i} [{', '.join([f'*l{i - 1}'] * 10)}]" for i in range(1, 7)]
+    path = write(tmp_path, "project: [" + ", ".join(levels) + "]\n")
+    assert path.stat().st_size < 1024
+    t0 = time.perf_counter()
+    with pytest.raises(ConfigError, match="alias") as err:
+        load_config(path)
+    assert time.perf_counter() - t0 < 2 and len(str(err.value)) < 300
+
+
+def test_a_recursive_alias_is_refused(tmp_path):
+    with pytest.raises(ConfigError, match="alias"):
+        load_config(write(tmp_path, "training: &a [*a]\n"))
+
+
+def test_bad_values_are_quoted_briefly(tmp_path):
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, f"project: [{', '.join(['abcdefgh'] * 500)}]\n"))
+    assert "project" in str(err.value) and len(str(err.value)) < 300
+
+
+def test_duplicate_keys_are_an_error(tmp_path):
+    with pytest.raises(ConfigError, match=r"duplicate key 'epochs' \(lines 2 and 3\)"):
+        load_config(write(tmp_path, "training:\n  epochs: 1\n  epochs: 2\n"))
+
+
+def test_yaml11_exponent_without_a_dot_is_a_number(tmp_path):
+    cfg = load_config(
+        write(tmp_path, "training:\n  learning_rate: 2e-4\nphases:\n  - {learning_rate: 5E-5}\n")
+    )
+    assert cfg.training.learning_rate == 2e-4 and cfg.phase_training(0).learning_rate == 5e-5
+
+
+@pytest.mark.parametrize(
+    "text, key",
+    [
+        ("model:\n  lora_alpha: -1\n", "model.lora_alpha"),
+        ("training:\n  warmup_steps: -1\n", "training.warmup_steps"),
+        ("training:\n  max_grad_norm: -1\n", "training.max_grad_norm"),
+        ("training:\n  weight_decay: -0.1\n", "training.weight_decay"),
+        ("training:\n  learning_rate: .inf\n", "training.learning_rate"),
+        ("training:\n  learning_rate: .nan\n", "training.learning_rate"),
+        ('project: ".."\n', "project"),
+        ('project: "../../etc"\n', "project"),
+        ('project: "/tmp/x"\n', "project"),
+        ("evaluation:\n  max_eval: 0\n", "evaluation.max_eval"),
+    ],
+)
+def test_out_of_range_values_are_refused(tmp_path, text, key):
+    with pytest.raises(ConfigError, match=re.escape(key)):
+        load_config(write(tmp_path, text))
+
+
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("batch_size: 0", "phases[2] batch_size"),
+        ("grad_accum: 0", "phases[2] grad_accum"),
+        ("learning_rate: -0.001", "phases[2] learning_rate"),
+        ("epochs: 0", "phases[2] epochs"),
+        ("warmup_steps: -3", "phases[2] warmup_steps"),
+        ("lora_alpha: -2", "phases[2] lora_alpha"),
+    ],
+)
+def test_every_phase_effective_settings_are_checked_at_load(tmp_path, override, key):
+    text = "phases:\n  - {data: korean_text}\n  - {data: medical_terms}\n"
+    text += f"  - {{data: medical_mcq, {override}}}\n"
+    with pytest.raises(ConfigError, match=re.escape(key)):
+        load_config(write(tmp_path, text))

@@ -12,6 +12,7 @@ tensor([[2., 4.]])
 # subpackages of the pure tier (standard library only; they import Tensor lazily where needed);
 # accelerator, utils, legacy, modes and placement are torch's surface outside the core (issue #13)
 from puredl import accelerator, data, datasets, nn, optim, utils  # noqa: E402
+from puredl import ops as _ops_module
 from puredl.autograd import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
 from puredl.creation import (
     arange,
@@ -42,55 +43,33 @@ from puredl.generator import Generator
 from puredl.io import load, save
 from puredl.legacy import BoolTensor, DoubleTensor, FloatTensor, LongTensor, from_numpy
 from puredl.modes import inference_mode, is_inference_mode_enabled
+from puredl.ops import BINARY_OPS as _BINARY_OPS
+from puredl.ops import UNARY_OPS as _UNARY_OPS
 from puredl.ops import (
-    abs,  # noqa: A004
-    add,
     argmax,
     argmin,
     cat,
     clamp,
-    cos,
-    div,
-    eq,
-    erf,
-    exp,
-    ge,
-    gelu,
-    gt,
-    le,
-    log,
     log_softmax,
-    logical_and,
-    logical_not,
-    logical_or,
-    lt,
     matmul,
-    maximum,
     mean,
-    minimum,
-    mul,
-    ne,
-    neg,
-    pow,  # noqa: A004
-    relu,
-    sigmoid,
-    sign,
-    sin,
     softmax,
-    sqrt,
     stack,
     std,
-    sub,
-    tanh,
     var,
     where,
 )
 from puredl.ops import max_ as max  # noqa: A004
 from puredl.ops import min_ as min  # noqa: A004
 from puredl.ops import sum_ as sum  # noqa: A004
+from puredl.ops_select import masked_fill, mm, multinomial, topk, tril, triu
+from puredl.ops_window import conv2d
 from puredl.placement import device, get_default_device, set_default_device
 from puredl.random import manual_seed
 from puredl.tensor import Tensor
+
+# pd.exp, pd.add, ...: every op of ops' tables (abs and pow shadow builtins, as torch's do)
+globals().update({_name: getattr(_ops_module, _name) for _name in (*_UNARY_OPS, *_BINARY_OPS)})
 
 float = float32  # noqa: A001 - torch's alias
 double = float64

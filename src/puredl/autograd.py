@@ -68,11 +68,13 @@ class Function:
     needs. Both are dropped after backward unless the graph is retained.
     """
 
-    __slots__ = ("inputs", "saved", "retained", "__weakref__")
+    __slots__ = ("inputs", "edges", "saved", "versions", "retained", "__weakref__")
 
     def __init__(self):
         self.inputs = ()
+        self.edges = ()  # each input's node when this one was recorded (an in-place op may replace it later)
         self.saved = None
+        self.versions = None  # (tensors backward reads, their versions then, the output's counter or None)
         self.retained = None  # weakref to an output tensor that called retain_grad()
 
     @property
@@ -119,8 +121,7 @@ def _topological_nodes(root: Function) -> list:
                 "were freed). Pass retain_graph=True to the first backward() if you need to go twice."
             )
         stack.append((node, True))
-        for t in node.inputs:
-            child = t._node
+        for child in node.edges:
             if child is not None and id(child) not in visited:
                 stack.append((child, False))
     order.reverse()
@@ -142,28 +143,69 @@ def run_backward(root, gradient, retain_graph: bool = False) -> None:
             g = grads.pop(id(node), None)
             if g is None:
                 continue
+            vs = node.versions
+            if vs is not None:  # inlined quick test; check_versions finds the culprit and raises
+                saved, expected, out_cell = vs
+                stale = out_cell is not None and out_cell[0] != 0
+                for x, version in zip(saved, expected):
+                    cell = x._vc
+                    if (cell[0] != version) if cell is not None else (x._view is not None):
+                        stale = True  # changed (or a view without its own counter: look closer)
+                        break
+                if stale:
+                    check_versions(node)
             if node.retained is not None:
                 out = node.retained()
                 if out is not None:
                     out.grad = g.clone() if out.grad is None else out.grad + g
             in_grads = node.backward(g)
-            for t, gi in zip(node.inputs, in_grads):
-                if gi is None or not t.requires_grad:
+            for t, child, gi in zip(node.inputs, node.edges, in_grads):
+                if gi is None:
                     continue
                 if gi.shape != t.shape:
                     raise RuntimeError(f"{node.name}: gradient shape {gi.shape} != input shape {t.shape}")
-                child = t._node
                 if child is None:
-                    _accumulate(t, gi)
+                    if t._rg and t._node is None:  # a leaf (still one: in-place ops may have rebased it)
+                        _accumulate(t, gi)
                 else:
                     key = id(child)
                     acc = grads.get(key)
                     grads[key] = gi if acc is None else acc + gi
             if not retain_graph:
                 node.inputs = _FREED
-                node.saved = None
+                node.saved = node.versions = None
     finally:
         _grad_enabled = prev
+
+
+def check_versions(node: Function) -> None:
+    """Raise as torch does when a tensor this node's gradient reads was changed in place since."""
+    saved, expected, out_cell = node.versions
+    now = [_version_of(x) for x in saved]
+    for x, v, e in zip(saved, now, expected):
+        if v != e:
+            _version_error(node, x.dtype, x.shape, "an input", v, e)
+    if out_cell is not None and out_cell[0] != 0:
+        impl, be = node.saved[0], node.saved[1]
+        shape = tuple(impl.shape)
+        dtype = impl.dtype if be.NAME == "pure" else be.dtype_of(impl)
+        _version_error(node, dtype, shape, "output 0", out_cell[0], 0)
+
+
+def _version_of(t) -> int:
+    """``t``'s version (a view without a counter of its own reads its base's; none yet: 0)."""
+    if t._vc is not None:
+        return t._vc[0]
+    return _version_of(t._view[0]) if t._view is not None else 0
+
+
+def _version_error(node: Function, dtype, shape: tuple, which: str, version: int, expected: int):
+    raise RuntimeError(
+        "one of the variables needed for gradient computation has been modified by an inplace "
+        f"operation: [{dtype.name} {list(shape)}], which is {which} of {node.name}Backward, "
+        f"is at version {version}; expected version {expected} instead. Hint: clone() the tensor "
+        "before changing it, or change it after backward()"
+    )
 
 
 def _accumulate(leaf, g) -> None:
@@ -171,7 +213,7 @@ def _accumulate(leaf, g) -> None:
         g = g.to(leaf.dtype)
     # a fresh contiguous copy: g may be a broadcast view, or shared with another leaf or the caller,
     # and optimizers update .grad in place
-    leaf.grad = g.clone() if leaf.grad is None else leaf.grad + g
+    leaf._grad = g.clone() if leaf._grad is None else leaf._grad + g  # shape and dtype already match
 
 
 def retain(node: Function, tensor) -> None:

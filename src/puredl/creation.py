@@ -60,6 +60,42 @@ def _infer_dtype(flat: list) -> dt.DType:
     return kind
 
 
+# building pure storage holds each value as a Python object in a list first: ~8 B pointer + 24 B float
+_BUILD_BYTES = 32
+_UNCHECKED = 1 << 22  # below ~4M elements nothing is checked (it always fits, and it is the common case)
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available now (Linux MemAvailable, else free physical pages), or None if unknown."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        import os
+
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def check_fits_memory(op: str, shape: tuple, dtype: dt.DType, built_from_values: bool = True) -> None:
+    """Refuse, before allocating anything, a tensor that cannot fit in the memory available now."""
+    n = _pure.numel(shape)
+    if n < _UNCHECKED:
+        return
+    need = n * (dtype.itemsize + (_BUILD_BYTES if built_from_values else 0))
+    avail = available_memory()
+    if avail is not None and need > avail:
+        raise RuntimeError(
+            f"{op}: a tensor of shape {tuple(shape)} ({n:,} {dtype.name} elements) needs about "
+            f"{need / 2**30:,.1f} GiB to build, more than the {avail / 2**30:,.1f} GiB of memory available"
+        )
+
+
 def _place(impl, device) -> Tensor:
     t = _wrap(impl, _pure)
     device = default_device_or(device)  # puredl.set_default_device
@@ -125,17 +161,23 @@ def _size(size) -> tuple:
 def full(size, fill_value, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
     size = tuple(size) if isinstance(size, (tuple, list)) else (size,)
     d = dt.as_dtype(dtype) if dtype is not None else _infer_dtype([fill_value])
-    return _finish(_place(_pure.full(_size((size,)), fill_value, d), device), requires_grad)
+    shape = _size((size,))
+    check_fits_memory("full", shape, d, built_from_values=False)
+    return _finish(_place(_pure.full(shape, fill_value, d), device), requires_grad)
 
 
 def zeros(*size, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
     d = dt.as_dtype(dtype) if dtype is not None else dt.get_default_dtype()
-    return _finish(_place(_pure.full(_size(size), 0, d), device), requires_grad)
+    shape = _size(size)
+    check_fits_memory("zeros", shape, d, built_from_values=False)
+    return _finish(_place(_pure.full(shape, 0, d), device), requires_grad)
 
 
 def ones(*size, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
     d = dt.as_dtype(dtype) if dtype is not None else dt.get_default_dtype()
-    return _finish(_place(_pure.full(_size(size), 1, d), device), requires_grad)
+    shape = _size(size)
+    check_fits_memory("ones", shape, d, built_from_values=False)
+    return _finish(_place(_pure.full(shape, 1, d), device), requires_grad)
 
 
 def empty(*size, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
@@ -151,6 +193,7 @@ def _random(values: list, shape: tuple, dtype, device, requires_grad) -> Tensor:
 def rand(*size, dtype=None, device=None, requires_grad: bool = False, generator=None) -> Tensor:
     """Uniform samples in [0, 1); reproducible with ``manual_seed``."""
     shape = _size(size)
+    check_fits_memory("rand", shape, dt.as_dtype(dtype) if dtype is not None else dt.get_default_dtype())
     g = generator or default_generator
     return _random([g.random() for _ in range(_pure.numel(shape))], shape, dtype, device, requires_grad)
 
@@ -158,24 +201,64 @@ def rand(*size, dtype=None, device=None, requires_grad: bool = False, generator=
 def randn(*size, dtype=None, device=None, requires_grad: bool = False, generator=None) -> Tensor:
     """Standard normal samples; reproducible with ``manual_seed``."""
     shape = _size(size)
+    check_fits_memory("randn", shape, dt.as_dtype(dtype) if dtype is not None else dt.get_default_dtype())
     g = generator or default_generator
     vals = [g.gauss(0.0, 1.0) for _ in range(_pure.numel(shape))]
     return _random(vals, shape, dtype, device, requires_grad)
 
 
-def randint(low: int, high: int | None = None, size=(), dtype=None, device=None, generator=None) -> Tensor:
-    """Integers in [low, high) (or [0, low) when high is omitted)."""
-    if high is None:
-        low, high = 0, low
+def randint(
+    *args,
+    size=None,
+    low=None,
+    high=None,
+    generator=None,
+    dtype=None,
+    device=None,
+    requires_grad: bool = False,
+) -> Tensor:
+    """Integers in [low, high): torch's forms ``randint(high, size)``, ``randint(low, high, size)``,
+    and any of ``low``/``high``/``size`` as keywords (``low`` defaults to 0).
+
+    >>> randint(10, (3,)).shape, randint(2, 5, size=(2, 2)).shape
+    ((3,), (2, 2))
+    """
+    args = list(args)
+    if size is None and args and isinstance(args[-1], (tuple, list)):
+        size = args.pop()
+    if len(args) == 2 and low is None and high is None:
+        low, high = args
+    elif len(args) == 1 and high is None:
+        high = args[0]
+    elif len(args) == 1 and low is None:
+        low = args[0]
+    elif args:
+        raise TypeError(
+            f"randint(): cannot read arguments {tuple(args)!r}; "
+            "use randint(high, size) or randint(low, high, size)"
+        )
+    if high is None or size is None:
+        raise TypeError(
+            "randint(): 'high' and 'size' are required: randint(high, size) or randint(low, high, size)"
+        )
+    if not isinstance(size, (tuple, list)):
+        raise TypeError(f"randint(): argument 'size' must be a tuple of ints, not {type(size).__name__}")
+    low = 0 if low is None else low
+    for name, v in (("low", low), ("high", high)):
+        if not isinstance(v, int) or isinstance(v, bool):
+            raise TypeError(f"randint(): argument '{name}' must be int, not {type(v).__name__}")
     if high <= low:
         raise ValueError(f"randint: high ({high}) must be greater than low ({low})")
-    shape = _size((size,) if isinstance(size, int) else (tuple(size),))
+    shape = _size((tuple(size),))
+    d = dt.as_dtype(dtype) if dtype is not None else dt.int64
+    check_fits_memory("randint", shape, d)
     g = generator or default_generator
     vals = [g.randrange(low, high) for _ in range(_pure.numel(shape))]
-    return _place(_pure.from_values(vals, shape, dt.as_dtype(dtype) if dtype else dt.int64), device)
+    return _finish(_place(_pure.from_values(vals, shape, d), device), requires_grad)
 
 
 def randperm(n: int, dtype=None, device=None, generator=None) -> Tensor:
+    check_fits_memory("randperm", (n,), dt.as_dtype(dtype) if dtype else dt.int64)
     g = generator or default_generator
     perm = list(range(n))
     g.shuffle(perm)
@@ -191,6 +274,7 @@ def arange(start, end=None, step=1, dtype=None, device=None, requires_grad: bool
     n = max(0, math.ceil((end - start) / step))
     is_float = any(isinstance(v, float) for v in (start, end, step))
     d = dt.as_dtype(dtype) if dtype is not None else (dt.get_default_dtype() if is_float else dt.int64)
+    check_fits_memory("arange", (n,), d)
     vals = [start + i * step for i in range(n)]
     if d.typecode == "q":
         vals = [int(v) for v in vals]
@@ -202,6 +286,9 @@ def linspace(
 ) -> Tensor:
     if steps < 0:
         raise ValueError("linspace: number of steps must be non-negative")
+    check_fits_memory(
+        "linspace", (steps,), dt.as_dtype(dtype) if dtype is not None else dt.get_default_dtype()
+    )
     if steps == 1:
         vals = [float(start)]
     else:
@@ -216,6 +303,7 @@ def linspace(
 def eye(n: int, m: int | None = None, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
     m = n if m is None else m
     d = dt.as_dtype(dtype) if dtype is not None else dt.get_default_dtype()
+    check_fits_memory("eye", (n, m), d)
     vals = [1 if i == j else 0 for i in range(n) for j in range(m)]
     return _finish(_place(_pure.from_values(vals, (n, m), d), device), requires_grad)
 
@@ -246,4 +334,6 @@ def randn_like(t: Tensor, dtype=None, device=None, requires_grad: bool = False) 
 
 
 def randint_like(t: Tensor, low: int, high: int | None = None, dtype=None, device=None) -> Tensor:
+    if high is None:
+        low, high = 0, low
     return randint(low, high, t.shape, dtype=dtype or t.dtype, device=device or t.device)

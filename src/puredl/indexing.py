@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from puredl import dtypes as dt
-from puredl.tensor import Tensor
+from puredl.shapes import broadcast_shapes
+from puredl.tensor import Tensor, bump_version
 
 
 def _is_advanced(k) -> bool:
@@ -51,9 +52,43 @@ def getitem(t: Tensor, key) -> Tensor:
     if isinstance(key, Tensor) and key.dtype is dt.bool_:
         return _mask_select(t, key)
     keys = key if isinstance(key, tuple) else (key,)
+    if any(isinstance(k, range) for k in keys):  # x[range(n), y]: a range is a list of indices
+        keys = tuple(list(k) if isinstance(k, range) else k for k in keys)
     if any(_is_advanced(k) for k in keys):
-        return _gather(t, keys)
+        return _advanced(t, keys)
     return ops.getitem_basic(t, normalize_basic_key(key, t.shape))
+
+
+def _advanced(t: Tensor, keys: tuple) -> Tensor:
+    """Integer-tensor/list indices mixed with slices and ints anywhere (``v[:, [-1]]``), torch's rule:
+    ints select first; then the indexed dims are replaced by the broadcast index shape, in place
+    when the indices are adjacent,
+    in front otherwise. Done as basic slicing, a permute that brings the indexed dims first, a gather."""
+    if any(k is None for k in keys):
+        raise IndexError("None (a new axis) together with integer-tensor indices is not supported")
+    if sum(1 for k in keys if k is Ellipsis) > 1:
+        raise IndexError("an index can only have a single ellipsis ('...')")
+    n_real = sum(1 for k in keys if k is not Ellipsis)
+    if n_real > t.ndim:
+        raise IndexError(f"too many indices for tensor of dimension {t.ndim} (got {n_real})")
+    full: list = []
+    for k in keys:
+        full.extend([slice(None)] * (t.ndim - n_real) if k is Ellipsis else [k])
+    full.extend([slice(None)] * (t.ndim - len(full)))
+    # torch (unlike NumPy) applies int indices first, as basic indexing: they only remove dims
+    t = getitem(t, tuple(slice(None) if _is_advanced(k) else k for k in full))
+    full = [k for k in full if not isinstance(k, int) or isinstance(k, bool)]
+    adv = [i for i, k in enumerate(full) if _is_advanced(k)]
+    if adv == list(range(len(adv))):
+        return _gather(t, tuple(full[i] for i in adv))
+    rest = [d for d in range(t.ndim) if d not in adv]
+    out = _gather(t.permute(tuple(adv + rest)), tuple(full[i] for i in adv))
+    b = out.ndim - len(rest)  # the broadcast index dims, now first
+    if adv != list(range(adv[0], adv[0] + len(adv))):
+        return out  # not adjacent: they stay in front
+    at = adv[0]
+    order = list(range(b, b + at)) + list(range(b)) + list(range(b + at, out.ndim))
+    return out.permute(tuple(order))
 
 
 def _as_index(k, device: str) -> Tensor:
@@ -106,45 +141,61 @@ def _mask_select(t: Tensor, mask: Tensor) -> Tensor:
 
 
 def setitem(t: Tensor, key, value) -> None:
-    """Write into the basic-indexed region of ``t`` (in place, shared with every view)."""
-    from puredl import autograd
+    """``t[key] = value``: write into the indexed region of ``t`` (in place, shared with every view).
 
-    if t.requires_grad and t._node is None and autograd.is_grad_enabled():
-        raise RuntimeError("a leaf tensor that requires grad is being used in an in-place operation")
+    Bumps ``t``'s version; recorded in the graph when ``t`` or ``value`` requires grad.
+    """
+    from puredl import inplace, ops
+
     if isinstance(key, Tensor) and key.dtype is dt.bool_:
         if not isinstance(value, (int, float, bool)):
             raise TypeError("masked assignment takes a Python scalar value")
-        from puredl import ops
-
-        t.copy_(ops.where(key, value, t))
+        inplace.check_leaf(t)
+        if inplace.needs_graph(t, ()):
+            inplace.rebase(t, lambda old: ops.where(key, value, old).to(t.dtype))
+        else:
+            inplace.write_all(t, ops.where(key, value, t))
         return
     keys = key if isinstance(key, tuple) else (key,)
     if any(isinstance(k, list) or (isinstance(k, Tensor) and k.ndim > 0) for k in keys):
         raise IndexError("setitem: assignment takes basic keys (ints, slices, None, ...) or a bool mask")
     nk = normalize_basic_key(key, t.shape)
+    if not isinstance(value, (Tensor, int, float, bool)):
+        from puredl.creation import tensor
+
+        value = tensor(value, dtype=t.dtype, device=t.device)
+    if isinstance(value, Tensor):
+        region = t._be.getitem(t._impl, nk)
+        check_fits(tuple(region.shape), value.shape)
+    inplace.check_leaf(t)
+    if inplace.needs_graph(t, (value,)):
+        inplace.rebase(t, lambda old: ops.index_put_basic(old, nk, value))
+    else:
+        write_region(t, nk, value)
+
+
+def check_fits(target: tuple, shape: tuple) -> None:
+    try:
+        fits = broadcast_shapes("setitem", target, shape) == target
+    except ValueError:
+        fits = False
+    if not fits:
+        raise ValueError(f"setitem: value of shape {shape} cannot be broadcast to {target}")
+
+
+def write_region(t: Tensor, nk: tuple, value) -> None:
+    """Write ``value`` (tensor or scalar) into ``t``'s region ``nk`` (a normalized basic key), not
+    recorded; bumps the version counter that ``t`` shares with its views."""
     be = t._be
     if isinstance(value, Tensor):
         if value.device != t.device:
             value = value.to(t.device)
-        region = be.getitem(t._impl, nk)
-        target = region.shape if be.NAME == "pure" else tuple(region.shape)
-        from puredl.backends.pure import broadcast_shapes
-
-        try:
-            fits = broadcast_shapes("setitem", target, value.shape) == target
-        except ValueError:
-            fits = False
-        if not fits:
-            raise ValueError(f"setitem: value of shape {value.shape} cannot be broadcast to {target}")
         if value._be is be:
             be.setitem(t._impl, nk, value._impl)
         else:  # pure and torch storage on the CPU: torch writes through a zero-copy view of the target
             from puredl import accel
 
             accel.torch_backend().setitem(accel.torch_impl(t), nk, value._impl)
-    elif isinstance(value, (int, float, bool)):
-        be.setitem(t._impl, nk, value)
     else:
-        from puredl.creation import tensor
-
-        setitem(t, key, tensor(value, dtype=t.dtype, device=t.device))
+        be.setitem(t._impl, nk, value)
+    bump_version(t)

@@ -7,11 +7,13 @@ unchanged on any backend. Broadcasting is undone in one place: ``unbroadcast``.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 from puredl import accel, autograd
 from puredl import dtypes as dt
 from puredl.autograd import Function
-from puredl.tensor import Tensor, _wrap
+from puredl.shapes import broadcast_shapes
+from puredl.tensor import Tensor, _wrap, version_cell
 
 ELEMENTWISE, MATMUL, REDUCTION, ACTIVATION, SHAPE = (
     "elementwise",
@@ -22,12 +24,38 @@ ELEMENTWISE, MATMUL, REDUCTION, ACTIVATION, SHAPE = (
 )
 
 
-def _record(node: Function, inputs: tuple, out: Tensor) -> Tensor:
+def _record(node: Function, inputs: tuple, out: Tensor, saved: tuple = (), saved_out: bool = False) -> Tensor:
+    """Make ``node`` the history of ``out`` when any input requires grad and recording is on.
+
+    ``saved``: the inputs the gradient rule reads (and ``out`` itself when ``saved_out``); their
+    versions are remembered, so that backward refuses to run after an in-place change to them.
+    """
     if autograd._grad_enabled:
         for t in inputs:
-            if t.requires_grad:
+            if t._rg:
                 node.inputs = inputs
-                out.requires_grad = True
+                if len(inputs) == 1:
+                    node.edges = (inputs[0]._node,)
+                elif len(inputs) == 2:
+                    node.edges = (inputs[0]._node, inputs[1]._node)
+                else:
+                    node.edges = tuple([x._node for x in inputs])
+                if saved or saved_out:
+                    # the saved tensors' versions now: backward compares (autograd.check_versions)
+                    versions = []
+                    for x in saved:
+                        cell = x._vc
+                        if cell is not None:
+                            versions.append(cell[0])
+                        elif x._view is not None:  # a view counts its base's changes
+                            versions.append(version_cell(x)[0])
+                        else:  # never changed, no counter yet (a change makes one, and backward sees it)
+                            versions.append(0)
+                    cell = None
+                    if saved_out:
+                        out._vc = cell = [0]  # a fresh result: its counter starts here
+                    node.versions = (saved, versions, cell)
+                out._rg = True
                 out._node = node
                 break
     return out
@@ -54,44 +82,103 @@ def unbroadcast(grad: Tensor, shape: tuple) -> Tensor:
 # =========================================================================== elementwise, two tensors
 
 
+class BinaryOp:
+    """One elementwise op of two operands, declared once (kernels: ``binary`` and ``binary_scalar``).
+
+    ``dtype``: "promote" (torch's promotion), "float" (integers compute in the default float
+    dtype) or "bool" (comparisons: not differentiable). ``grad_a(g, a, b, out)`` and
+    ``grad_b(...)``: the gradient for each side, written with other ops; either operand may be a
+    Python scalar, so one rule serves tensor-tensor and tensor-scalar. ``reads_a``/``reads_b``:
+    what each rule reads (bits: 1 ``a``, 2 ``b``, 4 ``out``), so backward can check versions.
+    """
+
+    __slots__ = ("dtype", "grad_a", "grad_b", "reads_a", "reads_b", "doc", "bool_ok")
+
+    def __init__(self, dtype, grad_a, grad_b, reads_a: int, reads_b: int, doc: str, bool_ok: bool = True):
+        self.dtype, self.grad_a, self.grad_b, self.doc, self.bool_ok = dtype, grad_a, grad_b, doc, bool_ok
+        self.reads_a, self.reads_b = reads_a, reads_b
+
+
+def _pow_grad_base(g, a, b, out):  # torch: 0 where the exponent is 0
+    if not isinstance(b, Tensor):
+        return g * b * a ** (b - 1) if b != 0 else g * 0.0
+    return where(binary("eq", b, 0.0), 0.0, g * b * a ** (b - 1))
+
+
+def _pow_grad_exponent(g, a, b, out):  # torch: 0 where the base is 0 and the exponent >= 0
+    if not isinstance(a, Tensor):
+        return g * out * math.log(a) if a > 0 else g * 0.0
+    zero = binary("logical_and", binary("eq", a, 0.0), binary("ge", b, 0.0))
+    return where(zero, 0.0, g * out * unary("log", a))
+
+
+def _share_of_a(g, a, b, largest: bool):  # maximum/minimum: ties share the gradient equally, like torch
+    wins = binary("gt" if largest else "lt", a, b)
+    return where(binary("eq", a, b), 0.5, cast(wins, g.dtype))
+
+
+def _compare(doc: str) -> BinaryOp:
+    return BinaryOp("bool", None, None, 0, 0, doc)
+
+
+# the table: adding a plain binary op is one entry here and one kernel per backend (``binary`` and
+# ``binary_scalar``); its function here, its Tensor method and its package export come from it
+BINARY_OPS = {
+    "add": BinaryOp("promote", lambda g, a, b, out: g, lambda g, a, b, out: g, 0, 0, "a + b"),
+    "sub": BinaryOp("promote", lambda g, a, b, out: g, lambda g, a, b, out: -g, 0, 0, "a - b", bool_ok=False),
+    "mul": BinaryOp("promote", lambda g, a, b, out: g * b, lambda g, a, b, out: g * a, 2, 1, "a * b"),
+    "div": BinaryOp(
+        "float", lambda g, a, b, out: g / b, lambda g, a, b, out: -g * a / (b * b), 2, 3, "a / b"
+    ),
+    "pow": BinaryOp("promote", _pow_grad_base, _pow_grad_exponent, 3, 7, "a ** b"),
+    "maximum": BinaryOp(
+        "promote",
+        lambda g, a, b, out: g * _share_of_a(g, a, b, True),
+        lambda g, a, b, out: g * (1.0 - _share_of_a(g, a, b, True)),
+        3,
+        3,
+        "the larger of a and b",
+    ),
+    "minimum": BinaryOp(
+        "promote",
+        lambda g, a, b, out: g * _share_of_a(g, a, b, False),
+        lambda g, a, b, out: g * (1.0 - _share_of_a(g, a, b, False)),
+        3,
+        3,
+        "the smaller of a and b",
+    ),
+    "eq": _compare("a == b"),
+    "ne": _compare("a != b"),
+    "lt": _compare("a < b"),
+    "le": _compare("a <= b"),
+    "gt": _compare("a > b"),
+    "ge": _compare("a >= b"),
+    "logical_and": _compare("a and b (a bool tensor)"),
+    "logical_or": _compare("a or b (a bool tensor)"),
+}
+
+
 class Binary(Function):
-    __slots__ = ("op",)
+    """A recorded binary table op; ``scalar`` is ``(value, is_left)`` when one operand was a Python number."""
+
+    __slots__ = ("op", "scalar")
 
     def backward(self, g):
+        spec = BINARY_OPS[self.op]
+        out = _wrap(*self.saved) if self.saved is not None else None
+        if self.scalar is not None:
+            (x,) = self.inputs
+            s, left = self.scalar
+            return (spec.grad_b(g, s, x, out) if left else spec.grad_a(g, x, s, out),)
         a, b = self.inputs
-        op = self.op
-        need_a, need_b = a.requires_grad, b.requires_grad
-        if op == "add":
-            ga, gb = g, g
-        elif op == "sub":
-            ga, gb = g, (-g if need_b else None)
-        elif op == "mul":
-            ga, gb = (g * b if need_a else None), (g * a if need_b else None)
-        elif op == "div":
-            ga = g / b
-            gb = -g * a / (b * b) if b.requires_grad else None
-        elif op == "pow":
-            out = _wrap(self.saved[0], self.saved[1])
-            # torch's conventions at the edges: d/da is 0 where b == 0, d/db is 0 where a == 0 <= b
-            ga = where(eq(b, 0.0), 0.0, g * b * a ** (b - 1)) if a.requires_grad else None
-            gb = None
-            if b.requires_grad:
-                gb = where(logical_and(eq(a, 0.0), ge(b, 0.0)), 0.0, g * out * log(a))
-        else:  # maximum / minimum: ties share the gradient equally, like torch
-            win = gt(a, b) if op == "maximum" else lt(a, b)
-            mask_a = where(eq(a, b), 0.5, win.to(g.dtype))
-            ga, gb = g * mask_a, g * (1.0 - mask_a)
-        return (
-            unbroadcast(ga, a.shape) if ga is not None and a.requires_grad else None,
-            unbroadcast(gb, b.shape) if gb is not None and b.requires_grad else None,
-        )
-
-
-_COMPARE = {"eq", "ne", "lt", "le", "gt", "ge", "logical_and", "logical_or"}
+        ga = unbroadcast(spec.grad_a(g, a, b, out), a.shape) if a._rg else None
+        gb = unbroadcast(spec.grad_b(g, a, b, out), b.shape) if b._rg else None
+        return ga, gb
 
 
 def binary(op: str, a, b) -> Tensor:
-    """``a op b`` with NumPy broadcasting; either side may be a Python scalar."""
+    """Run the table op ``op`` on ``a`` and ``b`` (NumPy broadcasting; either may be a Python scalar):
+    dtype rule, select a backend, run its kernel, wrap, record."""
     if not isinstance(b, Tensor):
         if not isinstance(a, Tensor):
             raise TypeError(
@@ -100,275 +187,200 @@ def binary(op: str, a, b) -> Tensor:
         return _scalar_op(op, a, b, reverse=False)
     if not isinstance(a, Tensor):
         return _scalar_op(op, b, a, reverse=True)
+    spec = BINARY_OPS[op]
     ad, bd = a.dtype, b.dtype
-    if op == "sub" and (ad is dt.bool_ or bd is dt.bool_):
-        raise TypeError("sub: subtracting a bool tensor is not supported (as in torch); use ~ or .long()")
+    if not spec.bool_ok and (ad is dt.bool_ or bd is dt.bool_):
+        raise TypeError(f"{op}: a bool tensor is not supported (as in torch); use ~ or .long()")
     common = ad if ad is bd else dt.promote_tensors(ad, len(a.shape), bd, len(b.shape))
-    if op in _COMPARE:
+    if spec.dtype == "bool":
         out_dtype = dt.bool_
     else:
         out_dtype = common
-        if op == "div" and not common.is_floating_point:
+        if spec.dtype == "float" and not common.is_floating_point:
             out_dtype = common = dt.get_default_dtype()
     if ad is not common:
-        a = a.to(common)
+        a = cast(a, common)
     if bd is not common:
-        b = b.to(common)
-    work = _numel(a.shape) if a.shape == b.shape else _numel(_broadcast(op, a.shape, b.shape))
+        b = cast(b, common)
+    work = _numel(a.shape) if a.shape == b.shape else _numel(broadcast_shapes(op, a.shape, b.shape))
     be, (ia, ib) = accel.select(op, ELEMENTWISE, work, (a, b))
     out_impl = be.binary(op, ia, ib, out_dtype)
     out = _wrap(out_impl, be)
-    if op in _COMPARE:
+    if spec.grad_a is None:
         return out
     node = Binary()
-    node.op = op
-    if op == "pow":
+    node.op, node.scalar = op, None
+    reads = (spec.reads_a if a._rg else 0) | (spec.reads_b if b._rg else 0)
+    if not reads:
+        return _record(node, (a, b), out)
+    if reads & 4:
         node.saved = (out_impl, be)
-    return _record(node, (a, b), out)
-
-
-def _broadcast(op: str, sa: tuple, sb: tuple) -> tuple:
-    from puredl.backends.pure import broadcast_shapes
-
-    return broadcast_shapes(op, sa, sb)
-
-
-class ScalarOp(Function):
-    __slots__ = ("op", "scalar", "reverse")
-
-    def backward(self, g):
-        (a,) = self.inputs
-        op, s, rev = self.op, self.scalar, self.reverse
-        if op == "add":
-            ga = g
-        elif op == "sub":
-            ga = -g if rev else g
-        elif op == "mul":
-            ga = g * s
-        elif op == "div":
-            ga = -g * s / (a * a) if rev else g / s
-        elif op == "pow":
-            if rev:  # s ** a
-                ga = g * _wrap(*self.saved) * math.log(s) if s > 0 else g * 0.0
-            else:
-                ga = g * s * a ** (s - 1) if s != 0 else g * 0.0
-        else:  # maximum / minimum with a scalar
-            win = (a > s) if op == "maximum" else (a < s)
-            ga = g * where(a == s, 0.5, win.to(g.dtype))
-        return (ga,)
+    saved = ((a,) if reads & 1 else ()) + ((b,) if reads & 2 else ())
+    return _record(node, (a, b), out, saved, saved_out=bool(reads & 4))
 
 
 def _scalar_op(op: str, a: Tensor, s, reverse: bool) -> Tensor:
+    """``a op s`` (or ``s op a`` when ``reverse``): the same table entry, the scalar kernel."""
     if isinstance(s, Tensor) or not isinstance(s, (int, float, bool)):
         raise TypeError(f"{op}: unsupported operand {type(s).__name__}")
-    if op == "sub" and (a.dtype is dt.bool_ or isinstance(s, bool)):
-        raise TypeError("sub: subtraction with a bool is not supported (as in torch); use ~ or .long()")
-    if op in _COMPARE:
+    spec = BINARY_OPS[op]
+    if not spec.bool_ok and (a.dtype is dt.bool_ or isinstance(s, bool)):
+        raise TypeError(f"{op}: a bool operand is not supported (as in torch); use ~ or .long()")
+    if spec.dtype == "bool":
         out_dtype = dt.bool_
     else:
         out_dtype = dt.promote_scalar(a.dtype, s)
-        if op == "div" and not out_dtype.is_floating_point:
+        if spec.dtype == "float" and not out_dtype.is_floating_point:
             out_dtype = dt.get_default_dtype()
         if out_dtype is not a.dtype:
-            a = a.to(out_dtype)
+            a = cast(a, out_dtype)
         if out_dtype.is_floating_point:
             s = float(s)
     be, (ia,) = accel.select(op, ELEMENTWISE, _numel(a.shape), (a,))
     out_impl = be.binary_scalar(op, ia, s, reverse, out_dtype)
     out = _wrap(out_impl, be)
-    if op in _COMPARE:
+    if spec.grad_a is None:
         return out
-    node = ScalarOp()
-    node.op, node.scalar, node.reverse = op, s, reverse
-    if op == "pow" and reverse:
+    node = Binary()
+    node.op, node.scalar = op, (s, reverse)
+    reads = spec.reads_b if reverse else spec.reads_a
+    if reads & 4:
         node.saved = (out_impl, be)
-    return _record(node, (a,), out)
+    reads_tensor = reads & (2 if reverse else 1)
+    return _record(node, (a,), out, (a,) if reads_tensor else (), saved_out=bool(reads & 4))
 
 
-def add(a, b):
-    return binary("add", a, b)
+def _binary_function(op: str) -> Callable:
+    def fn(input, other) -> Tensor:  # noqa: A002 - torch's argument names
+        return binary(op, input, other)
+
+    fn.__name__ = fn.__qualname__ = op
+    fn.__doc__ = f"{BINARY_OPS[op].doc}, elementwise with broadcasting (torch.{op})."
+    return fn
 
 
-def sub(a, b):
-    return binary("sub", a, b)
-
-
-def mul(a, b):
-    return binary("mul", a, b)
-
-
-def div(a, b):
-    return binary("div", a, b)
-
-
-def pow(a, b):  # noqa: A001 - torch's name
-    return binary("pow", a, b)
-
-
-def maximum(a, b):
-    return binary("maximum", a, b)
-
-
-def minimum(a, b):
-    return binary("minimum", a, b)
-
-
-def eq(a, b):
-    return binary("eq", a, b)
-
-
-def ne(a, b):
-    return binary("ne", a, b)
-
-
-def lt(a, b):
-    return binary("lt", a, b)
-
-
-def le(a, b):
-    return binary("le", a, b)
-
-
-def gt(a, b):
-    return binary("gt", a, b)
-
-
-def ge(a, b):
-    return binary("ge", a, b)
-
-
-def logical_and(a, b):
-    return binary("logical_and", a, b)
-
-
-def logical_or(a, b):
-    return binary("logical_or", a, b)
+# ops.add, ops.eq, ... and Tensor.add, Tensor.eq, ... for every table op
+globals().update({op: _binary_function(op) for op in BINARY_OPS})
+for _op in BINARY_OPS:
+    setattr(Tensor, _op, globals()[_op])
 
 
 # =========================================================================== elementwise, one tensor
+
+
+class UnaryOp:
+    """One elementwise op of one tensor, declared once (the backends' ``unary`` kernel runs it).
+
+    ``dtype``: "same", "float" (integer input computes in the default float dtype) or "bool".
+    ``saves``: what the gradient rule reads, "input", "output" or "" (its version is checked).
+    ``grad(g, a, out)``: the gradient with respect to ``a``, written with other ops; None when the
+    op is not differentiable.
+    """
+
+    __slots__ = ("category", "dtype", "saves", "grad", "doc")  # slots: read on every op, faster than a tuple
+
+    def __init__(self, category: str, dtype: str, saves: str, grad: Callable | None, doc: str):
+        self.category, self.dtype, self.saves, self.grad, self.doc = category, dtype, saves, grad, doc
+
+
+def _relu_grad(g: Tensor, a: Tensor, out) -> Tensor:
+    # one kernel, torch's threshold_backward: NaN lets the gradient through
+    be, (ig, ia) = accel.select("relu_backward", ACTIVATION, _numel(a.shape), (g, a))
+    return _wrap(be.relu_backward(ig, ia), be)
+
+
+def _sign_grad(g: Tensor, a: Tensor, out) -> Tensor:
+    from puredl.creation import zeros_like
+
+    return zeros_like(g)  # flat almost everywhere: zeros, as torch (not g * 0, which keeps NaN)
+
+
+_TWO_OVER_SQRT_PI = 2.0 / math.sqrt(math.pi)
+_INV_SQRT_2 = 1.0 / math.sqrt(2.0)
+_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+
+# the table: adding a plain unary op is one entry here and one ``unary`` kernel per backend;
+# its function here, its Tensor method and its package export are made from this entry
+UNARY_OPS = {
+    "neg": UnaryOp(ELEMENTWISE, "same", "", lambda g, a, out: -g, "-x"),
+    "abs": UnaryOp(ELEMENTWISE, "same", "input", lambda g, a, out: g * unary("sign", a), "|x|"),
+    "sign": UnaryOp(ELEMENTWISE, "same", "", _sign_grad, "-1, 0 or 1 by the sign of x"),
+    "exp": UnaryOp(ELEMENTWISE, "float", "output", lambda g, a, out: g * out, "e**x"),
+    "log": UnaryOp(ELEMENTWISE, "float", "input", lambda g, a, out: g / a, "natural logarithm"),
+    "sqrt": UnaryOp(ELEMENTWISE, "float", "output", lambda g, a, out: g / (2.0 * out), "square root"),
+    "sin": UnaryOp(ELEMENTWISE, "float", "input", lambda g, a, out: g * unary("cos", a), "sine"),
+    "cos": UnaryOp(ELEMENTWISE, "float", "input", lambda g, a, out: -g * unary("sin", a), "cosine"),
+    "erf": UnaryOp(  # d/dx erf(x) = 2/sqrt(pi) * exp(-x^2)
+        ELEMENTWISE,
+        "float",
+        "input",
+        lambda g, a, out: g * unary("exp", -a * a) * _TWO_OVER_SQRT_PI,
+        "the error function",
+    ),
+    "logical_not": UnaryOp(ELEMENTWISE, "bool", "", None, "elementwise not (a bool tensor)"),
+    "relu": UnaryOp(ACTIVATION, "same", "input", _relu_grad, "max(x, 0)"),
+    "sigmoid": UnaryOp(
+        ACTIVATION, "float", "output", lambda g, a, out: g * out * (1.0 - out), "1 / (1 + e**-x)"
+    ),
+    "tanh": UnaryOp(
+        ACTIVATION, "float", "output", lambda g, a, out: g * (1.0 - out * out), "hyperbolic tangent"
+    ),
+    "gelu": UnaryOp(  # d/dx x*Phi(x) = Phi(x) + x*phi(x)
+        ACTIVATION,
+        "float",
+        "input",
+        lambda g, a, out: (
+            g * (0.5 * (1.0 + unary("erf", a * _INV_SQRT_2)) + a * unary("exp", -0.5 * a * a) * _INV_SQRT_2PI)
+        ),
+        "x * Phi(x), the exact (erf) GELU",
+    ),
+}
 
 
 class Unary(Function):
     __slots__ = ("op",)
 
     def backward(self, g):
-        (a,) = self.inputs
-        op = self.op
-        if op == "neg":
-            return (-g,)
-        if op == "log":
-            return (g / a,)
-        if op == "abs":
-            return (g * sign(a),)
-        if op == "sign":  # flat almost everywhere: zeros, as torch (not g * 0, which keeps NaN)
-            from puredl.creation import zeros_like
-
-            return (zeros_like(g),)
-        if op == "relu":  # one kernel, torch's threshold_backward: NaN lets the gradient through
-            be, (ig, ia) = accel.select("relu_backward", ACTIVATION, _numel(a.shape), (g, a))
-            return (_wrap(be.relu_backward(ig, ia), be),)
-        if op == "sin":
-            return (g * cos(a),)
-        if op == "cos":
-            return (-g * sin(a),)
-        if op == "erf":  # d/dx erf(x) = 2/sqrt(pi) * exp(-x^2)
-            return (g * exp(-a * a) * (2.0 / math.sqrt(math.pi)),)
-        if op == "gelu":  # d/dx x*Phi(x) = Phi(x) + x*phi(x)
-            cdf = 0.5 * (1.0 + erf(a * (1.0 / math.sqrt(2.0))))
-            pdf = exp(-0.5 * a * a) * (1.0 / math.sqrt(2.0 * math.pi))
-            return (g * (cdf + a * pdf),)
-        out = _wrap(*self.saved)
-        if op == "exp":
-            return (g * out,)
-        if op == "sqrt":
-            return (g / (2.0 * out),)
-        if op == "sigmoid":
-            return (g * out * (1.0 - out),)
-        if op == "tanh":
-            return (g * (1.0 - out * out),)
-        raise RuntimeError(f"no gradient rule for {op}")
+        out = _wrap(*self.saved) if self.saved is not None else None
+        return (UNARY_OPS[self.op].grad(g, self.inputs[0], out),)
 
 
-_NEEDS_OUTPUT = {"exp", "sqrt", "sigmoid", "tanh"}
-_NOT_DIFFERENTIABLE = {"logical_not"}
-
-
-def unary(op: str, a: Tensor, category: str = ELEMENTWISE) -> Tensor:
+def unary(op: str, a: Tensor) -> Tensor:
+    """Run the table op ``op`` on ``a``: select a backend, run its kernel, wrap, record."""
+    spec = UNARY_OPS[op]
     out_dtype = a.dtype
-    if (
-        op in ("exp", "log", "sqrt", "sigmoid", "tanh", "gelu", "erf", "sin", "cos")
-        and not a.dtype.is_floating_point
-    ):
-        out_dtype = dt.get_default_dtype()
-        a = a.to(out_dtype)
-    if op == "logical_not":
+    if spec.dtype == "float":
+        if not out_dtype.is_floating_point:
+            out_dtype = dt.get_default_dtype()
+            a = cast(a, out_dtype)
+    elif spec.dtype == "bool":
         out_dtype = dt.bool_
-    be, (ia,) = accel.select(op, category, _numel(a.shape), (a,))
+    be, (ia,) = accel.select(op, spec.category, _numel(a.shape), (a,))
     out_impl = be.unary(op, ia, out_dtype)
     out = _wrap(out_impl, be)
-    if op in _NOT_DIFFERENTIABLE:
+    if spec.grad is None:
         return out
     node = Unary()
     node.op = op
-    if op in _NEEDS_OUTPUT:
+    if spec.saves == "output":
         node.saved = (out_impl, be)
-    return _record(node, (a,), out)
+        return _record(node, (a,), out, saved_out=True)
+    return _record(node, (a,), out, (a,) if spec.saves == "input" else ())
 
 
-def neg(a):
-    return unary("neg", a)
+def _unary_function(op: str) -> Callable:
+    def fn(input: Tensor) -> Tensor:  # noqa: A002 - torch's argument name
+        return unary(op, input)
+
+    fn.__name__ = fn.__qualname__ = op
+    fn.__doc__ = f"{UNARY_OPS[op].doc}, elementwise (torch.{op})."
+    return fn
 
 
-def exp(a):
-    return unary("exp", a)
-
-
-def log(a):
-    return unary("log", a)
-
-
-def sqrt(a):
-    return unary("sqrt", a)
-
-
-def abs(a):  # noqa: A001 - torch's name
-    return unary("abs", a)
-
-
-def sign(a):
-    return unary("sign", a)
-
-
-def erf(a):
-    return unary("erf", a)
-
-
-def sin(a):
-    return unary("sin", a)
-
-
-def cos(a):
-    return unary("cos", a)
-
-
-def logical_not(a):
-    return unary("logical_not", a)
-
-
-def relu(a):
-    return unary("relu", a, ACTIVATION)
-
-
-def sigmoid(a):
-    return unary("sigmoid", a, ACTIVATION)
-
-
-def tanh(a):
-    return unary("tanh", a, ACTIVATION)
-
-
-def gelu(a):
-    return unary("gelu", a, ACTIVATION)
+# ops.exp, ops.relu, ... and Tensor.exp, Tensor.relu, ... for every table op
+globals().update({op: _unary_function(op) for op in UNARY_OPS})
+for _op in UNARY_OPS:
+    setattr(Tensor, _op, globals()[_op])
 
 
 class Clamp(Function):
@@ -378,11 +390,11 @@ class Clamp(Function):
         (a,) = self.inputs
         keep = ones_mask = None
         if self.lo is not None:
-            keep = ge(a, self.lo)
+            keep = binary("ge", a, self.lo)
         if self.hi is not None:
-            ones_mask = le(a, self.hi)
-            keep = ones_mask if keep is None else logical_and(keep, ones_mask)
-        return (g * keep.to(g.dtype),)
+            ones_mask = binary("le", a, self.hi)
+            keep = ones_mask if keep is None else binary("logical_and", keep, ones_mask)
+        return (g * cast(keep, g.dtype),)
 
 
 def clamp(a: Tensor, min=None, max=None) -> Tensor:  # noqa: A002 - torch's names
@@ -393,11 +405,11 @@ def clamp(a: Tensor, min=None, max=None) -> Tensor:  # noqa: A002 - torch's name
         if bound is not None:
             out_dtype = dt.promote_scalar(out_dtype, bound)
     if out_dtype is not a.dtype:
-        a = a.to(out_dtype)
+        a = cast(a, out_dtype)
     be, (ia,) = accel.select("clamp", ELEMENTWISE, _numel(a.shape), (a,))
     node = Clamp()
     node.lo, node.hi = min, max
-    return _record(node, (a,), _wrap(be.clamp(ia, min, max), be))
+    return _record(node, (a,), _wrap(be.clamp(ia, min, max), be), (a,))
 
 
 class Where(Function):
@@ -405,8 +417,8 @@ class Where(Function):
         _, a, b = self.inputs
         zero = 0.0
         cond = _wrap(*self.saved)
-        ga = unbroadcast(where(cond, g, zero), a.shape) if a.requires_grad else None
-        gb = unbroadcast(where(cond, zero, g), b.shape) if b.requires_grad else None
+        ga = unbroadcast(where(cond, g, zero), a.shape) if a._rg else None
+        gb = unbroadcast(where(cond, zero, g), b.shape) if b._rg else None
         return None, ga, gb
 
 
@@ -420,12 +432,12 @@ def where(cond: Tensor, a, b) -> Tensor:
     if not isinstance(b, Tensor):
         b = scalar_tensor(b, dt.promote_scalar(a.dtype, b), like=cond)
     out_dtype = dt.promote_tensors(a.dtype, a.ndim, b.dtype, b.ndim)
-    shape = _broadcast("where", _broadcast("where", cond.shape, a.shape), b.shape)
+    shape = broadcast_shapes("where", broadcast_shapes("where", cond.shape, a.shape), b.shape)
     be, (ic, ia, ib) = accel.select("where", ELEMENTWISE, _numel(shape), (cond, a, b))
     ic = be.cast(ic, dt.bool_)
     node = Where()
     node.saved = (ic, be)
-    return _record(node, (cond, a, b), _wrap(be.where(ic, ia, ib, out_dtype), be))
+    return _record(node, (cond, a, b), _wrap(be.where(ic, ia, ib, out_dtype), be), (cond,))
 
 
 # =========================================================================== matmul
@@ -434,13 +446,14 @@ def where(cond: Tensor, a, b) -> Tensor:
 class Matmul(Function):
     def backward(self, g):
         a, b = self.inputs
-        ga = unbroadcast(matmul(g, b.transpose(-1, -2)), a.shape) if a.requires_grad else None
-        gb = unbroadcast(matmul(a.transpose(-1, -2), g), b.shape) if b.requires_grad else None
+        ga = unbroadcast(matmul(g, b.transpose(-1, -2)), a.shape) if a._rg else None
+        gb = unbroadcast(matmul(a.transpose(-1, -2), g), b.shape) if b._rg else None
         return ga, gb
 
 
-def matmul(a: Tensor, b: Tensor) -> Tensor:
+def matmul(input: Tensor, other: Tensor) -> Tensor:  # noqa: A002 - torch's argument names
     """``torch.matmul`` semantics: 1-D, 2-D, batched with broadcast batch dimensions."""
+    a, b = input, other
     if not isinstance(a, Tensor) or not isinstance(b, Tensor):
         raise TypeError("matmul: both operands must be Tensors")
     if a.ndim == 0 or b.ndim == 0:
@@ -458,16 +471,17 @@ def matmul(a: Tensor, b: Tensor) -> Tensor:
         return matmul(a, b.unsqueeze(-1)).squeeze(-1)
     out_dtype = dt.promote(a.dtype, b.dtype)
     if a.dtype is not out_dtype:
-        a = a.to(out_dtype)
+        a = cast(a, out_dtype)
     if b.dtype is not out_dtype:
-        b = b.to(out_dtype)
+        b = cast(b, out_dtype)
     try:
-        batch = _broadcast("matmul", a.shape[:-2], b.shape[:-2])
+        batch = broadcast_shapes("matmul", a.shape[:-2], b.shape[:-2])
     except ValueError:
         raise ValueError(f"matmul: batch dims of shapes {a.shape} and {b.shape} do not broadcast") from None
     work = _numel(batch) * a.shape[-2] * a.shape[-1] * b.shape[-1]  # multiply-adds
     be, (ia, ib) = accel.select("matmul", MATMUL, work, (a, b))
-    return _record(Matmul(), (a, b), _wrap(be.matmul(ia, ib, out_dtype), be))
+    saved = ((b,) if a._rg else ()) + ((a,) if b._rg else ())
+    return _record(Matmul(), (a, b), _wrap(be.matmul(ia, ib, out_dtype), be), saved)
 
 
 class Linear(Function):
@@ -477,10 +491,10 @@ class Linear(Function):
         if g.ndim != 2:  # (..., out) and (..., in) as (rows, out) and (rows, in); 1-D is one row
             rows = _numel(g.shape[:-1])
             g2, x2 = g.reshape(rows, w.shape[0]), x.reshape(rows, w.shape[1])
-        gx = matmul(g, w) if x.requires_grad else None
-        gw = matmul(g2.transpose(0, 1), x2) if w.requires_grad else None
+        gx = matmul(g, w) if x._rg else None
+        gw = matmul(g2.transpose(0, 1), x2) if w._rg else None
         gb = None
-        if len(self.inputs) == 3 and self.inputs[2].requires_grad:
+        if len(self.inputs) == 3 and self.inputs[2]._rg:
             gb = sum_(g2, 0)
         return (gx, gw) if gb is None else (gx, gw, gb)
 
@@ -498,16 +512,18 @@ def linear(x: Tensor, w: Tensor, b: Tensor | None = None) -> Tensor:
         )
     dtype = dt.promote(x.dtype, w.dtype) if b is None else dt.promote(dt.promote(x.dtype, w.dtype), b.dtype)
     # cast as recorded ops, so that each gradient comes back in its input's dtype
-    x = x if x.dtype is dtype else x.to(dtype)
-    w = w if w.dtype is dtype else w.to(dtype)
+    x = x if x.dtype is dtype else cast(x, dtype)
+    w = w if w.dtype is dtype else cast(w, dtype)
     if b is not None and b.dtype is not dtype:
-        b = b.to(dtype)
+        b = cast(b, dtype)
     work = _numel(x.shape) * w.shape[0]  # multiply-adds
     if b is None:
         be, (ix, iw) = accel.select("linear", MATMUL, work, (x, w))
-        return _record(Linear(), (x, w), _wrap(be.linear(ix, iw, None, dtype), be))
+        saved = ((w,) if x._rg else ()) + ((x,) if w._rg else ())  # what each gradient reads, as torch
+        return _record(Linear(), (x, w), _wrap(be.linear(ix, iw, None, dtype), be), saved)
     be, (ix, iw, ib) = accel.select("linear", MATMUL, work, (x, w, b))
-    return _record(Linear(), (x, w, b), _wrap(be.linear(ix, iw, ib, dtype), be))
+    saved = ((w,) if x._rg else ()) + ((x,) if w._rg else ())
+    return _record(Linear(), (x, w, b), _wrap(be.linear(ix, iw, ib, dtype), be), saved)
 
 
 # =========================================================================== reductions
@@ -550,7 +566,7 @@ def sum_(a: Tensor, dim=None, keepdim: bool = False, dtype=None) -> Tensor:
     dims = normalize_dims(dim, a.ndim, "sum")
     out_dtype = dt.as_dtype(dtype) if dtype is not None else (a.dtype if a.dtype.rank > 0 else dt.int64)
     if a.dtype is not out_dtype:
-        a = a.to(out_dtype)
+        a = cast(a, out_dtype)
     be, (ia,) = accel.select("sum", REDUCTION, _numel(a.shape), (a,))
     node = Sum()
     node.dims, node.keepdim = dims, keepdim
@@ -581,8 +597,8 @@ def std(
 ) -> Tensor:
     v = var(a, dim, keepdim, correction, unbiased)
     # like torch, a zero std has gradient 0, not sqrt's 1/0: route those entries around sqrt
-    zero = eq(v, 0.0)
-    return where(zero, 0.0, sqrt(where(zero, 1.0, v)))
+    zero = binary("eq", v, 0.0)
+    return where(zero, 0.0, unary("sqrt", where(zero, 1.0, v)))
 
 
 class MaxDim(Function):
@@ -594,7 +610,7 @@ class MaxDim(Function):
         if not self.keepdim:
             g, idx = g.unsqueeze(self.dim), idx.unsqueeze(self.dim)
         positions = _arange_along(a, self.dim)
-        return (where(eq(positions, idx), g, 0.0),)
+        return (where(binary("eq", positions, idx), g, 0.0),)
 
 
 def _arange_along(a: Tensor, dim: int) -> Tensor:
@@ -609,7 +625,7 @@ class MaxAll(Function):
     def backward(self, g):
         (a,) = self.inputs
         out = _wrap(*self.saved)
-        mask = eq(a, out).to(g.dtype)
+        mask = cast(binary("eq", a, out), g.dtype)
         return (mask * (g / sum_(mask)),)  # ties share the gradient, like torch
 
 
@@ -623,7 +639,7 @@ def _max_min(a: Tensor, dim, keepdim: bool, largest: bool):
         out_impl = be.max_all(ia, largest)
         node = MaxAll()
         node.saved = (out_impl, be)
-        return _record(node, (a,), _wrap(out_impl, be))
+        return _record(node, (a,), _wrap(out_impl, be), (a,), saved_out=True)
     d = normalize_dim(dim, a.ndim, name)
     be, (ia,) = accel.select(name, REDUCTION, _numel(a.shape), (a,))
     values_impl, idx_impl = be.max_dim(ia, d, keepdim, largest)
@@ -669,7 +685,7 @@ class Softmax(Function):
     def backward(self, g):
         out = _wrap(*self.saved)
         if self.log:
-            return (g - exp(out) * sum_(g, self.dim, keepdim=True),)
+            return (g - unary("exp", out) * sum_(g, self.dim, keepdim=True),)
         return (out * (g - sum_(g * out, self.dim, keepdim=True)),)
 
 
@@ -677,7 +693,7 @@ def _softmax(a: Tensor, dim: int, log_: bool) -> Tensor:
     name = "log_softmax" if log_ else "softmax"
     d = normalize_dim(dim, a.ndim, name)
     if not a.dtype.is_floating_point:
-        a = a.to(dt.get_default_dtype())
+        a = cast(a, dt.get_default_dtype())
     be, (ia,) = accel.select(name, ACTIVATION, _numel(a.shape), (a,))
     if a.ndim == 0:
         out_impl = be.full((), 0.0 if log_ else 1.0, a.dtype)
@@ -685,7 +701,7 @@ def _softmax(a: Tensor, dim: int, log_: bool) -> Tensor:
         out_impl = be.softmax(ia, d, log_)
     node = Softmax()
     node.dim, node.log, node.saved = d, log_, (out_impl, be)
-    return _record(node, (a,), _wrap(out_impl, be))
+    return _record(node, (a,), _wrap(out_impl, be), saved_out=True)
 
 
 def softmax(a: Tensor, dim: int = -1) -> Tensor:
@@ -731,9 +747,9 @@ def nll_loss(
     ``target`` holds (N,) int64 class indices; the caller validates shapes and dtypes.
     """
     if not x.dtype.is_floating_point:
-        x = x.to(dt.get_default_dtype())
+        x = cast(x, dt.get_default_dtype())
     if weight is not None and weight.dtype is not x.dtype:
-        weight = weight.to(x.dtype)
+        weight = cast(weight, x.dtype)
     name = "cross_entropy" if log_softmax else "nll_loss"
     tensors = (x, target) if weight is None else (x, target, weight)
     be, impls = accel.select(name, ACTIVATION, _numel(x.shape), tensors)
@@ -744,7 +760,7 @@ def nll_loss(
     node = NLLLoss()
     node.args = (ignore_index, label_smoothing, reduction, log_softmax)
     node.saved = (logp, impls[1], iw, total, be)
-    return _record(node, (x,), _wrap(loss, be))
+    return _record(node, (x,), _wrap(loss, be), (target,) if weight is None else (target, weight))
 
 
 # =========================================================================== shape ops (views)
@@ -766,12 +782,26 @@ def reshape(a: Tensor, shape: tuple, view_only: bool = False) -> Tensor:
             raise RuntimeError(
                 f"view: shape {a.shape} with strides {a.stride()} cannot be viewed as {shape}; use reshape()"
             )
-        impl = be.reshape(a._impl, shape)
-    return _record(Reshape(), (a,), _wrap(impl, be))
+        return _record(Reshape(), (a,), _wrap(be.reshape(a._impl, shape), be))
+    out = _wrap(impl, be)
+    out._view = (a, RESHAPE_VIEW, None)  # a view: see _view_of
+    return _record(Reshape(), (a,), out)
 
 
 def _view_alias(a: Tensor) -> Tensor:
-    return _record(Reshape(), (a,), _wrap(a._be.view(a._impl, a.shape) or a._impl, a._be))
+    view = _wrap(a._be.view(a._impl, a.shape) or a._impl, a._be)
+    return _record(Reshape(), (a,), _view_of(a, view, RESHAPE_VIEW))
+
+
+RESHAPE_VIEW, PERMUTE_VIEW, EXPAND_VIEW, INDEX_VIEW = "reshape", "permute", "expand", "index"
+
+
+def _view_of(base: Tensor, view: Tensor, kind: str, arg=None) -> Tensor:
+    """``view`` shares ``base``'s storage, and so its version counter (``tensor.version_cell``);
+    ``kind`` and ``arg`` (the basic index or the permutation) say how to redo the view, so that
+    in-place changes to it can be recorded."""
+    view._view = (base, kind, arg)
+    return view
 
 
 def infer_shape(shape: tuple, n: int, old: tuple) -> tuple:
@@ -806,7 +836,9 @@ def permute(a: Tensor, dims: tuple) -> Tensor:
         )
     node = Permute()
     node.dims = dims
-    return _record(node, (a,), _wrap(a._be.permute(a._impl, dims), a._be))
+    out = _wrap(a._be.permute(a._impl, dims), a._be)
+    out._view = (a, PERMUTE_VIEW, dims)  # a view: see _view_of
+    return _record(node, (a,), out)
 
 
 class Expand(Function):
@@ -829,7 +861,7 @@ def expand(a: Tensor, shape: tuple) -> Tensor:
     target = tuple(target)
     if target == a.shape:
         return a
-    return _record(Expand(), (a,), _wrap(a._be.expand(a._impl, target), a._be))
+    return _record(Expand(), (a,), _view_of(a, _wrap(a._be.expand(a._impl, target), a._be), EXPAND_VIEW))
 
 
 class Contiguous(Function):
@@ -852,7 +884,7 @@ def clone(a: Tensor) -> Tensor:
 class Cast(Function):
     def backward(self, g):
         src = self.inputs[0].dtype
-        return (g.to(src) if src.is_floating_point else None,)
+        return (cast(g, src) if src.is_floating_point else None,)
 
 
 def cast(a: Tensor, dtype: dt.DType) -> Tensor:
@@ -881,7 +913,44 @@ class GetItem(Function):
 def getitem_basic(a: Tensor, key: tuple) -> Tensor:
     node = GetItem()
     node.key = key
-    return _record(node, (a,), _wrap(a._be.getitem(a._impl, key), a._be))
+    out = _wrap(a._be.getitem(a._impl, key), a._be)
+    out._view = (a, INDEX_VIEW, key)  # a view: see _view_of
+    return _record(node, (a,), out)
+
+
+class IndexPut(Function):
+    """``a`` with its basic-indexed region ``key`` replaced by ``value`` (setitem, recorded)."""
+
+    __slots__ = ("key",)
+
+    def backward(self, g):
+        a = self.inputs[0]
+        ga = gv = None
+        if a._rg:  # the overwritten region contributed nothing
+            be = g._be
+            full = be.clone(g._impl)
+            be.setitem(full, self.key, 0)
+            ga = _wrap(full, be)
+        if len(self.inputs) == 2 and self.inputs[1]._rg:
+            gv = unbroadcast(getitem_basic(g, self.key), self.inputs[1].shape)
+        return ga, gv
+
+
+def index_put_basic(a: Tensor, key: tuple, value) -> Tensor:
+    """A copy of ``a`` with ``a[key] = value`` (``key`` normalized; ``value`` a tensor or scalar)."""
+    node = IndexPut()
+    node.key = key
+    if not isinstance(value, Tensor):
+        be = a._be
+        out = be.clone(a._impl)
+        be.setitem(out, key, value)
+        return _record(node, (a,), _wrap(out, be))
+    if value.dtype is not a.dtype:
+        value = cast(value, a.dtype)
+    be, (ia, iv) = accel.select("setitem", SHAPE, _numel(a.shape), (a, value))
+    out = be.clone(ia)
+    be.setitem(out, key, iv)
+    return _record(node, (a, value), _wrap(out, be))
 
 
 class IndexSelect0(Function):
@@ -898,7 +967,7 @@ def index_select0(a: Tensor, idx: Tensor) -> Tensor:
     if a.ndim == 0:
         raise IndexError("cannot index a 0-d tensor with a tensor")
     be, (ia, ii) = accel.select("index_select", SHAPE, _numel(idx.shape) * _numel(a.shape[1:]), (a, idx))
-    return _record(IndexSelect0(), (a, idx), _wrap(be.index_select0(ia, ii), be))
+    return _record(IndexSelect0(), (a, idx), _wrap(be.index_select0(ia, ii), be), (idx,))
 
 
 class Cat(Function):
@@ -908,11 +977,11 @@ class Cat(Function):
         grads, start = [], 0
         for t in self.inputs:
             if t.ndim == 1 and t.shape[0] == 0:  # an empty 1-D input that cat skipped: empty gradient
-                grads.append(g.reshape(-1)[:0] if t.requires_grad else None)
+                grads.append(g.reshape(-1)[:0] if t._rg else None)
                 continue
             n = t.shape[self.dim]
             key = (slice(None),) * self.dim + (slice(start, start + n),)
-            grads.append(g[key] if t.requires_grad else None)
+            grads.append(g[key] if t._rg else None)
             start += n
         return tuple(grads)
 

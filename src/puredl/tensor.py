@@ -19,10 +19,27 @@ def _wrap(impl, be) -> Tensor:
     t._be = be
     t.shape = impl.shape if be is _pure else tuple(impl.shape)
     t.dtype = impl.dtype if be is _pure else be.dtype_of(impl)
-    t.requires_grad = False
-    t.grad = None
+    t._rg = False
+    t._grad = None
     t._node = None
+    t._vc = None  # the version counter, made on first need (version_cell)
+    t._view = None
     return t
+
+
+def version_cell(t: Tensor) -> list:
+    """``t``'s version counter, a one-element list shared with its views (made on first need;
+    a view takes its base's, so views made before the counter existed still share it)."""
+    cell = t._vc
+    if cell is None:
+        view = t._view
+        cell = t._vc = version_cell(view[0]) if view is not None else [0]
+    return cell
+
+
+def bump_version(t: Tensor) -> None:
+    """Count one in-place change of ``t``'s storage (seen by every view and saved copy of it)."""
+    version_cell(t)[0] += 1
 
 
 class ValuesIndices(NamedTuple):
@@ -41,8 +58,22 @@ class Tensor(metaclass=TensorMeta):  # the metaclass gives torch's Tensor(data) 
     [[2.0, 4.0]]
     """
 
-    # _alt: a cached zero-copy torch view of pure storage (puredl.accel), never set on the pure path
-    __slots__ = ("_impl", "_be", "shape", "dtype", "requires_grad", "grad", "_node", "_alt", "__weakref__")
+    # _alt: a cached zero-copy torch view of pure storage (puredl.accel), never set on the pure path;
+    # _vc: the version counter, a one-element list shared by every view of the same storage;
+    # _view: (base, kind, arg) when this tensor is a view of ``base`` (see ops._view_of), else None
+    __slots__ = (
+        "_impl",
+        "_be",
+        "shape",
+        "dtype",
+        "_rg",
+        "_grad",
+        "_node",
+        "_alt",
+        "_vc",
+        "_view",
+        "__weakref__",
+    )
     __array_priority__ = 1000  # let our reflected operators win over NumPy's
 
     # ------------------------------------------------------------------ metadata
@@ -58,6 +89,8 @@ class Tensor(metaclass=TensorMeta):  # the metaclass gives torch's Tensor(data) 
         for s in self.shape:
             n *= s
         return n
+
+    nelement = numel  # torch's older name, still in lecture code
 
     def size(self, dim: int | None = None):
         if dim is None:
@@ -95,7 +128,13 @@ class Tensor(metaclass=TensorMeta):  # the metaclass gives torch's Tensor(data) 
 
     @property
     def data(self) -> Tensor:
-        return self.detach()
+        # like torch's .data: the same storage, but a separate version counter and no graph
+        return _wrap(self._impl, self._be)
+
+    @property
+    def _version(self) -> int:
+        """How many in-place changes this tensor's storage has seen (torch's ``_version``)."""
+        return version_cell(self)[0]
 
     def __len__(self) -> int:
         if not self.shape:
@@ -172,13 +211,11 @@ class Tensor(metaclass=TensorMeta):  # the metaclass gives torch's Tensor(data) 
         autograd.run_backward(self, gradient.detach(), retain_graph)
 
     def detach(self) -> Tensor:
-        return _wrap(self._impl, self._be)
+        out = _wrap(self._impl, self._be)
+        out._vc = version_cell(self)  # shares storage, so an in-place change to either is seen by backward
+        return out
 
     def requires_grad_(self, requires_grad: bool = True) -> Tensor:
-        if requires_grad and not self.dtype.is_floating_point:
-            raise RuntimeError(f"only floating point tensors can require gradients, not {self.dtype.name}")
-        if self._node is not None and not requires_grad:
-            raise RuntimeError("you can only change requires_grad of leaf tensors; use detach()")
         self.requires_grad = requires_grad
         return self
 
@@ -254,7 +291,9 @@ class Tensor(metaclass=TensorMeta):  # the metaclass gives torch's Tensor(data) 
 
         setitem(self, key, value)
 
-    # ------------------------------------------------------------------ in-place updates (no graph)
+    # ------------------------------------------------------------------ in-place updates
+    # each changes the storage itself (shared with views), bumps the version, and is recorded in the
+    # graph when this tensor or an operand requires grad (puredl.inplace)
     def copy_(self, src) -> Tensor:
         """Write ``src`` (tensor or scalar, broadcast) into this tensor's storage."""
         self[...] = src
@@ -269,19 +308,26 @@ class Tensor(metaclass=TensorMeta):  # the metaclass gives torch's Tensor(data) 
         return self
 
     def add_(self, other, alpha: float = 1.0) -> Tensor:
-        return self.copy_(self + (other * alpha if alpha != 1.0 else other))
+        if alpha != 1.0:
+            return _inplace().update(self, lambda x, o: x + o * alpha, other)
+        return _inplace().update(self, _ops().add, other)
 
     def sub_(self, other, alpha: float = 1.0) -> Tensor:
-        return self.copy_(self - (other * alpha if alpha != 1.0 else other))
+        if alpha != 1.0:
+            return _inplace().update(self, lambda x, o: x - o * alpha, other)
+        return _inplace().update(self, _ops().sub, other)
 
     def mul_(self, other) -> Tensor:
-        return self.copy_(self * other)
+        return _inplace().update(self, _ops().mul, other)
 
     def div_(self, other) -> Tensor:
-        return self.copy_(self / other)
+        return _inplace().update(self, _ops().div, other)
+
+    def pow_(self, other) -> Tensor:
+        return _inplace().update(self, _ops().pow, other)
 
     def clamp_(self, min=None, max=None) -> Tensor:  # noqa: A002
-        return self.copy_(self.clamp(min, max))
+        return _inplace().update(self, lambda x, lo, hi: x.clamp(lo, hi), min, max)
 
     def uniform_(self, a: float = 0.0, b: float = 1.0) -> Tensor:
         from puredl.creation import rand
@@ -292,6 +338,20 @@ class Tensor(metaclass=TensorMeta):  # the metaclass gives torch's Tensor(data) 
         from puredl.creation import randn
 
         return self.copy_(randn(self.shape, dtype=self.dtype, device=self.device) * std + mean)
+
+    # augmented assignment changes the tensor itself, as in torch (``w -= lr * w.grad``);
+    # ``@=`` is left out as torch leaves it out (``a @= b`` rebinds ``a``)
+    __iadd__ = add_
+    __isub__ = sub_
+    __imul__ = mul_
+    __itruediv__ = div_
+    __ipow__ = pow_
+
+    def __iand__(self, o):
+        return _inplace().update(self, _ops().logical_and, o)
+
+    def __ior__(self, o):
+        return _inplace().update(self, _ops().logical_or, o)
 
     # ------------------------------------------------------------------ operators
     def __add__(self, o):
@@ -373,62 +433,10 @@ class Tensor(metaclass=TensorMeta):  # the metaclass gives torch's Tensor(data) 
         return _ops().unary("logical_not", self)
 
     # ------------------------------------------------------------------ math methods
-    def add(self, o):
-        return self + o
+    def matmul(self, other):
+        return _ops().matmul(self, other)
 
-    def sub(self, o):
-        return self - o
-
-    def mul(self, o):
-        return self * o
-
-    def div(self, o):
-        return self / o
-
-    def pow(self, o):
-        return self**o
-
-    def matmul(self, o):
-        return _ops().matmul(self, o)
-
-    def neg(self):
-        return -self
-
-    def exp(self):
-        return _ops().exp(self)
-
-    def log(self):
-        return _ops().log(self)
-
-    def sqrt(self):
-        return _ops().sqrt(self)
-
-    def abs(self):
-        return _ops().abs(self)
-
-    def sign(self):
-        return _ops().sign(self)
-
-    def sin(self):
-        return _ops().sin(self)
-
-    def cos(self):
-        return _ops().cos(self)
-
-    def erf(self):
-        return _ops().erf(self)
-
-    def relu(self):
-        return _ops().relu(self)
-
-    def sigmoid(self):
-        return _ops().sigmoid(self)
-
-    def tanh(self):
-        return _ops().tanh(self)
-
-    def gelu(self):
-        return _ops().gelu(self)
+    # methods of the elementwise ops (exp, relu, add, eq, ...) are installed from ops' tables
 
     def softmax(self, dim: int = -1):
         return _ops().softmax(self, dim)
@@ -441,35 +449,12 @@ class Tensor(metaclass=TensorMeta):  # the metaclass gives torch's Tensor(data) 
 
     clip = clamp
 
-    def maximum(self, o):
-        return _ops().maximum(self, o)
+    def sum(self, dim=None, keepdim: bool = False, dtype=None, *, keepdims: bool | None = None):
+        # keepdims: NumPy's spelling, which torch also accepts (the makemore lectures use it)
+        return _ops().sum_(self, dim, keepdim if keepdims is None else keepdims, dtype)
 
-    def minimum(self, o):
-        return _ops().minimum(self, o)
-
-    def eq(self, o):
-        return self == o
-
-    def ne(self, o):
-        return self != o
-
-    def lt(self, o):
-        return self < o
-
-    def le(self, o):
-        return self <= o
-
-    def gt(self, o):
-        return self > o
-
-    def ge(self, o):
-        return self >= o
-
-    def sum(self, dim=None, keepdim: bool = False, dtype=None):
-        return _ops().sum_(self, dim, keepdim, dtype)
-
-    def mean(self, dim=None, keepdim: bool = False):
-        return _ops().mean(self, dim, keepdim)
+    def mean(self, dim=None, keepdim: bool = False, *, keepdims: bool | None = None):
+        return _ops().mean(self, dim, keepdim if keepdims is None else keepdims)
 
     def var(self, dim=None, keepdim: bool = False, correction: int = 1, unbiased: bool | None = None):
         return _ops().var(self, dim, keepdim, correction, unbiased)
@@ -597,6 +582,48 @@ class Tensor(metaclass=TensorMeta):  # the metaclass gives torch's Tensor(data) 
     data = data.setter(_set_data)  # `w.data += -lr * w.grad` assigns w.data
 
 
+def _set_requires_grad(t: Tensor, requires_grad: bool) -> None:
+    if requires_grad and not t.dtype.is_floating_point:
+        raise RuntimeError(
+            f"only Tensors of floating point and complex dtype can require gradients (got {t.dtype.name})"
+        )
+    if t._node is not None and not requires_grad:
+        raise RuntimeError(
+            "you can only change requires_grad flags of leaf variables; "
+            "use var.detach() for a copy that does not require grad"
+        )
+    t._rg = bool(requires_grad)
+
+
+def _set_grad(t: Tensor, grad) -> None:
+    if grad is not None:
+        if not isinstance(grad, Tensor):
+            raise TypeError(
+                f"assigned grad expected to be a Tensor or None but got grad of type {type(grad).__name__}"
+            )
+        if grad.shape != t.shape:
+            raise RuntimeError(
+                f"attempting to assign a gradient of size '{list(grad.shape)}' to a tensor of size "
+                f"'{list(t.shape)}'. Please ensure that the gradient and the tensor are the same size"
+            )
+        if grad.dtype is not t.dtype:
+            raise RuntimeError(
+                f"attempting to assign a gradient with dtype '{grad.dtype.name}' to a tensor with dtype "
+                f"'{t.dtype.name}'; the gradient must match the tensor's dtype"
+            )
+        if grad.device != t.device:
+            raise RuntimeError(
+                f"attempting to assign a gradient on device '{grad.device}' "
+                f"to a tensor on device '{t.device}'"
+            )
+    t._grad = grad
+
+
+# requires_grad and grad are checked on assignment (as torch does); reads stay plain slot reads (C level)
+Tensor.requires_grad = property(Tensor.__dict__["_rg"].__get__, _set_requires_grad)
+Tensor.grad = property(Tensor.__dict__["_grad"].__get__, _set_grad)
+
+
 def _shape_args(shape: tuple) -> tuple:
     if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
         return tuple(shape[0])
@@ -604,6 +631,16 @@ def _shape_args(shape: tuple) -> tuple:
 
 
 _ops_module = None
+_inplace_module = None
+
+
+def _inplace():
+    global _inplace_module
+    if _inplace_module is None:
+        from puredl import inplace
+
+        _inplace_module = inplace
+    return _inplace_module
 
 
 def _ops():

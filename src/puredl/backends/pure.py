@@ -12,6 +12,7 @@ import operator
 from array import array
 
 from puredl.dtypes import BY_TYPECODE, DType
+from puredl.shapes import broadcast_shapes  # noqa: F401 - part of this module's API (kernels use it)
 
 NAME = "pure"
 _inf = math.inf
@@ -100,22 +101,6 @@ def values(a: PureArray):
         return a.buf[a.offset : a.offset + n]
     buf = a.buf
     return [buf[i] for i in _indices(a.shape, a.strides, a.offset)]
-
-
-def broadcast_shapes(op: str, sa: tuple, sb: tuple) -> tuple:
-    if sa == sb:
-        return sa
-    out = []
-    for i in range(1, max(len(sa), len(sb)) + 1):
-        x = sa[-i] if i <= len(sa) else 1
-        y = sb[-i] if i <= len(sb) else 1
-        if x == y or y == 1:
-            out.append(x)
-        elif x == 1:
-            out.append(y)
-        else:
-            raise ValueError(f"{op}: shapes {sa} and {sb} cannot be broadcast together")
-    return tuple(reversed(out))
 
 
 def broadcast_values(a: PureArray, shape: tuple):
@@ -489,6 +474,8 @@ def relu_backward(g: PureArray, a: PureArray) -> PureArray:
 def clamp(a: PureArray, lo, hi) -> PureArray:
     xs = values(a)
     if lo is not None and hi is not None:
+        if lo > hi:  # torch's min(max(x, lo), hi): every (non-NaN) value becomes hi
+            lo = hi
         out = [lo if x < lo else (hi if x > hi else x) for x in xs]
     elif lo is not None:
         out = [lo if x < lo else x for x in xs]
@@ -844,3 +831,7 @@ def nll_loss_backward(
         else:
             out.extend([-ac for ac in a])
     return PureArray(array(logp.buf.typecode, out), (n, c))
+
+
+# the CNN family and top-k live in their own module (kernels only, like this one)
+from puredl.backends.pure_conv import col2im, conv2d, conv2d_backward, im2col, topk  # noqa: E402, F401

@@ -5,8 +5,9 @@ kernels with creation bound to that device). It imports torch at module level, s
 lazily (``puredl.accel`` does). Every impl it returns is a torch tensor that does not require
 grad: puredl's own autograd records the graph, torch only computes.
 
-Compute kernels are wrapped by ``_guarded``: a torch failure (RuntimeError) is handed to
-``puredl.accel``, which retries the kernel on the pure backend in AUTO mode or re-raises with
+Compute kernels are wrapped by ``_guarded``: a torch failure (RuntimeError) is handed to the
+``on_kernel_failure`` hook that ``puredl.accel`` installs (the backend imports nothing from accel),
+which retries the kernel on the pure backend in AUTO mode or re-raises with
 context otherwise. Validation errors (ValueError, IndexError) pass through unchanged, with the
 same messages as the pure backend.
 
@@ -54,8 +55,13 @@ _aten = torch.ops.aten  # the kernels torch's own autograd calls (no extra dispa
 _SMALL_COPY = 4096  # below this many elements, tobytes() beats a memoryview copy
 
 
+# Called as ``on_kernel_failure(kernel_name, args, exc)`` when a guarded kernel raises; the
+# dispatcher above (puredl.accel) installs its fallback policy here, so this module knows none of it.
+on_kernel_failure = None
+
+
 def _guarded(fn):
-    """Route a torch failure in ``fn`` to accel (AUTO: retry on pure; else re-raise with context)."""
+    """Hand a torch failure in ``fn`` to ``on_kernel_failure`` (accel: retry on pure, or re-raise)."""
     name = fn.__name__
 
     @functools.wraps(fn)
@@ -63,9 +69,9 @@ def _guarded(fn):
         try:
             return fn(*args)
         except RuntimeError as exc:
-            from puredl import accel
-
-            return accel.torch_kernel_failed(name, args, exc)
+            if on_kernel_failure is None:
+                raise
+            return on_kernel_failure(name, args, exc)
 
     kernel.unguarded = fn
     return kernel
@@ -516,12 +522,92 @@ def index_add0(shape: tuple, idx: torch.Tensor, src: torch.Tensor) -> torch.Tens
     return out.index_add_(0, flat, src.reshape((flat.numel(),) + tuple(shape[1:])))
 
 
+# --------------------------------------------------------------------------- CNN family and top-k
+
+_F = torch.nn.functional
+
+
+@_guarded
+def im2col(a: torch.Tensor, kernel: tuple, stride: tuple, pads: tuple, dilation: tuple, pad_value=0.0):
+    """(N, C, H, W) -> (N, C*kh*kw, OH*OW), as the pure backend's ``im2col`` (torch's unfold)."""
+    pt, pb, pl, pr = pads
+    if pt or pb or pl or pr:
+        a = _F.pad(a, (pl, pr, pt, pb), value=pad_value)
+    return _F.unfold(a, tuple(kernel), dilation=tuple(dilation), stride=tuple(stride))
+
+
+@_guarded
+def col2im(cols: torch.Tensor, shape: tuple, kernel: tuple, stride: tuple, pads: tuple, dilation: tuple):
+    """The adjoint of ``im2col`` (torch's fold, then the padding cut off)."""
+    n, c, h, w = shape
+    pt, pb, pl, pr = pads
+    out = _F.fold(
+        cols, (h + pt + pb, w + pl + pr), tuple(kernel), dilation=tuple(dilation), stride=tuple(stride)
+    )
+    if pt or pb or pl or pr:
+        out = out[:, :, pt : pt + h, pl : pl + w].contiguous()
+    return out
+
+
+def _padded_for_conv(x: torch.Tensor, pads: tuple):
+    """(input, symmetric padding): asymmetric padding ('same' with an even kernel) is applied first."""
+    pt, pb, pl, pr = pads
+    if pt == pb and pl == pr:
+        return x, (pt, pl)
+    return _F.pad(x, (pl, pr, pt, pb)), (0, 0)
+
+
+@_guarded
+def conv2d(x: torch.Tensor, w: torch.Tensor, b, stride: tuple, pads: tuple, dilation: tuple, groups: int):
+    """torch's own convolution kernel (the pure backend: im2col + matmul)."""
+    xp, padding = _padded_for_conv(x, pads)
+    return _F.conv2d(xp, w, b, tuple(stride), padding, tuple(dilation), groups)
+
+
+@_guarded
+def conv2d_backward(
+    g: torch.Tensor,
+    x: torch.Tensor,
+    w: torch.Tensor,
+    stride: tuple,
+    pads: tuple,
+    dilation: tuple,
+    groups: int,
+):
+    """(grad of x, grad of w, grad of the bias), torch's convolution_backward."""
+    xp, padding = _padded_for_conv(x, pads)
+    gx, gw, gb = _aten.convolution_backward(
+        g,
+        xp,
+        w,
+        [w.shape[0]],
+        list(stride),
+        list(padding),
+        list(dilation),
+        False,
+        [0, 0],
+        groups,
+        [True, True, True],
+    )
+    if xp is not x:
+        pt, _, pl, _ = pads
+        gx = gx[:, :, pt : pt + x.shape[2], pl : pl + x.shape[3]].contiguous()
+    return gx, gw, gb
+
+
+@_guarded
+def topk(a: torch.Tensor, k: int, dim: int, largest: bool, sorted_: bool):
+    res = torch.topk(a, k, dim, largest=largest, sorted=True)
+    return res.values, res.indices
+
+
 # --------------------------------------------------------------------------- per-device backends
 
 _KERNELS = (
     "device dtype_of item tolist to_array to_pure cast contiguous clone view reshape permute expand getitem "
     "setitem binary binary_scalar unary clamp where matmul reduce_sum max_dim max_all argmax_all softmax "
-    "cat index_select0 index_add0 nll_loss nll_loss_backward linear relu_backward"
+    "cat index_select0 index_add0 nll_loss nll_loss_backward linear relu_backward im2col col2im topk conv2d "
+    "conv2d_backward"
 ).split()
 
 

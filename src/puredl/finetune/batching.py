@@ -10,6 +10,7 @@ closed by ``<eos>``; labels are ``-100`` (ignored by the loss) on the prompt and
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -103,3 +104,44 @@ def micro_batches(n: int, batch_size: int, seed: int, epochs: int) -> list[tuple
         order = epoch_order(n, seed, epoch)
         out += [(epoch, order[i : i + batch_size]) for i in range(0, n, batch_size)]
     return out
+
+
+class StepBatches:
+    """The micro-batches of each optimizer step, computed when asked (never the whole phase at once).
+
+    Step ``s`` takes micro-batches ``s*grad_accum .. (s+1)*grad_accum - 1`` of the sequence
+    ``micro_batches`` would list, so ``epochs: 100000000`` with ``max_steps: 2`` costs two
+    steps' worth of work, not a hundred million shuffles.
+
+    >>> steps = StepBatches(5, batch_size=2, seed=0, epochs=10**9, grad_accum=2)
+    >>> [len(idx) for _, idx in steps[0]], [e for e, _ in steps[1]]
+    ([2, 2], [0, 1])
+    """
+
+    def __init__(self, n: int, batch_size: int, seed: int, epochs: int, grad_accum: int) -> None:
+        self.n, self.batch_size, self.seed, self.epochs, self.grad_accum = (
+            n,
+            batch_size,
+            seed,
+            epochs,
+            grad_accum,
+        )
+        self.per_epoch = math.ceil(n / batch_size)
+        self._order: tuple[int, list[int]] | None = None  # the last epoch's order (steps go forward)
+
+    def __len__(self) -> int:
+        return math.ceil(self.per_epoch * self.epochs / self.grad_accum)
+
+    def __getitem__(self, step: int) -> list[tuple[int, list[int]]]:
+        first = step * self.grad_accum
+        last = min(first + self.grad_accum, self.per_epoch * self.epochs)
+        if not 0 <= first < last:
+            raise IndexError(f"step {step} is outside 0..{len(self) - 1}")
+        return [self._micro_batch(m) for m in range(first, last)]
+
+    def _micro_batch(self, m: int) -> tuple[int, list[int]]:
+        epoch, pos = divmod(m, self.per_epoch)
+        if self._order is None or self._order[0] != epoch:
+            self._order = (epoch, epoch_order(self.n, self.seed, epoch))
+        start = pos * self.batch_size
+        return epoch, self._order[1][start : start + self.batch_size]

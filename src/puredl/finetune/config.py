@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -26,6 +28,11 @@ CONFIG_SUFFIXES = (".sdn", ".yaml", ".yml")
 DATA_KINDS = ("korean_text", "medical_terms", "medical_mcq")
 SCHEDULERS = ("cosine", "linear", "constant")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
+MAX_CONFIG_BYTES = 1 << 20  # a run config is a few KB; refuse anything that could not be one
+MAX_EXPANDED_NODES = 100_000  # YAML aliases may repeat a block, not blow it up (alias bombs)
+QUOTE_LIMIT = 80  # characters of a bad value quoted in an error message
+# YAML 1.1 (PyYAML) reads 2e-4 (no dot) as a string; a float field accepts such numbers
+_NUMBER = re.compile(r"^[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?$")
 
 
 def _f(default: Any, help: str, **kw: Any) -> Any:
@@ -199,11 +206,91 @@ def load_config(path: str | Path) -> FinetuneConfig:
 
     yaml = require("yaml", "llm", "reading fine-tuning configs")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        if path.stat().st_size > MAX_CONFIG_BYTES:
+            raise ConfigError(f"is {path.stat().st_size:,} bytes; a run config is at most 1 MB", str(path))
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read the config: {_short(exc)}", str(path)) from exc
+    try:
+        raw = _safe_load(yaml, text, str(path))
     except yaml.YAMLError as exc:
-        raise ConfigError(f"not valid SDN/YAML: {exc}", str(path)) from exc
+        raise ConfigError(f"not valid SDN/YAML: {_short(exc, 400)}", str(path)) from exc
     cfg = config_from_dict(raw if raw is not None else {}, source=str(path))
     return cfg
+
+
+def _safe_load(yaml: Any, text: str, source: str) -> Any:
+    """``yaml.safe_load`` that refuses duplicate keys and aliases that expand past a sane size."""
+
+    class StrictLoader(yaml.SafeLoader):
+        pass
+
+    def mapping(loader: Any, node: Any, deep: bool = False) -> Any:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = loader.construct_object(key_node, deep=deep)
+            if isinstance(key, (str, int, float, bool)) and key in seen:
+                lines = f"lines {seen[key] + 1} and {key_node.start_mark.line + 1}"
+                raise ConfigError(
+                    f"duplicate key {_short(key)} ({lines}); YAML would silently keep the last one",
+                    source,
+                )
+            if isinstance(key, (str, int, float, bool)):
+                seen[key] = key_node.start_mark.line
+        return loader.construct_mapping(node, deep=deep)
+
+    StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, mapping)
+    loader = StrictLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_expansion(node, source)
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+def _check_expansion(root: Any, source: str) -> None:
+    """Count the values the document has with every alias expanded; refuse alias bombs and cycles.
+
+    A composed YAML graph shares one node per anchor, so sizes are summed bottom-up once per
+    node (a 1 KB bomb is refused in microseconds instead of building a billion-item message).
+    """
+    sizes: dict[int, int] = {}
+    on_path: set[int] = set()
+    stack: list[tuple[Any, bool]] = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        children = _children(node)
+        if children_done:
+            on_path.discard(id(node))
+            sizes[id(node)] = 1 + sum(sizes[id(c)] for c in children)
+            if sizes[id(node)] > MAX_EXPANDED_NODES:
+                raise ConfigError(
+                    f"YAML aliases expand to more than {MAX_EXPANDED_NODES:,} values (an alias bomb?); "
+                    "a run config has a few dozen",
+                    source,
+                )
+            continue
+        if id(node) in sizes:
+            continue
+        on_path.add(id(node))
+        stack.append((node, True))
+        for child in children:
+            if id(child) in on_path:
+                raise ConfigError("a YAML alias refers to the block that contains it (a cycle)", source)
+            stack.append((child, False))
+
+
+def _children(node: Any) -> list[Any]:
+    """Child nodes of a composed YAML node (keys and values of a mapping, items of a sequence)."""
+    if not isinstance(node.value, list):
+        return []
+    out: list[Any] = []
+    for item in node.value:
+        out.extend(item if isinstance(item, tuple) else (item,))
+    return out
 
 
 def config_from_dict(raw: Any, source: str | None = None) -> FinetuneConfig:
@@ -223,10 +310,10 @@ def _build(cls: type, raw: Any, prefix: str, source: str | None) -> Any:
     kwargs: dict[str, Any] = {}
     for key, value in raw.items():
         if key not in known:
-            close = difflib.get_close_matches(str(key), list(known), n=1)
+            close = difflib.get_close_matches(str(key)[:QUOTE_LIMIT], list(known), n=1)
             hint = f"; did you mean '{prefix}{close[0]}'?" if close else ""
             raise ConfigError(
-                f"unknown key '{prefix}{key}'{hint} (known keys here: {', '.join(known)})",
+                f"unknown key '{prefix}{_short(str(key))[1:-1]}'{hint} (known keys here: {', '.join(known)})",
                 source,
             )
         kwargs[key] = _convert(hints[key], value, f"{prefix}{key}", source)
@@ -258,9 +345,11 @@ def _convert(tp: Any, value: Any, key: str, source: str | None) -> Any:
         (item,) = typing.get_args(tp)
         if not isinstance(value, list):
             raise ConfigError(
-                f"{key} must be {_type_name(tp)}, got {value!r} ({type(value).__name__})", source
+                f"{key} must be {_type_name(tp)}, got {_short(value)} ({type(value).__name__})", source
             )
         return [_convert(item, v, f"{key}[{i}]", source) for i, v in enumerate(value)]
+    if tp is float and isinstance(value, str) and _NUMBER.match(value.strip()):
+        value = float(value)  # YAML 1.1 reads 2e-4 (no dot) as a string
     ok = (
         (tp is bool and isinstance(value, bool))
         or (tp is int and isinstance(value, int) and not isinstance(value, bool))
@@ -268,43 +357,119 @@ def _convert(tp: Any, value: Any, key: str, source: str | None) -> Any:
         or (tp is str and isinstance(value, str))
     )
     if not ok:
-        raise ConfigError(f"{key} must be {_type_name(tp)}, got {value!r} ({type(value).__name__})", source)
+        raise ConfigError(
+            f"{key} must be {_type_name(tp)}, got {_short(value)} ({type(value).__name__})", source
+        )
+    if tp is float and not math.isfinite(value):
+        raise ConfigError(f"{key} must be a finite number, got {value!r}", source)
     return float(value) if tp is float else value
 
 
+def _short(value: Any, limit: int = QUOTE_LIMIT) -> str:
+    """``repr(value)`` cut to ``limit`` characters (error messages must stay one line and small).
+
+    >>> _short("x" * 200, 12)
+    "'xxxxxxx...(202 characters)"
+    """
+    if isinstance(value, (list, dict)) and _too_big(value):
+        return f"<a {type(value).__name__} too large to show>"
+    text = value if isinstance(value, BaseException) else None
+    text = str(text) if text is not None else repr(value)
+    text = text.replace("\n", " ")
+    return text if len(text) <= limit else f"{text[: limit - 4]}...({len(text)} characters)"
+
+
+def _too_big(value: Any, budget: int = 1000) -> bool:
+    """Whether a nested list/dict has more than ``budget`` items (without walking all of it)."""
+    stack, seen = [value], 0
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            item = list(item.values())
+        if isinstance(item, list):
+            seen += len(item)
+            if seen > budget:
+                return True
+            stack.extend(item)
+    return False
+
+
 def _check_values(cfg: FinetuneConfig, source: str | None) -> None:
-    """Range checks that types alone cannot express."""
+    """Range checks that types alone cannot express, on every phase's effective settings."""
 
     def need(ok: bool, key: str, msg: str, value: Any) -> None:
         if not ok:
-            raise ConfigError(f"{key} {msg}, got {value!r}", source)
+            raise ConfigError(f"{key} {msg}, got {_short(value)}", source)
 
-    t, m = cfg.training, cfg.model
+    m = cfg.model
     need(
-        bool(cfg.project.strip()) and "/" not in cfg.project,
+        _is_plain_name(cfg.project),
         "project",
-        "must be a non-empty name",
+        "must be a plain folder name (no '/', '\\', '..')",
         cfg.project,
     )
-    for key in ("epochs", "batch_size", "grad_accum", "max_length"):
-        need(getattr(t, key) >= 1, f"training.{key}", "must be >= 1", getattr(t, key))
-    need(t.learning_rate > 0, "training.learning_rate", "must be > 0", t.learning_rate)
-    need(t.scheduler in SCHEDULERS, "training.scheduler", f"must be one of {SCHEDULERS}", t.scheduler)
-    need(0.0 <= t.warmup_ratio < 1.0, "training.warmup_ratio", "must be in [0, 1)", t.warmup_ratio)
-    need(t.checkpoint_every >= 0, "training.checkpoint_every", "must be >= 0", t.checkpoint_every)
     need(m.dtype in DTYPES, "model.dtype", f"must be one of {DTYPES}", m.dtype)
+    need(m.lora_r >= 1, "model.lora_r", "must be >= 1", m.lora_r)
+    need(m.lora_alpha > 0, "model.lora_alpha", "must be > 0", m.lora_alpha)
+    need(
+        bool(cfg.output.dir.strip()) and "\0" not in cfg.output.dir,
+        "output.dir",
+        "must be a folder",
+        cfg.output.dir,
+    )
     need(len(cfg.phases) >= 1, "phases", "must list at least one phase", cfg.phases)
+    _check_training(cfg.training, "training.", need)
     for k in range(len(cfg.phases)):
         p = cfg.phases[k]
-        need(p.data in DATA_KINDS, f"phases[{k}].data", f"must be one of {DATA_KINDS}", p.data)
+        where = f"phases[{k}]"
+        need(p.data in DATA_KINDS, f"{where}.data", f"must be one of {DATA_KINDS}", p.data)
         lora = cfg.phase_lora(k)
-        need(lora["r"] >= 1, f"phases[{k}] lora_r", "must be >= 1", lora["r"])
-        need(0.0 <= lora["dropout"] < 1.0, f"phases[{k}] lora_dropout", "must be in [0, 1)", lora["dropout"])
-        need(bool(lora["target_modules"]), f"phases[{k}] target_modules", "must not be empty", [])
-        for key in ("max_samples", "max_steps"):
-            value = getattr(cfg.phase_training(k), key)
-            need(value is None or value >= 1, f"phases[{k}] {key}", "must be >= 1 or null", value)
-    need(cfg.evaluation.forgetting_threshold >= 0, "evaluation.forgetting_threshold", "must be >= 0", None)
+        need(lora["r"] >= 1, f"{where} lora_r", "must be >= 1", lora["r"])
+        need(lora["alpha"] > 0, f"{where} lora_alpha", "must be > 0", lora["alpha"])
+        need(0.0 <= lora["dropout"] < 1.0, f"{where} lora_dropout", "must be in [0, 1)", lora["dropout"])
+        need(bool(lora["target_modules"]), f"{where} target_modules", "must not be empty", [])
+        need(
+            all(isinstance(t, str) and t.strip() for t in lora["target_modules"]),
+            f"{where} target_modules",
+            "must be module names",
+            lora["target_modules"],
+        )
+        _check_training(cfg.phase_training(k), f"{where} ", need)  # the settings phase k really uses
+    e = cfg.evaluation
+    need(
+        e.forgetting_threshold >= 0, "evaluation.forgetting_threshold", "must be >= 0", e.forgetting_threshold
+    )
+    need(e.max_eval is None or e.max_eval >= 1, "evaluation.max_eval", "must be >= 1 or null", e.max_eval)
+
+
+def _check_training(t: TrainingSection, where: str, need: Any) -> None:
+    """The numbers of one training section (``training:`` or a phase's effective settings)."""
+    for key in ("epochs", "batch_size", "grad_accum", "max_length"):
+        need(getattr(t, key) >= 1, f"{where}{key}", "must be >= 1", getattr(t, key))
+    need(t.learning_rate > 0, f"{where}learning_rate", "must be > 0", t.learning_rate)
+    need(t.scheduler in SCHEDULERS, f"{where}scheduler", f"must be one of {SCHEDULERS}", t.scheduler)
+    need(t.warmup_steps >= 0, f"{where}warmup_steps", "must be >= 0", t.warmup_steps)
+    need(0.0 <= t.warmup_ratio < 1.0, f"{where}warmup_ratio", "must be in [0, 1)", t.warmup_ratio)
+    need(t.weight_decay >= 0, f"{where}weight_decay", "must be >= 0", t.weight_decay)
+    need(t.max_grad_norm >= 0, f"{where}max_grad_norm", "must be >= 0 (0 disables clipping)", t.max_grad_norm)
+    need(t.checkpoint_every >= 0, f"{where}checkpoint_every", "must be >= 0", t.checkpoint_every)
+    for key in ("max_samples", "max_steps", "num_threads"):
+        value = getattr(t, key)
+        need(value is None or value >= 1, f"{where}{key}", "must be >= 1 or null", value)
+
+
+def _is_plain_name(name: str) -> bool:
+    """A single folder name that stays inside output.dir.
+
+    >>> [_is_plain_name(n) for n in ("demo", "..", "a/b", "/abs", " ")]
+    [True, False, False, False, False]
+    """
+    return (
+        bool(name.strip())
+        and name not in (".", "..")
+        and not any(c in name for c in "/\\\0:")
+        and Path(name).name == name
+    )
 
 
 def config_to_dict(cfg: FinetuneConfig) -> dict[str, Any]:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
 import tempfile
 import warnings
@@ -28,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from puredl._atomic import replace_dir  # the one folder-replace (refuses folders puredl did not write)
 from puredl._optional import require
 
 EMBEDDINGS = "embeddings"
@@ -384,19 +384,6 @@ def _short_targets(model: Any, adapter_name: str) -> list[str]:
         if s not in short:
             short.append(s)
     return sorted(short)
-
-
-def replace_dir(src: Path, dst: Path) -> None:
-    """Move folder ``src`` to ``dst``, replacing ``dst`` with as short a gap as the OS allows."""
-    old = None
-    if dst.exists():
-        old = dst.with_name(f".{dst.name}.old-{os.getpid()}")
-        if old.exists():
-            shutil.rmtree(old)
-        os.replace(dst, old)
-    os.replace(src, dst)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def tied_parameter_groups(model: Any) -> tuple[list[tuple[str, Any]], list[tuple[Any, Any, bool]]]:

@@ -18,8 +18,6 @@ freezing or merging, and its forgetting is shown beside the progressive run's.
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
 import shutil
 import sys
 import time
@@ -27,7 +25,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from puredl._atomic import is_replaceable, mark_as_puredl_output, move_into, replace_dir, temp_path
 from puredl._optional import require
+from puredl.finetune import run_state
 from puredl.finetune.batching import encode_examples
 from puredl.finetune.config import FinetuneConfig, config_to_dict
 from puredl.finetune.devices import describe_device, is_main_process, resolve_device
@@ -35,23 +35,22 @@ from puredl.finetune.errors import FinetuneError
 from puredl.finetune.hooks import PipelineHooks, default_hooks
 from puredl.finetune.loading import load_model_and_tokenizer, resolve_dtype
 from puredl.finetune.lora import LoRAConfig, add_lora, load_lora, merge_lora, save_lora, trainable_parameters
+from puredl.finetune.preflight import check_output_folder, check_phases
+from puredl.finetune.run_state import (  # noqa: F401  (re-exported: the run-folder API lived here)
+    RESULT_FILE,
+    STATE_FILE,
+    SUMMARY_FILE,
+    adapter_dir,
+    phase_dir,
+    write_json,
+)
+from puredl.finetune.run_state import clear_run_state as _clear_run_state
+from puredl.finetune.run_state import finished_phase as _finished_phase
+from puredl.finetune.run_state import read_json as _read_json
+from puredl.finetune.run_state import save_progress as _save_progress
 from puredl.finetune.trainer import TrainResult, make_plan, train_adapter
 
-RESULT_FILE = "phase_result.json"
-STATE_FILE = "run_state.json"
-SUMMARY_FILE = "summary.json"
-
 Printer = Callable[[str], None]
-
-
-def phase_dir(run_dir: Path, k: int) -> Path:
-    """``run_dir/phaseK``."""
-    return run_dir / f"phase{k}"
-
-
-def adapter_dir(run_dir: Path, k: int) -> Path:
-    """``run_dir/phaseK/lora_K`` (the saved PEFT adapter of phase k)."""
-    return phase_dir(run_dir, k) / f"lora_{k}"
 
 
 @dataclasses.dataclass
@@ -63,6 +62,7 @@ class RunContext:
     hooks: PipelineHooks
     resume: bool = False
     out: Printer = print
+    restart: bool = False  # a fresh run may discard an interrupted run's checkpoints (--restart)
 
     @property
     def run_dir(self) -> Path:
@@ -371,15 +371,11 @@ def run_all(ctx: RunContext, compare: str | None = None) -> tuple[dict, int]:
     cfg = ctx.cfg
     t_start = time.perf_counter()
     run_dir = ctx.run_dir
-    state = _read_json(run_dir / STATE_FILE) if ctx.resume else None
-    if state is not None and state.get("config") != config_to_dict(cfg):
-        raise FinetuneError(
-            f"--resume: the config differs from the one that started {run_dir} (see run_config.json); "
-            "run without --resume to start over, or restore the old config"
-        )
+    state = run_state.begin_run(ctx)  # sweeps temporaries; checks --resume / an interrupted run
     title = f"=== puredl progressive LoRA: {cfg.project} ==="
     ctx.out(title)
     base, tokenizer = load_base(ctx)  # first, so a model that cannot load leaves no run folder behind
+    check_phases(ctx, base)  # every phase's data and targets, before phase 0 trains
     if is_main_process():
         if not ctx.resume:
             _clear_run_state(ctx)
@@ -506,50 +502,6 @@ def _summary(ctx: RunContext, phases: list[dict], history: list[dict], seconds: 
     }
 
 
-def _save_progress(ctx: RunContext, summary: dict) -> Path | None:
-    """run_state.json (for --resume), summary.json, and the report when the report module is there."""
-    if not is_main_process():
-        return None
-    write_json(ctx.run_dir / SUMMARY_FILE, summary)
-    write_json(
-        ctx.run_dir / STATE_FILE,
-        {
-            "config": config_to_dict(ctx.cfg),
-            "phases": summary["phases"],
-            "history": summary["history"],
-        },
-    )
-    if ctx.hooks.write_report is None:
-        return None
-    return Path(ctx.hooks.write_report(ctx.run_dir, summary))
-
-
-def _clear_run_state(ctx: RunContext) -> None:
-    """A fresh run forgets what an earlier run left (so a later --resume cannot mix the two)."""
-    run_dir = ctx.run_dir
-    stale = [run_dir / STATE_FILE, run_dir / "sequential" / SUMMARY_FILE]
-    for k in range(max(len(ctx.cfg.phases), 8)):
-        stale += [phase_dir(run_dir, k) / RESULT_FILE, run_dir / "sequential" / f"phase{k}" / RESULT_FILE]
-        for folder in (phase_dir(run_dir, k), run_dir / "sequential" / f"phase{k}"):
-            shutil.rmtree(folder / "checkpoints", ignore_errors=True)
-    for path in stale:
-        path.unlink(missing_ok=True)
-
-
-def _finished_phase(ctx: RunContext, k: int) -> dict | None:
-    """With --resume: phase k's record when its adapter is complete on disk."""
-    if not ctx.resume:
-        return None
-    record = _read_json(phase_dir(ctx.run_dir, k) / RESULT_FILE)
-    if record is None:
-        return None
-    try:
-        load_lora(adapter_dir(ctx.run_dir, k))
-    except FileNotFoundError:
-        return None
-    return record
-
-
 # ---------------------------------------------------------------- one phase from the CLI
 
 
@@ -566,6 +518,8 @@ def run_phase_only(ctx: RunContext, k: int) -> dict:
     phase = ctx.cfg.phases[k]
     ctx.out(f"=== Phase {k}: {phase.name} ({phase.data} -> {ctx.capability(k)}) ===")
     base, tokenizer = load_base(ctx)
+    check_phases(ctx, base, [k])
+    run_state.begin_phase(ctx, k)
     base = merge_adapters(base, [adapter_dir(ctx.run_dir, j) for j in range(k)], ctx.out)
     model, record = run_single_phase(ctx, k, base, tokenizer)
     metrics = measure(ctx, model, tokenizer, capabilities_through(ctx, k), f"after phase {k}")
@@ -642,17 +596,24 @@ def adapters_of_run(ctx: RunContext, upto: int | None = None) -> list[Path]:
     return dirs
 
 
-def merge_to_folder(ctx: RunContext, adapters: list[Path], out_dir: Path) -> Path:
-    """Base + adapters merged in order, written as a Hugging Face model folder (with tokenizer)."""
+def merge_to_folder(ctx: RunContext, adapters: list[Path], out_dir: Path, force: bool = False) -> Path:
+    """Base + adapters merged in order, written as a Hugging Face model folder (with tokenizer).
+
+    ``out_dir`` must be new, empty or a folder puredl wrote (it carries the ``.puredl`` marker);
+    ``force`` writes into any folder, replacing same-named files and keeping the rest.
+    """
+    out_dir = Path(out_dir)
+    check_output_folder(out_dir, force)  # before the slow part
     base, tokenizer = load_base(ctx)
     model = merge_adapters(base, adapters, ctx.out)
-    out_dir = Path(out_dir)
-    tmp = out_dir.with_name(f".{out_dir.name}.tmp-{os.getpid()}")
+    tmp = temp_path(out_dir)
     model.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
-    from puredl.finetune.lora import replace_dir
-
-    replace_dir(tmp, out_dir)
+    mark_as_puredl_output(tmp, "merged model")
+    if force and not is_replaceable(out_dir, tmp):
+        move_into(tmp, out_dir)
+    else:
+        replace_dir(tmp, out_dir)
     ctx.out(f"\u2713 merged model ({len(adapters)} adapter(s)) written to {out_dir}")
     return out_dir
 
@@ -670,29 +631,6 @@ def validate(ctx: RunContext, adapters: list[Path], capabilities: list[str] | No
 
 
 # ---------------------------------------------------------------- small helpers
-
-
-def write_json(path: Path, data: Any) -> None:
-    """Write JSON atomically (temp file, then rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False, default=_json_default), encoding="utf-8")
-    os.replace(tmp, path)
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, Path):
-        return str(value)
-    if hasattr(value, "item"):
-        return value.item()
-    raise TypeError(f"cannot write {type(value).__name__} to JSON")
-
-
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return None
 
 
 def stderr_printer(text: str) -> None:  # pragma: no cover - used by scripts that keep stdout clean

@@ -5,6 +5,11 @@ AdamW step, schedule -> JSONL log line, tqdm bar -> checkpoint every N steps. ``
 restarts from the newest complete checkpoint and replays the same data order, so a phase that
 was killed (even with SIGKILL) finishes as if it had never stopped.
 
+Divergence stops a phase before it can do harm: the loss and the gradient norm are checked
+before every optimizer step (a finite loss with an infinite gradient does not step), the
+weights after it, and a finite loss far above the phase's first losses counts as divergence
+too. Nothing non-finite is ever checkpointed, so the checkpoint the error names is good.
+
 Gradient accumulation is exact: each micro-batch's summed token loss is divided by the number
 of target tokens in the whole optimizer step, so ``batch 2 x accum 2`` equals ``batch 4``.
 Data parallel (``torchrun``, a process group of world size N > 1): every rank walks the same
@@ -24,16 +29,29 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from puredl._atomic import write_text
+from puredl._faults import fault_point
 from puredl._optional import require
 from puredl.distributed import shard
-from puredl.finetune.batching import IGNORE_INDEX, EncodedExample, collate, micro_batches
-from puredl.finetune.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from puredl.finetune.batching import IGNORE_INDEX, EncodedExample, StepBatches, collate
+from puredl.finetune.checkpoint import (
+    CorruptCheckpointError,
+    latest_checkpoint,
+    list_checkpoints,
+    load_checkpoint,
+    save_checkpoint,
+    set_aside_from,
+)
 from puredl.finetune.devices import autocast, is_main_process, oom_guard
 from puredl.finetune.errors import FinetuneError, TrainingDivergedError
 from puredl.finetune.lora import fold_tied_gradients, tied_parameter_groups
 from puredl.finetune.schedule import lr_factor, warmup_steps_for
 
 LOG_FILE = "train_log.jsonl"
+# a step loss above max(FACTOR x the phase's first losses, first + MARGIN) is divergence, not noise
+DIVERGENCE_FACTOR = 4.0
+DIVERGENCE_MARGIN = 10.0
+REFERENCE_STEPS = 3  # the phase's first steps whose mean loss is the reference
 
 
 @dataclass
@@ -211,9 +229,7 @@ def train_adapter(
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: lr_factor(s, plan.total_steps, plan.warmup, plan.scheduler)
     )
-    batches = micro_batches(len(examples), plan.batch_size, plan.seed, plan.epochs)
-    groups = [batches[i : i + plan.grad_accum] for i in range(0, len(batches), plan.grad_accum)]
-    groups = groups[: plan.total_steps]
+    groups = StepBatches(len(examples), plan.batch_size, plan.seed, plan.epochs, plan.grad_accum)
     fingerprint = {
         "n_examples": len(examples),
         "batch_size": plan.batch_size,
@@ -228,8 +244,8 @@ def train_adapter(
     result = TrainResult(steps=0)
     start = 0
     elapsed_before = 0.0
-    if resume and (ckpt := latest_checkpoint(ckpt_dir)) is not None:
-        state = load_checkpoint(ckpt, model, adapter_name, optimizer)
+    if resume and (loaded := _load_newest_usable(ckpt_dir, model, adapter_name, optimizer)) is not None:
+        ckpt, state = loaded
         if state.get("fingerprint") != fingerprint:
             raise FinetuneError(
                 f"checkpoint {ckpt} was made with different settings or data "
@@ -283,22 +299,26 @@ def train_adapter(
                     step_loss += float(loss.detach())
                     del loss
                 fold_tied_gradients(tied)  # before the sum: only the owners are reduced
-                if world > 1:  # before the NaN check, so every rank stops together
+                if world > 1:  # before the checks, so every rank stops together
                     step_loss = sum_gradients_over_ranks(params, step_loss)
-                if not math.isfinite(step_loss):
-                    raise TrainingDivergedError(
-                        f"{desc}: loss became {step_loss} at step {step + 1}; the last good checkpoint in "
-                        f"{ckpt_dir} is intact. Lower the learning rate ({plan.learning_rate}) and resume."
-                    )
-                grad_norm = (
-                    float(torch.nn.utils.clip_grad_norm_(params, plan.max_grad_norm))
-                    if plan.max_grad_norm > 0
-                    else math.nan
-                )
+                # the norm before clipping (clipping at inf multiplies by exactly 1: no change)
+                max_norm = plan.max_grad_norm if plan.max_grad_norm > 0 else math.inf
+                grad_norm = float(torch.nn.utils.clip_grad_norm_(params, max_norm))
+                problem = divergence(step_loss, grad_norm, result.losses)
+                if problem:
+                    if "exploded" in problem and is_main_process():
+                        set_aside_from(ckpt_dir, step)  # the weights saved after step `step` made this loss
+                    raise TrainingDivergedError(_diverged_message(desc, problem, step + 1, ckpt_dir, plan))
+                fault_point("train_step")  # mid-step: gradients made, weights not yet changed
                 lr = optimizer.param_groups[0]["lr"]
                 optimizer.step()
                 schedule.step()
                 optimizer.zero_grad(set_to_none=True)
+                finite = [torch.isfinite(p).all().to(params[0].device) for p in params]
+                if not bool(torch.stack(finite).all()):  # one device sync per step, not one per tensor
+                    raise TrainingDivergedError(
+                        _diverged_message(desc, "the weights became non-finite", step + 1, ckpt_dir, plan)
+                    )
             result.losses.append(step_loss)
             result.tokens += n_tokens
             seconds = elapsed_before + time.perf_counter() - t0
@@ -342,6 +362,67 @@ def train_adapter(
     return result
 
 
+def divergence(loss: float, grad_norm: float, earlier: list[float]) -> str | None:
+    """Why a step must not be taken (non-finite loss or gradient, exploding loss), or None.
+
+    >>> divergence(2.0, 1.0, [3.0, 2.5]) is None
+    True
+    >>> divergence(2.0, float("inf"), [3.0])
+    'the gradient norm became inf (loss 2)'
+    >>> divergence(90.0, 1.0, [3.0, 2.5])
+    'the loss exploded to 90 (the first steps averaged 2.75)'
+    """
+    if not math.isfinite(loss):
+        return f"the loss became {loss}"
+    if not math.isfinite(grad_norm):
+        return f"the gradient norm became {grad_norm} (loss {loss:g})"
+    first = earlier[:REFERENCE_STEPS]
+    if first:
+        reference = sum(first) / len(first)
+        if loss > max(DIVERGENCE_FACTOR * reference, reference + DIVERGENCE_MARGIN):
+            return f"the loss exploded to {loss:g} (the first steps averaged {reference:g})"
+    return None
+
+
+def _diverged_message(desc: str, problem: str, step: int, ckpt_dir: Path, plan: TrainPlan) -> str:
+    """One line: what diverged where, which checkpoint is good (or that there is none), what to do."""
+    good = latest_checkpoint(ckpt_dir)
+    saved = (
+        f"the last good checkpoint {good} is intact"
+        if good is not None
+        else f"no checkpoint yet (one is saved every {plan.checkpoint_every} steps)"
+        if plan.checkpoint_every
+        else "no checkpoint yet (training.checkpoint_every is 0)"
+    )
+    return (
+        f"{desc}: training diverged at step {step}: {problem}; nothing from this step was saved and {saved}. "
+        f"Lower the learning rate ({plan.learning_rate:g}) and rerun with --resume "
+        "(see 'When things go wrong' in docs/finetune.md)"
+    )
+
+
+def _load_newest_usable(
+    ckpt_dir: Path, model: Any, adapter_name: str, optimizer: Any
+) -> tuple[Path, dict[str, Any]] | None:
+    """Load the newest checkpoint that reads back whole; an unreadable one is named and skipped."""
+    found = list_checkpoints(ckpt_dir)
+    broken: list[str] = []
+    for path in reversed(found):
+        try:
+            state = load_checkpoint(path, model, adapter_name, optimizer)
+        except CorruptCheckpointError as exc:
+            broken.append(str(exc))
+            print(f"[puredl] warning: {exc}; trying the one before it", file=sys.stderr)
+            continue
+        return path, state
+    if broken:
+        raise FinetuneError(
+            f"cannot resume: {broken[0]}, and no earlier checkpoint is usable; delete {ckpt_dir} "
+            "to restart this phase from its start"
+        )
+    return None
+
+
 def _truncate_log(log_path: Path, step: int) -> None:
     """Drop log lines written after the checkpoint we resume from (they will be redone)."""
     if not log_path.is_file() or not is_main_process():
@@ -353,6 +434,4 @@ def _truncate_log(log_path: Path, step: int) -> None:
                 kept.append(line)
         except (json.JSONDecodeError, KeyError, TypeError):
             continue  # a line cut short by the kill
-    tmp = log_path.with_suffix(".tmp")
-    tmp.write_text("".join(k + "\n" for k in kept), encoding="utf-8")
-    tmp.replace(log_path)
+    write_text(log_path, "".join(k + "\n" for k in kept))

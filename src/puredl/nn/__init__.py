@@ -10,6 +10,15 @@
 from puredl.nn import functional, init, utils
 from puredl.nn.activations import GELU, LeakyReLU, LogSoftmax, ReLU, Sigmoid, Softmax, Tanh
 from puredl.nn.container import ModuleDict, ModuleList, Sequential
+from puredl.nn.conv import (
+    AdaptiveAvgPool2d,
+    AvgPool2d,
+    BatchNorm1d,
+    BatchNorm2d,
+    Conv2d,
+    Dropout2d,
+    MaxPool2d,
+)
 from puredl.nn.layers import Dropout, Embedding, Flatten, Identity, LayerNorm, Linear
 from puredl.nn.losses import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, L1Loss, MSELoss, NLLLoss
 from puredl.nn.module import Module, Parameter
@@ -17,6 +26,13 @@ from puredl.nn.robust_losses import HuberLoss, SmoothL1Loss
 from puredl.nn.unflatten import Unflatten
 
 __all__ = [
+    "AdaptiveAvgPool2d",
+    "AvgPool2d",
+    "BatchNorm1d",
+    "BatchNorm2d",
+    "Conv2d",
+    "Dropout2d",
+    "MaxPool2d",
     "BCELoss",
     "BCEWithLogitsLoss",
     "CrossEntropyLoss",

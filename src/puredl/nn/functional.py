@@ -362,3 +362,84 @@ __all__ = [
 from puredl.nn.attention import scaled_dot_product_attention  # noqa: E402
 from puredl.nn.robust_losses import huber_loss, smooth_l1_loss  # noqa: E402
 from puredl.nn.unflatten import unflatten  # noqa: E402
+
+# --------------------------------------------------------------------------- the CNN family
+from puredl.ops_window import adaptive_avg_pool2d, avg_pool2d, conv2d, fold, max_pool2d, unfold  # noqa: E402
+
+
+def batch_norm(
+    input: Tensor,  # noqa: A002
+    running_mean: Tensor | None,
+    running_var: Tensor | None,
+    weight: Tensor | None = None,
+    bias: Tensor | None = None,
+    training: bool = False,
+    momentum: float = 0.1,
+    eps: float = 1e-5,
+) -> Tensor:
+    """Normalize each channel (dim 1) by the batch's mean and biased variance when training (updating
+    the running statistics in place, the variance unbiased, as torch), by the running ones otherwise."""
+    if input.ndim < 2:
+        raise ValueError(
+            f"batch_norm: expected an input with at least 2 dimensions (N, C, ...), got {input.shape}"
+        )
+    c = input.shape[1]
+    dims = (0,) + tuple(range(2, input.ndim))
+    shape = (1, c) + (1,) * (input.ndim - 2)
+    if training:
+        count = input.numel() // c
+        if count <= 1:
+            raise ValueError(
+                f"Expected more than 1 value per channel when training, got input size {list(input.shape)}"
+            )
+        mean = input.mean(dim=dims, keepdim=True)
+        var = ((input - mean) ** 2).mean(dim=dims, keepdim=True)
+        if running_mean is not None or running_var is not None:
+            from puredl.autograd import no_grad
+
+            with no_grad():
+                if running_mean is not None:
+                    running_mean.mul_(1.0 - momentum).add_(mean.detach().reshape(c) * momentum)
+                if running_var is not None:
+                    running_var.mul_(1.0 - momentum).add_(
+                        var.detach().reshape(c) * (momentum * count / (count - 1))
+                    )
+    else:
+        if running_mean is None or running_var is None:
+            raise ValueError("batch_norm: running_mean and running_var are needed when not training")
+        mean, var = running_mean.reshape(shape), running_var.reshape(shape)
+    out = (input - mean) / (var + eps).sqrt()
+    if weight is not None:
+        out = out * weight.reshape(shape)
+    if bias is not None:
+        out = out + bias.reshape(shape)
+    return out
+
+
+def dropout2d(input: Tensor, p: float = 0.5, training: bool = True) -> Tensor:  # noqa: A002
+    """Zero whole channels with probability ``p`` (scaling the rest by 1/(1-p)); identity unless training."""
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"dropout probability has to be between 0 and 1, got {p}")
+    if input.ndim not in (3, 4):
+        raise ValueError(f"dropout2d: expected a 3-D or 4-D input, got shape {input.shape}")
+    if not training or p == 0.0:
+        return input
+    if p == 1.0:
+        return input * 0.0
+    from puredl.creation import rand
+
+    channels = input.shape[:-2]  # (N, C) or (C,) for an unbatched input
+    keep = rand(channels + (1, 1), dtype=input.dtype, device=input.device) >= p
+    return input * (keep.to(input.dtype) * (1.0 / (1.0 - p)))
+
+
+__all__ += [
+    "adaptive_avg_pool2d",
+    "avg_pool2d",
+    "batch_norm",
+    "conv2d",
+    "dropout2d",
+    "fold",
+    "max_pool2d",
+    "unfold",
+]

@@ -37,9 +37,10 @@ class Parameter(Tensor):
             raise TypeError(f"Parameter: expected a Tensor, got {type(data).__name__}")
         p = Tensor.__new__(cls)
         _set_storage(p, data)
-        p.grad = None
+        p._vc, p._view = [0], None  # its own version counter, as torch's Parameter(data) has
         p._node = None
-        p.requires_grad = False
+        p._grad = None
+        p._rg = False
         if requires_grad:
             p.requires_grad_(True)
         return p

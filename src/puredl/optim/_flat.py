@@ -10,16 +10,20 @@ from __future__ import annotations
 from array import array
 
 from puredl.backends import pure as _pure
-from puredl.tensor import Tensor
+from puredl.tensor import Tensor, bump_version
 
 
 def writable_buffer(t: Tensor) -> array | None:
-    """The ``array.array`` holding exactly ``t``'s elements in row-major order, or None."""
+    """The ``array.array`` holding exactly ``t``'s elements in row-major order, or None.
+
+    The caller is about to write it, so ``t``'s version goes up (a saved ``t`` then fails backward).
+    """
     if t._be is not _pure:
         return None
     a = t._impl
     if a.offset or len(a.buf) != _pure.numel(a.shape) or not _pure.is_contiguous(a):
         return None
+    bump_version(t)  # about to be written
     return a.buf
 
 

@@ -10,7 +10,7 @@ device, and the caller falls back to tensor ops. Pure storage is updated through
 from __future__ import annotations
 
 from puredl.backends import pure as _pure
-from puredl.tensor import Tensor, _wrap
+from puredl.tensor import Tensor, _wrap, bump_version
 
 
 def update_backend(p: Tensor):
@@ -61,6 +61,7 @@ def sgd(p: Tensor, state: dict, group: dict) -> bool:
             buf.mul_(momentum).add_(g, alpha=1.0 - group["dampening"])
         g = g.add(buf, alpha=momentum) if group["nesterov"] else buf
     w.add_(g, alpha=-lr)
+    bump_version(p)
     return True
 
 
@@ -92,6 +93,7 @@ def adam(p: Tensor, state: dict, group: dict, decoupled: bool, step_size: float,
         v = vmax
     denom = (v.sqrt() / bc2_sqrt).add_(eps)
     w.addcdiv_(m, denom, value=-step_size)
+    bump_version(p)
     return True
 
 
