@@ -281,10 +281,10 @@ def test_safetensors_torch_files_load_in_puredl(tmp_path):
         torch.float64: "float64",
         torch.int64: "int64",
         torch.bool: "bool",
-        torch.int32: "int64",
-        torch.int16: "int64",
-        torch.int8: "int64",
-        torch.uint8: "int64",
+        torch.int32: "int32",
+        torch.int16: "int16",
+        torch.int8: "int16",
+        torch.uint8: "uint8",
     }
     for name, t in ref.items():
         dtype, shape, data = got[name]

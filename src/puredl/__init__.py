@@ -37,7 +37,17 @@ from puredl.creation import (
     zeros_like,
 )
 from puredl.devices import from_torch
-from puredl.dtypes import DType, float32, float64, get_default_dtype, int64, set_default_dtype
+from puredl.dtypes import (
+    DType,
+    float32,
+    float64,
+    get_default_dtype,
+    int16,
+    int32,
+    int64,
+    set_default_dtype,
+    uint8,
+)
 from puredl.dtypes import bool_ as bool  # noqa: A001 - torch's name (puredl.bool)
 from puredl.generator import Generator
 from puredl.io import load, save
@@ -74,6 +84,7 @@ globals().update({_name: getattr(_ops_module, _name) for _name in (*_UNARY_OPS, 
 float = float32  # noqa: A001 - torch's alias
 double = float64
 long = int64
+short = int16
 
 __version__ = "0.1.0"
 
@@ -120,4 +131,6 @@ def __getattr__(name: str):
         import importlib
 
         return importlib.import_module("puredl.cuda")
+    if name == "int":  # torch.int is int32; a module global named int would shadow the builtin here
+        return int32
     raise AttributeError(f"module 'puredl' has no attribute {name!r}")

@@ -564,7 +564,10 @@ class Sum(Function):
 
 def sum_(a: Tensor, dim=None, keepdim: bool = False, dtype=None) -> Tensor:
     dims = normalize_dims(dim, a.ndim, "sum")
-    out_dtype = dt.as_dtype(dtype) if dtype is not None else (a.dtype if a.dtype.rank > 0 else dt.int64)
+    # torch sums every integer (and bool) dtype into int64
+    out_dtype = (
+        dt.as_dtype(dtype) if dtype is not None else (a.dtype if a.dtype.is_floating_point else dt.int64)
+    )
     if a.dtype is not out_dtype:
         a = cast(a, out_dtype)
     be, (ia,) = accel.select("sum", REDUCTION, _numel(a.shape), (a,))
@@ -961,9 +964,11 @@ class IndexSelect0(Function):
 
 
 def index_select0(a: Tensor, idx: Tensor) -> Tensor:
-    """Rows of ``a`` along dimension 0 picked by the int64 tensor ``idx`` (any shape)."""
+    """Rows of ``a`` along dimension 0 picked by the int64 (or int32) tensor ``idx`` (any shape)."""
+    if idx.dtype is dt.int32:
+        idx = cast(idx, dt.int64)
     if idx.dtype is not dt.int64:
-        raise IndexError(f"tensors used as indices must be int64 (long) or bool, got {idx.dtype.name}")
+        raise IndexError(f"tensors used as indices must be int64 (long), int32 or bool, got {idx.dtype.name}")
     if a.ndim == 0:
         raise IndexError("cannot index a 0-d tensor with a tensor")
     be, (ia, ii) = accel.select("index_select", SHAPE, _numel(idx.shape) * _numel(a.shape[1:]), (a, idx))
