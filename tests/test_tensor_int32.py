@@ -1,4 +1,4 @@
-"""int32, int16 and uint8 tensors against torch: promotion, wrap-around, casts, indexing, sums, round trips."""
+"""int32, int16 and uint8 against torch: promotion, wrap-around, casts, indexing, sums, round trips."""
 
 from __future__ import annotations
 
