@@ -454,7 +454,7 @@ def test_safetensors_torch_files_load_as_tensors(tmp_path):
     path = tmp_path / "theirs.safetensors"
     st.save_file(ref, str(path))
     loaded = puredl.io.load(path)
-    want_dtype = {"w": "float32", "h": "float32", "bf": "float32", "ids": "int64", "d": "float64"}
+    want_dtype = {"w": "float32", "h": "float32", "bf": "float32", "ids": "int32", "d": "float64"}
     for name, t in ref.items():
         assert loaded[name].dtype.name == want_dtype[name], name
         assert loaded[name].shape == tuple(t.shape), name
