@@ -47,11 +47,15 @@ def pytest_report_header(config):
 
 @pytest.fixture(autouse=True)
 def _restore_accel_settings():
-    """Undo a test's changes to the acceleration mode, thresholds and logging."""
+    """Undo a test's changes to the acceleration mode, thresholds, logging and AUTO's cost model."""
     from puredl import accel
 
     saved = (accel.get_current_mode(), accel.get_thresholds(), accel.threshold_source(), accel.is_logging())
+    adaptive = accel.is_adaptive()
+    accel.reset_adaptive()  # AUTO's observed costs do not leak from one test into the next
     yield
+    accel.set_adaptive(adaptive)
+    accel.reset_adaptive()
     accel._restore(saved[:3])
     if accel.is_logging() != saved[3]:
         accel.enable_logging(saved[3])

@@ -21,10 +21,18 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 SRC = os.path.join(os.path.dirname(HERE), "src")
 
 
+@pytest.fixture(autouse=True)
+def _threshold_rule_only():
+    """These tests pin the threshold rule; AUTO's observed overrides are tested in test_accel_adaptive.py."""
+    accel.set_adaptive(False)
+    yield
+    accel.set_adaptive(True)
+
+
 def run_python(code: str, **env) -> subprocess.CompletedProcess:
     """Run ``code`` in a fresh interpreter (import-time settings), with ``env`` added."""
     full = dict(os.environ)
-    for k in ("PUREDL_ACCEL", "PUREDL_ACCEL_THRESHOLDS", "PUREDL_CONFIG_DIR"):
+    for k in ("PUREDL_ACCEL", "PUREDL_ACCEL_THRESHOLDS", "PUREDL_ACCEL_ADAPTIVE", "PUREDL_CONFIG_DIR"):
         full.pop(k, None)
     full["PYTHONPATH"] = SRC + os.pathsep + full.get("PYTHONPATH", "")
     full.update(env)

@@ -48,11 +48,11 @@ def test_each_phase_trains_only_its_own_adapter(tmp_path, model_dir, monkeypatch
     seen: list[tuple[int, set[str], bool]] = []
     original = pipeline.train_phase
 
-    def spy(ctx, k, model, tokenizer, work_dir, adapter_name, title, examples=None):
+    def spy(ctx, k, model, tokenizer, work_dir, adapter_name, title, examples=None, **kwargs):
         trainable = {n for n, p in model.named_parameters() if p.requires_grad}
         base_frozen = all(not p.requires_grad for n, p in model.named_parameters() if "lora_" not in n)
         seen.append((k, trainable, base_frozen))
-        return original(ctx, k, model, tokenizer, work_dir, adapter_name, title, examples)
+        return original(ctx, k, model, tokenizer, work_dir, adapter_name, title, examples, **kwargs)
 
     monkeypatch.setattr(pipeline, "train_phase", spy)
     summary = run_tiny_pipeline(str(config(tmp_path, model_dir)))
@@ -104,7 +104,7 @@ def test_outputs_are_peft_adapters_that_compose(tmp_path, model_dir):
 
 def test_sequential_baseline_is_reported_beside_the_progressive_run(tmp_path, model_dir):
     summary = run_tiny_pipeline(str(config(tmp_path, model_dir)), compare="sequential")
-    seq = summary["sequential"]
+    seq = summary["compare"]["sequential"]
     assert [h["stage"] for h in seq["history"]] == ["base", "phase0", "phase1", "phase2"]
     assert seq["history"][0] == summary["history"][0]  # same base measurement
     assert (tmp_path / "runs" / "tiny" / "sequential" / "phase2" / "lora" / "adapter_config.json").is_file()

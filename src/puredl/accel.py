@@ -6,7 +6,11 @@ that backend. ``work`` is the op's size: output elements for elementwise, activa
 ``work`` plus the cost of moving torch-resident inputs back to pure reaches the category's
 threshold, so data stays where it was last computed. CUDA tensors always run on their device.
 
-``select`` is on every op's hot path: PURE mode with pure inputs returns after one loop.
+``select`` is on every op's hot path: PURE mode with pure inputs returns after one loop. AUTO
+also keeps a cost model (``puredl.adaptive``): one call in 32-95 is timed (more of dear ops),
+and where the other backend observes clearly cheaper on this machine now (one core busy stalls
+torch's thread pool), the observed choice overrides the threshold; between timed calls AUTO
+pays one countdown and one lookup.
 
 >>> from puredl import accel
 >>> accel.get_current_mode().value
@@ -26,8 +30,10 @@ from collections.abc import Iterator
 from enum import Enum
 from typing import NamedTuple
 
+from puredl import adaptive as _adaptive
 from puredl._optional import available, require
 from puredl.backends import pure as _pure
+from puredl.backends.contract import COMPUTE_KERNELS
 
 
 class AccelMode(str, Enum):
@@ -105,13 +111,24 @@ class AccelStats:
     counted in ``pure_count`` and in ``fallback_count``.
     """
 
-    __slots__ = ("pure_count", "torch_count", "fallback_count", "per_op")
+    __slots__ = (
+        "pure_count",
+        "torch_count",
+        "fallback_count",
+        "per_op",
+        "timed_count",
+        "explored_count",
+        "moves",
+    )
 
     def __init__(self):
         self.pure_count = 0
         self.torch_count = 0
         self.fallback_count = 0
         self.per_op: dict[str, list[int]] = {}  # op -> [pure, torch, fallback]
+        self.timed_count = 0  # AUTO's timed calls (its cost model's evidence)
+        self.explored_count = 0  # of which AUTO ran on the other backend to see what it costs now
+        self.moves: list[_adaptive.Move] = []  # when and why AUTO's observed choice moved
 
     def total(self) -> int:
         return self.pure_count + self.torch_count
@@ -121,6 +138,7 @@ class AccelStats:
         c = AccelStats()
         c.pure_count, c.torch_count, c.fallback_count = self.pure_count, self.torch_count, self.fallback_count
         c.per_op = {k: list(v) for k, v in self.per_op.items()}
+        c.timed_count, c.explored_count, c.moves = self.timed_count, self.explored_count, list(self.moves)
         return c
 
     def ops(self) -> dict[str, OpStats]:
@@ -183,6 +201,10 @@ def format_stats(stats: AccelStats | None = None) -> str:
         lines.append(f"  {'op':<{width}}{'pure':>9}{'torch':>9}{'fallback':>10}")
         for name, row in sorted(s.per_op.items(), key=lambda kv: -(kv[1][0] + kv[1][1])):
             lines.append(f"  {name:<{width}}{row[0]:>9}{row[1]:>9}{row[2]:>10}")
+    if s.timed_count:
+        lines.append(f"  auto timed {s.timed_count} calls ({s.explored_count} on the other backend)")
+    for move in s.moves:
+        lines.append(f"  moved: {move}")
     return "\n".join(lines)
 
 
@@ -210,6 +232,8 @@ def torch_backend():
 
         tb.on_kernel_failure = torch_kernel_failed  # the fallback policy lives here, not in the backend
         _tb = tb
+        global _sample_in
+        _sample_in = 1  # AUTO may time calls from now on
     return _tb
 
 
@@ -244,6 +268,8 @@ def _refresh() -> None:
     _fast = _mode is AccelMode.PURE and not _logging
     _fast_auto = _mode is AccelMode.AUTO and not _logging
     _fast_torch = _mode is AccelMode.TORCH and not _logging
+    if _timer is not None:  # a timed call due in AUTO must not time a kernel of another mode
+        _drop_timer()
     units = _costs["pure_unit_s"]
     for cat in CATEGORIES:
         # a torch-resident input costs a copy to go to pure, and saves the view that torch would need
@@ -341,22 +367,29 @@ def is_logging() -> bool:
 
 
 @contextlib.contextmanager
-def using(mode: AccelMode | str | None = None, thresholds: dict | None = None) -> Iterator[None]:
-    """Run a block with another mode and/or thresholds, restoring the previous settings after.
+def using(
+    mode: AccelMode | str | None = None, thresholds: dict | None = None, adaptive: bool | None = None
+) -> Iterator[None]:
+    """Run a block with another mode, thresholds and/or AUTO's adaptivity, restoring them after.
 
     >>> with using("pure", {"matmul": 10}):
     ...     get_threshold("matmul")
     10
     """
     saved = (_mode, dict(_thresholds), _threshold_source)
+    saved_adaptive = _adaptive_on
     try:
         if mode is not None:
             set_acceleration(mode)
         for k, v in (thresholds or {}).items():
             set_threshold(k, v)
+        if adaptive is not None and adaptive != saved_adaptive:
+            set_adaptive(adaptive)
         yield
     finally:
         _restore(saved)
+        if _adaptive_on != saved_adaptive:
+            set_adaptive(saved_adaptive)
 
 
 def _restore(saved) -> None:
@@ -434,6 +467,13 @@ def _move_cost(t, category: str) -> float:
 # =========================================================================== the decision
 
 _last_op = ""
+# AUTO's cost model (puredl.adaptive): calls until the next timed one, and the model itself.
+# Only AUTO touches them; PURE and TORCH never read them.
+_sample_in = 1
+_model = _adaptive.CostModel()
+_overridden = _model.by_category  # categories where observed costs overrule a threshold
+_adaptive_on = True
+_PURE_FIXED_S = 4e-6  # a pure op's cost before its first element (priors of the cost model only)
 
 
 def select(op: str, category: str, work: int, tensors: tuple):
@@ -445,13 +485,20 @@ def select(op: str, category: str, work: int, tensors: tuple):
         else:
             _count_pure(op)
             return _pure, [t._impl for t in tensors]
-    elif _fast_auto and work < _thresholds[category]:  # AUTO, a small op on pure data: stay on pure
-        for t in tensors:
-            if t._be is not _pure:
-                break
-        else:
-            _count_pure(op)
-            return _pure, [t._impl for t in tensors]
+    elif _fast_auto:
+        global _sample_in
+        _sample_in -= 1
+        # the common case costs this countdown and one lookup: no timed call due, no observed
+        # override in this category (or not for this size)
+        if _sample_in > 0 and work < _thresholds[category]:
+            ov = _overridden.get(category)
+            if ov is None or (int(work).bit_length() >> 1, False) not in ov:  # adaptive.bucket
+                for t in tensors:  # a small op on pure data: stay on pure
+                    if t._be is not _pure:
+                        break
+                else:
+                    _count_pure(op)
+                    return _pure, [t._impl for t in tensors]
     elif _fast_torch:  # TORCH mode, data already on torch's CPU backend
         tcpu = _tb
         for t in tensors:
@@ -470,11 +517,23 @@ def select(op: str, category: str, work: int, tensors: tuple):
 
 
 def _select(op: str, category: str, work: int, tensors: tuple):
-    global _last_op
+    global _last_op, _sample_in
     _last_op = op
     tcpu = _tb
     mode = _mode
-    if not _logging:  # the common cases first: AUTO below threshold on pure data, TORCH on torch data
+    adapt = False
+    if mode is AccelMode.AUTO:
+        if _timer is not None:  # the last timed call never reached a kernel on its backend
+            _drop_timer()
+        if tcpu is None or not _adaptive_on:
+            _sample_in = 1 << 62  # nothing to time: keep select()'s countdown off this path
+        else:
+            if _logging:  # select() counts down only on the fast path
+                _sample_in -= 1
+            adapt = _sample_in <= 0 or category in _overridden
+    if (
+        not _logging and not adapt
+    ):  # the common cases first: AUTO below threshold on pure data, TORCH on torch data
         if mode is AccelMode.AUTO:
             for t in tensors:
                 if t._be is not _pure:
@@ -506,6 +565,7 @@ def _select(op: str, category: str, work: int, tensors: tuple):
             )
     if device_be is not None:
         return _on_device(op, device_be, tensors)
+    reason = ""
     if mode is AccelMode.TORCH:
         use_torch, reason = True, "mode torch"
     elif mode is AccelMode.PURE:
@@ -514,8 +574,8 @@ def _select(op: str, category: str, work: int, tensors: tuple):
         use_torch, reason = False, "auto: torch not installed"
     else:
         limit = _thresholds[category]
+        move = 0.0
         if n_torch:
-            move = 0.0
             for t in tensors:
                 if t._be is tcpu:
                     move += _move_cost(t, category)
@@ -527,6 +587,23 @@ def _select(op: str, category: str, work: int, tensors: tuple):
             use_torch = work >= limit
             if _logging:
                 reason = f"{_human(work)} {'>=' if use_torch else '<'} {_human(limit)}"
+        if adapt:
+            key = (category, _adaptive.bucket(work), n_torch > 0)
+            prior = use_torch
+            use_torch = _model.decide(key, prior)
+            if use_torch is not prior and _logging:
+                reason = f"observed cheaper than the threshold's choice; {reason}"
+            if _sample_in <= 0:  # a timed call
+                unit = _costs["pure_unit_s"][category]
+                prior_pure = _PURE_FIXED_S + (work + move) * unit
+                prior_torch = _PURE_FIXED_S + limit * unit  # equal costs at the threshold
+                explore, _sample_in = _model.plan(key, use_torch, prior_pure, prior_torch)
+                if explore:
+                    use_torch = not use_torch
+                    _stats.explored_count += 1
+                    if _logging:
+                        reason = f"exploring: timing the other backend; {reason}"
+                _start_timer(tcpu if use_torch else _pure, key, op, work, use_torch, prior)
     if _logging:
         _log(op, tensors, "torch" if use_torch else "pure", reason)
     if use_torch:
@@ -538,6 +615,115 @@ def _select(op: str, category: str, work: int, tensors: tuple):
     if n_torch:
         return _pure, [pure_impl(t) for t in tensors]
     return _pure, [t._impl for t in tensors]
+
+
+# ---- timing one call of AUTO: the chosen backend's compute kernels are swapped, for that one
+# call, for versions that read the clock and put the originals back. The op calls the kernel
+# itself (accel does not), so this is how accel sees when it returns; PURE and TORCH never pay.
+
+_timer = None  # (backend, {kernel: original}, key, op, work, use_torch, prior, start) while one is due
+
+
+_kernel_of: dict[str, str] = {}  # op -> the kernel its last timed call ran: swap only that one
+
+
+def _start_timer(be, key: tuple, op: str, work: float, use_torch: bool, prior: bool) -> None:
+    global _timer
+    known = _kernel_of.get(op)
+    names = (known,) if known is not None else COMPUTE_KERNELS
+    originals = {}
+    for name in names:
+        timed = _TIMED.get((be, name))
+        if timed is None:
+            timed = _TIMED[(be, name)] = _timed_kernel(be, name)
+        fn = getattr(be, name)
+        if fn is timed:  # a stand-in left behind: never take it for the original
+            fn = _ORIGINAL[(be, name)]
+        originals[name] = _ORIGINAL[(be, name)] = fn
+        setattr(be, name, timed)
+    _timer = (be, originals, key, op, work, use_torch, prior, _model.clock())
+
+
+def _stop_timer():
+    global _timer
+    timer = _timer
+    _timer = None
+    if timer is not None:
+        be, originals = timer[0], timer[1]
+        for name, fn in originals.items():
+            setattr(be, name, fn)
+    return timer
+
+
+def _put_back_every_kernel() -> None:
+    """Every stand-in still on a backend replaced by what it stood in for."""
+    _stop_timer()
+    for (be, name), timed in _TIMED.items():
+        if getattr(be, name) is timed:
+            setattr(be, name, _ORIGINAL[(be, name)])
+
+
+def _drop_timer() -> None:
+    timer = _stop_timer()
+    if timer is not None:
+        _model.drop(timer[2])
+        _kernel_of.pop(timer[3], None)  # the op ran another kernel (add of a scalar): swap them all
+
+
+def _timed_kernel(be, name: str):
+    def timed(*args):
+        timer = _stop_timer()  # originals back first: a kernel calling another is not timed twice
+        if timer is None or timer[0] is not be:  # another thread took the timed call: just run
+            fn = getattr(be, name)
+            return (_ORIGINAL[(be, name)] if fn is timed else fn)(*args)
+        result = timer[1][name](*args)
+        _observe(timer, _model.clock() - timer[7])
+        _kernel_of[timer[3]] = name
+        return result
+
+    timed.__name__ = name
+    return timed
+
+
+_TIMED: dict[tuple, object] = {}  # (backend, kernel) -> its timed stand-in, made on first use
+_ORIGINAL: dict[tuple, object] = {}  # (backend, kernel) -> what the stand-in last replaced
+
+
+def _observe(timer, seconds: float) -> None:
+    _, _, key, op, work, use_torch, prior, _ = timer
+    _stats.timed_count += 1
+    move = _model.observe(key, op, work, use_torch, seconds, prior)
+    if move is not None:
+        _stats.moves.append(move)
+        if _logging:
+            print(f"[accel] {move}", file=_log_file or sys.stdout)
+
+
+def adaptive_model() -> _adaptive.CostModel:
+    """AUTO's cost model (its keys, recent timings and overrides: ``adaptive_model().table()``)."""
+    return _model
+
+
+def reset_adaptive(model: _adaptive.CostModel | None = None) -> None:
+    """Forget what AUTO observed (or start from ``model``, e.g. one with a test clock)."""
+    global _model, _overridden, _sample_in
+    _put_back_every_kernel()
+    _model = model if model is not None else _adaptive.CostModel()
+    _overridden = _model.by_category
+    _sample_in = 1
+
+
+def set_adaptive(enabled: bool = True) -> None:
+    """Let AUTO time its calls and override thresholds on evidence (default) or not."""
+    global _adaptive_on, _sample_in
+    _drop_timer()
+    _adaptive_on = bool(enabled)
+    if _sample_in > 1 << 40:  # parked while there was nothing to time
+        _sample_in = 1
+
+
+def is_adaptive() -> bool:
+    return _adaptive_on
 
 
 def _on_device(op: str, be, tensors: tuple):
@@ -740,14 +926,20 @@ if not os.environ.get("PUREDL_ACCEL_NO_CONFIG"):
 
 
 def _apply_environment() -> None:
-    """PUREDL_ACCEL_THRESHOLDS and PUREDL_ACCEL; a bad value is reported on stderr and ignored
-    (as a bad accel.json is), so that no command, ``puredl --help`` included, dies of it."""
+    """PUREDL_ACCEL_THRESHOLDS, PUREDL_ACCEL_ADAPTIVE and PUREDL_ACCEL; a bad value is reported on
+    stderr and ignored (as a bad accel.json is), so that no command, ``puredl --help`` included,
+    dies of it."""
     spec = os.environ.get("PUREDL_ACCEL_THRESHOLDS")
     if spec:
         try:
             _apply_env_thresholds(spec)
         except ValueError as exc:
             print(f"[accel] ignoring PUREDL_ACCEL_THRESHOLDS={spec!r}: {exc}", file=sys.stderr)
+    adaptive = os.environ.get("PUREDL_ACCEL_ADAPTIVE", "").strip().lower()
+    if adaptive in ("0", "off", "false", "no"):
+        set_adaptive(False)
+    elif adaptive not in ("", "1", "on", "true", "yes"):
+        print(f"[accel] ignoring PUREDL_ACCEL_ADAPTIVE={adaptive!r}: expected 1 or 0", file=sys.stderr)
     mode = os.environ.get("PUREDL_ACCEL")
     if mode:
         try:

@@ -58,6 +58,10 @@ def info_text() -> str:
         lines.append(f"    {cat:<12} {accel._human(value):>8} {unit:<14} (default {accel._human(default)})")
     path = accel.config_path()
     lines.append(f"  config file:     {path} ({'present' if os.path.exists(path) else 'absent'})")
+    lines.append(
+        f"  auto cost model: {'on' if accel.is_adaptive() else 'off'}"
+        f"  (PUREDL_ACCEL_ADAPTIVE={os.environ.get('PUREDL_ACCEL_ADAPTIVE', '')})"
+    )
     return "\n".join(lines)
 
 

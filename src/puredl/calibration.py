@@ -18,6 +18,7 @@ op on a fresh intermediate does (a leaf tensor's view is cached after its first 
 from __future__ import annotations
 
 import math
+import statistics
 import sys
 import time
 from array import array
@@ -152,40 +153,44 @@ def time_op(op: BenchOp, tensors: tuple, mode: str, min_time: float = 0.03, roun
 
 
 def time_modes(
-    op: BenchOp, tensors: tuple, settings: dict, min_time: float = 0.03, rounds: int = 3
+    op: BenchOp, tensors: tuple, settings: dict, min_time: float = 0.03, rounds: int = 3, stat: str = "best"
 ) -> dict[str, float]:
-    """Seconds per call of ``op`` under each ``{label: (mode, thresholds or None)}``, interleaved.
+    """Seconds per call of ``op`` under each ``{label: (mode, thresholds or None[, adaptive])}``
+    (the arguments of ``accel.using``), interleaved.
 
     The settings take turns round by round, so a burst of load from other processes on a shared
-    machine slows all of them alike instead of one; each label keeps its best round.
+    machine slows all of them alike instead of one; each label keeps its best round, or with
+    ``stat="median"`` its median round (on a machine kept busy on purpose the stalls are what is
+    measured, and the best round would hide them).
     """
 
     def call():
         op.run(*tensors)
 
     batch, best = {}, {}
-    for label, (mode, th) in settings.items():
-        with accel.using(mode, th):
+    for label, setting in settings.items():
+        with accel.using(*setting):
             start = time.perf_counter()
             call()  # warm-up, and the size of a batch of about 0.5 ms
             first = time.perf_counter() - start
         batch[label] = max(1, int(5e-4 / max(first, 1e-7)))
-        best[label] = math.inf
+        best[label] = []
     spent, done = 0.0, 0
     order = list(settings.items())
     while done < rounds or spent < min_time * len(settings):
         k = done % len(order)  # rotate who goes first: no setting always follows the same one
-        for label, (mode, th) in order[k:] + order[:k]:
-            with accel.using(mode, th):
+        for label, setting in order[k:] + order[:k]:
+            with accel.using(*setting):
                 n = batch[label]
                 start = time.perf_counter()
                 for _ in range(n):
                     call()
                 elapsed = time.perf_counter() - start
-            best[label] = min(best[label], elapsed / n)
+            best[label].append(elapsed / n)
             spent += elapsed
         done += 1
-    return best
+    pick = statistics.median if stat == "median" else min
+    return {label: pick(times) for label, times in best.items()}
 
 
 def crossover(works: list, pure: list, torch: list) -> float:

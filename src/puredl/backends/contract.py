@@ -89,3 +89,5 @@ class Backend(Protocol):
 
 
 KERNELS = tuple(n for n, v in Backend.__dict__.items() if not n.startswith("_") and callable(v))
+# the kernels that run after accel.select has chosen the backend (AUTO times one of them now and then)
+COMPUTE_KERNELS = KERNELS[KERNELS.index("binary") :]

@@ -3,7 +3,7 @@
 Imports nothing heavy at module level, so ``puredl --help`` works without the ``llm`` extra.
 
     puredl finetune run-all --config configs/embedded.sdn
-    puredl finetune run-all --config configs/embedded.sdn --resume --compare sequential
+    puredl finetune run-all --config configs/embedded.sdn --resume --compare sequential,replay,olora
     puredl finetune phase 1 --config configs/embedded.sdn --device cpu
     puredl finetune merge --config configs/embedded.sdn --out merged/
     puredl finetune validate --config configs/embedded.sdn --phase 2
@@ -47,9 +47,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--compare",
-        choices=["sequential"],
         default=None,
-        help="also train one LoRA straight through all phases (no freezing/merging) as a baseline",
+        metavar="STRATEGIES",
+        help="also run these strategies on the same base and LoRA_0 and report them side by side: any of "
+        "sequential (one LoRA continued), replay (+ replay_ratio, 0.25 unless set), olora (+ O-LoRA "
+        "penalty, lambda 0.5 unless set), comma-separated",
     )
 
     p = sub.add_parser("phase", help="train one phase on base + the earlier phases' adapters")

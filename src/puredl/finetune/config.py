@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Union
 
 from puredl.finetune.errors import ConfigError
+from puredl.finetune.lora import LoRAConfig
 
 CONFIG_SUFFIXES = (".sdn", ".yaml", ".yml")
 DATA_KINDS = ("korean_text", "medical_terms", "medical_mcq")
@@ -42,6 +43,13 @@ def _f(default: Any, help: str, **kw: Any) -> Any:
     return field(default=default, metadata={"help": help}, **kw)
 
 
+def _lora_field(name: str) -> Any:
+    """A ``model.lora_*`` key whose default and help are ``LoRAConfig``'s (the one home of LoRA settings)."""
+    spec = {f.name: f for f in dataclasses.fields(LoRAConfig)}[name]
+    default = spec.default_factory() if spec.default is dataclasses.MISSING else spec.default
+    return _f(default, spec.metadata["help"])
+
+
 @dataclass
 class ModelSection:
     """``model:`` — which base model and the LoRA settings every phase starts from."""
@@ -55,17 +63,11 @@ class ModelSection:
     dtype: str = _f(
         "auto", "Weight dtype: auto (bfloat16 on GPU when training.bf16, else float32), float32, bfloat16."
     )
-    lora_r: int = _f(16, "LoRA rank r (the seed recipe uses 64).")
-    lora_alpha: float = _f(32.0, "LoRA alpha; the update is scaled by alpha/r, or alpha/sqrt(r) with rsLoRA.")
-    lora_dropout: float = _f(
-        0.05, "Dropout on the LoRA input of linear layers (PEFT ignores it on embeddings)."
-    )
-    use_rslora: bool = _f(False, "Rank-stabilised LoRA: scale by alpha/sqrt(r) instead of alpha/r.")
-    target_modules: list[str] = _f(
-        ["q_proj", "v_proj"],
-        "Module names matched inside the language model only; 'embeddings' means the input embedding "
-        "(tied to the output layer in Gemma 3, trained as one tied pair).",
-    )
+    lora_r: int = _lora_field("r")
+    lora_alpha: float = _lora_field("alpha")
+    lora_dropout: float = _lora_field("dropout")
+    use_rslora: bool = _lora_field("use_rslora")
+    target_modules: list[str] = _lora_field("target_modules")
 
 
 @dataclass
@@ -90,6 +92,16 @@ class TrainingSection:
     gradient_checkpointing: bool = _f(False, "Recompute activations in backward to save memory.")
     checkpoint_every: int = _f(25, "Save a resumable checkpoint every N optimizer steps (0 = never).")
     num_threads: int | None = _f(None, "torch CPU threads (null = torch's default).")
+    replay_ratio: float = _f(
+        0.0,
+        "Replay: each epoch of phase k>0 adds round(replay_ratio * n_k) examples drawn (fixed seed) from "
+        "earlier phases' training examples, split evenly over those phases (0 = off; at most 1).",
+    )
+    olora_lambda: float = _f(
+        0.0,
+        "O-LoRA: weight lambda of the penalty lambda * (sum of squared Frobenius norms of A_prev A_new^T) "
+        "that keeps phase k's LoRA A factors orthogonal to the frozen earlier phases' (0 = off).",
+    )
 
 
 @dataclass
@@ -125,6 +137,11 @@ class EvaluationSection:
         0.05, "Relative drop that counts as catastrophic forgetting (0.05 = 5%)."
     )
     fail_on_forgetting: bool = _f(False, "Exit non-zero when forgetting is flagged (else a warning).")
+    measure_untaught: bool = _f(
+        False,
+        "After each phase also measure capabilities not taught yet (a full R matrix and forward transfer, "
+        "FWT; costs evaluation time).",
+    )
 
 
 @dataclass
@@ -454,6 +471,13 @@ def _check_training(t: TrainingSection, where: str, need: Any) -> None:
     for key in ("max_samples", "max_steps", "num_threads"):
         value = getattr(t, key)
         need(value is None or value >= 1, f"{where}{key}", "must be >= 1 or null", value)
+    need(0.0 <= t.replay_ratio <= 1.0, f"{where}replay_ratio", "must be in [0, 1]", t.replay_ratio)
+    need(
+        0.0 <= t.olora_lambda < math.inf,
+        f"{where}olora_lambda",
+        "must be a finite number >= 0",
+        t.olora_lambda,
+    )
 
 
 def _is_plain_name(name: str) -> bool:

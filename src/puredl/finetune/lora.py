@@ -39,17 +39,32 @@ EMBEDDING_NAMES = ("embed_tokens", "wte", "word_embeddings")  # for adapters sav
 
 @dataclass
 class LoRAConfig:
-    """Settings of one LoRA adapter (the seed documents' ``LoRAConfig``)."""
+    """Settings of one LoRA adapter: the one home of the LoRA defaults and their documentation.
 
-    r: int = field(default=8, metadata={"help": "Rank of the low-rank update B @ A."})
-    alpha: float = field(
-        default=16.0, metadata={"help": "Update scale: alpha/r, or alpha/sqrt(r) with rsLoRA."}
+    The run config's ``model.lora_*`` keys take their defaults and help from these fields
+    (``puredl.finetune.config.ModelSection``), so the two cannot disagree.
+    """
+
+    r: int = field(
+        default=16, metadata={"help": "LoRA rank r of the update B @ A (the seed recipe uses 64)."}
     )
-    dropout: float = field(default=0.05, metadata={"help": "Dropout on the LoRA input (not on embeddings)."})
-    use_rslora: bool = field(default=False, metadata={"help": "Rank-stabilised scaling alpha/sqrt(r)."})
+    alpha: float = field(
+        default=32.0,
+        metadata={"help": "LoRA alpha; the update is scaled by alpha/r, or alpha/sqrt(r) with rsLoRA."},
+    )
+    dropout: float = field(
+        default=0.05,
+        metadata={"help": "Dropout on the LoRA input of linear layers (PEFT ignores it on embeddings)."},
+    )
+    use_rslora: bool = field(
+        default=False, metadata={"help": "Rank-stabilised LoRA: scale by alpha/sqrt(r) instead of alpha/r."}
+    )
     target_modules: list[str] = field(
         default_factory=lambda: ["q_proj", "v_proj"],
-        metadata={"help": "Short module names inside the language model; 'embeddings' = input embedding."},
+        metadata={
+            "help": "Module names matched inside the language model only; 'embeddings' means the input "
+            "embedding (tied to the output layer in Gemma 3, trained as one tied pair)."
+        },
     )
 
     def __post_init__(self) -> None:

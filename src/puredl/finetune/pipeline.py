@@ -6,10 +6,11 @@
                      phase 1: [base + LoRA_0] + LoRA_1 -> runs/NAME/phase1/lora_1
                      phase 2: [base + LoRA_0 + LoRA_1] + LoRA_2 ...
 
-After each phase every capability taught so far is measured, the forgetting check runs over
-that history and the report is rewritten, so an interrupted run still has a report. With
-``--compare sequential`` one LoRA is also trained straight through the phases without
-freezing or merging, and its forgetting is shown beside the progressive run's.
+After each phase the capabilities are measured, the forgetting check runs over that history and
+the report is rewritten, so an interrupted run still has a report. ``--compare`` runs other
+strategies (``puredl.finetune.strategies``: sequential, replay, O-LoRA) on the same base model
+and the same LoRA_0 (phase 0 is trained once), under ``runs/NAME/STRATEGY/``, and the report
+puts them side by side.
 
 >>> phase_dir(Path("runs/demo"), 1).as_posix()
 'runs/demo/phase1'
@@ -19,7 +20,6 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -32,10 +32,13 @@ from puredl.finetune.batching import encode_examples
 from puredl.finetune.config import FinetuneConfig, config_to_dict
 from puredl.finetune.devices import describe_device, is_main_process, resolve_device
 from puredl.finetune.errors import FinetuneError
+from puredl.finetune.forgetting import forgotten
 from puredl.finetune.hooks import PipelineHooks, default_hooks
 from puredl.finetune.loading import load_model_and_tokenizer, resolve_dtype
 from puredl.finetune.lora import LoRAConfig, add_lora, load_lora, merge_lora, save_lora, trainable_parameters
+from puredl.finetune.olora import make_penalty, shared_modules
 from puredl.finetune.preflight import check_output_folder, check_phases
+from puredl.finetune.replay import mix_replay
 from puredl.finetune.run_state import (  # noqa: F401  (re-exported: the run-folder API lived here)
     RESULT_FILE,
     STATE_FILE,
@@ -48,6 +51,7 @@ from puredl.finetune.run_state import clear_run_state as _clear_run_state
 from puredl.finetune.run_state import finished_phase as _finished_phase
 from puredl.finetune.run_state import read_json as _read_json
 from puredl.finetune.run_state import save_progress as _save_progress
+from puredl.finetune.strategies import Strategy, configured, parse_compare, restrict_trainable
 from puredl.finetune.trainer import TrainResult, make_plan, train_adapter
 
 Printer = Callable[[str], None]
@@ -193,9 +197,15 @@ def train_phase(
     adapter_name: str,
     title: str,
     examples: list[Any] | None = None,
+    settings: Any = None,
+    penalty: Callable[[], Any] | None = None,
 ) -> tuple[Any, TrainResult, int]:
-    """Train the model's trainable adapter on phase k's data; returns (model, result, n_examples)."""
-    settings = ctx.cfg.phase_training(k)
+    """Train the model's trainable adapter on phase k's data; returns (model, result, n_examples).
+
+    ``settings`` replaces phase k's training settings (replay runs its epochs as one pass);
+    ``penalty`` is added to every step's loss (O-LoRA).
+    """
+    settings = settings or ctx.cfg.phase_training(k)
     if examples is None:
         examples = load_phase_data(ctx, k, tokenizer)
     plan = make_plan(settings, len(examples))
@@ -215,6 +225,7 @@ def train_phase(
         amp_dtype=_amp_dtype(ctx),
         resume=ctx.resume,
         desc=title,
+        penalty=penalty,
     )
     if result.resumed_from is not None:
         ctx.out(f"  (resumed from step {result.resumed_from})")
@@ -280,27 +291,6 @@ def finish_phase(
     return record
 
 
-def run_single_phase(ctx: RunContext, k: int, base: Any, tokenizer: Any) -> tuple[Any, dict]:
-    """Phase k on ``base`` (base + merged 0..k-1): add LoRA_k, train, save; returns (model, record)."""
-    torch = require("torch", "llm", "fine-tuning")
-    work = phase_dir(ctx.run_dir, k)
-    name = f"lora_{k}"
-    lora_cfg = lora_config_for(ctx, k)
-    if not ctx.resume and is_main_process():
-        shutil.rmtree(work / "checkpoints", ignore_errors=True)  # a fresh phase never resumes stale state
-    examples = load_phase_data(ctx, k, tokenizer)
-    torch.manual_seed(ctx.cfg.phase_training(k).seed + k)  # LoRA_k initialisation
-    model = add_lora(base, lora_cfg, trainable=True, name=name)
-    ctx.out(describe_lora(model, lora_cfg, name))
-    model, result, n_examples = train_phase(ctx, k, model, tokenizer, work, name, f"phase {k}", examples)
-    target = adapter_dir(ctx.run_dir, k)
-    record = finish_phase(
-        ctx, k, model, work, target, name, result, n_examples, lora=dataclasses.asdict(lora_cfg)
-    )
-    ctx.out(f"\u2713 LoRA_{k} saved to {target} ({loss_trend(result.losses)}, {result.seconds:.0f} s)")
-    return model, record
-
-
 # ---------------------------------------------------------------- evaluation
 
 
@@ -361,92 +351,98 @@ def forgetting_of(ctx: RunContext, history: list[dict]) -> list[dict]:
 
 
 def run_all(ctx: RunContext, compare: str | None = None) -> tuple[dict, int]:
-    """Every phase in order, with validation and the report. Returns (summary, exit code)."""
-    cfg = ctx.cfg
-    t_start = time.perf_counter()
-    run_dir = ctx.run_dir
+    """Every phase in order, with validation and the report. Returns (summary, exit code).
+
+    Reads top to bottom: load the base model, measure it, train the config's run (phase 0 and
+    the later phases), then each ``--compare`` strategy on the same base and the same LoRA_0,
+    then the report.
+    """
+    cfg, t_start = ctx.cfg, time.perf_counter()
+    t = cfg.training
+    others = parse_compare(compare, t.replay_ratio, t.olora_lambda)  # a typo fails before any work
+    main = configured(t.replay_ratio, t.olora_lambda)
+    for strategy in others:
+        if (strategy.one_lora, strategy.replay_ratio, strategy.olora_lambda) == (
+            main.one_lora,
+            main.replay_ratio,
+            main.olora_lambda,
+        ):
+            raise FinetuneError(
+                f"--compare {strategy.name} would repeat the config's own run (training.replay_ratio "
+                f"{t.replay_ratio:g}, training.olora_lambda {t.olora_lambda:g}); leave it out of --compare"
+            )
     state = run_state.begin_run(ctx)  # sweeps temporaries; checks --resume / an interrupted run
-    title = f"=== puredl progressive LoRA: {cfg.project} ==="
-    ctx.out(title)
-    base, tokenizer = load_base(ctx)  # first, so a model that cannot load leaves no run folder behind
+    ctx.out(f"=== puredl progressive LoRA: {cfg.project} ===")
+
+    if others and len(cfg.phases) < 2:
+        raise FinetuneError("--compare needs at least two phases: every strategy shares phase 0")
+
+    # 1. the base model (first, so a model that cannot load leaves no run folder behind)
+    base, tokenizer = load_base(ctx)
     check_phases(ctx, base)  # every phase's data and targets, before phase 0 trains
     if is_main_process():
         if not ctx.resume:
             _clear_run_state(ctx)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        write_json(run_dir / "run_config.json", config_to_dict(cfg))
+        ctx.run_dir.mkdir(parents=True, exist_ok=True)
+        write_json(ctx.run_dir / "run_config.json", config_to_dict(cfg))
     n_params = sum(p.numel() for p in base.parameters())
     ctx.out(
         f"Model {cfg.model.name} ({type(base).__name__}, {n_params / 1e6:.0f}M parameters) on "
-        f"{describe_device(ctx.device)}; {len(cfg.phases)} phase(s) -> {run_dir}"
+        f"{describe_device(ctx.device)}; {len(cfg.phases)} phase(s) -> {ctx.run_dir}"
     )
 
-    history: list[dict] = list(state["history"][:1]) if state and state.get("history") else []
-    if not history:
-        metrics = measure(ctx, base, tokenizer, ctx.all_capabilities, "base model")
-        if metrics is not None:
-            history = [{"stage": "base", "taught": None, "metrics": metrics}]
-            if is_main_process():
-                write_json(
-                    run_dir / STATE_FILE, {"config": config_to_dict(cfg), "phases": [], "history": history}
-                )
-    else:
-        ctx.out("Base model metrics: reused from the saved run state")
-    phases: list[dict] = []
-    saved_records = {r["index"]: r for r in (state or {}).get("phases", [])}
-    saved_hist = {h["stage"]: h for h in (state or {}).get("history", [])}
-    summary: dict = {}
-    current = base
-    for k, phase in enumerate(cfg.phases):
-        ctx.out("")
-        ctx.out(f"=== Phase {k}: {phase.name} ({phase.data} -> {ctx.capability(k)}) ===")
-        if k:
-            merged = "LoRA_0" if k == 1 else f"LoRA_0..{k - 1}"
-            ctx.out(f"Base + {merged} merged and frozen; LoRA_{k} trainable")
-        record = _finished_phase(ctx, k)
-        skipped = record is not None
-        if skipped:
-            ctx.out(f"\u2713 already done (--resume): {record['adapter_dir']}")
-            model = add_lora(
-                current, load_lora(Path(record["adapter_dir"])), trainable=False, name=f"lora_{k}"
-            )
-            record = saved_records.get(k, record)
-        else:
-            model, record = run_single_phase(ctx, k, current, tokenizer)
-        phases.append(record)
-        stage = f"phase{k}"
-        if skipped and stage in saved_hist:
-            history.append(saved_hist[stage])
-        else:
-            metrics = measure(ctx, model, tokenizer, capabilities_through(ctx, k), f"after phase {k}")
-            if metrics is not None:
-                history.append({"stage": stage, "taught": ctx.capability(k), "metrics": metrics})
-        current = merge_lora(model)
-        summary = _summary(ctx, phases, history, time.perf_counter() - t_start)
+    # 2. every capability of the base model (the row every strategy starts from)
+    history = _base_history(ctx, base, tokenizer, state)
+
+    # 3. the config's run: phase 0 (shared by every strategy), then phases 1..
+    summary: dict = {"compare": {}}
+
+    def progress(run: dict) -> None:  # after each phase: summary, run state and report on disk
+        summary.update(run)
         _save_progress(ctx, summary)
 
-    if compare == "sequential":
-        summary["sequential"] = run_sequential(ctx, tokenizer, history[:1])
-    elif compare:
-        raise FinetuneError(f"unknown --compare {compare!r}; the only baseline is 'sequential'")
+    run_strategy(ctx, main, base, tokenizer, history, saved=state, on_phase=progress)
+    del base  # the merged model: each strategy below starts from a fresh base (one model in memory)
+
+    # 4. each --compare strategy: a fresh base, the same LoRA_0, then its own phases 1..
+    if others and not summary["phases"]:
+        raise FinetuneError("--compare needs phase 0 to have run")
+    for strategy in others:
+        fresh, _ = load_base(ctx)
+        shared = summary["history"][:2]  # base and phase 0
+        saved = _read_json(strategy_dir(ctx, strategy) / SUMMARY_FILE) if ctx.resume else None
+        summary["compare"][strategy.name] = run_strategy(
+            ctx, strategy, fresh, tokenizer, shared, phase0=summary["phases"][0], saved=saved
+        )
+        _save_progress(ctx, summary)
+
+    # 5. the report
     summary["total_seconds"] = round(time.perf_counter() - t_start, 1)
     return summary, finish(ctx, summary)
 
 
+def _base_history(ctx: RunContext, base: Any, tokenizer: Any, state: dict | None) -> list[dict]:
+    """``[{"stage": "base", ...}]``: every capability of the base model (reused on --resume)."""
+    if state and state.get("history"):
+        ctx.out("Base model metrics: reused from the saved run state")
+        return list(state["history"][:1])
+    metrics = measure(ctx, base, tokenizer, ctx.all_capabilities, "base model")
+    if metrics is None:
+        return []
+    history = [{"stage": "base", "taught": None, "metrics": metrics}]
+    if is_main_process():
+        write_json(
+            ctx.run_dir / STATE_FILE, {"config": config_to_dict(ctx.cfg), "phases": [], "history": history}
+        )
+    return history
+
+
 def finish(ctx: RunContext, summary: dict) -> int:
-    """Write the report, print the table and decide the exit code."""
+    """Write the report, print the tables and decide the exit code."""
     report = _save_progress(ctx, summary)
     ctx.out("")
     ctx.out(f"=== {summary['name']}: done in {summary['total_seconds']:.0f} s ===")
     ctx.out(format_summary_table(ctx, summary))
-    if summary.get("sequential"):
-        seq = summary["sequential"]
-        ctx.out("")
-        ctx.out("--compare sequential (one LoRA, no freezing or merging):")
-        ctx.out(format_summary_table(ctx, seq))
-        ctx.out(
-            f"forgetting flags: progressive {len(summary['forgetting'])}, sequential {len(seq['forgetting'])}"
-        )
     names = " + ".join(f"LoRA_{p['index']}" for p in summary["phases"])
     ctx.out(
         f"Final model: base + {names} (adapters under {ctx.run_dir}; "
@@ -454,9 +450,10 @@ def finish(ctx: RunContext, summary: dict) -> int:
     )
     if report:
         ctx.out(f"Report: {report}")
-    if summary["forgetting"]:
+    flagged = forgotten(summary["forgetting"])  # only FORGOTTEN counts; RETAINED/INCONCLUSIVE do not
+    if flagged:
         level = "ERROR" if ctx.cfg.evaluation.fail_on_forgetting else "WARNING"
-        for flag in summary["forgetting"]:
+        for flag in flagged:
             ctx.out(f"{level}: catastrophic forgetting: {_describe_flag(flag)}")
         if ctx.cfg.evaluation.fail_on_forgetting:
             return 3
@@ -473,12 +470,15 @@ def format_summary_table(ctx: RunContext, summary: dict) -> str:
     """The phase-by-capability table (the report module's, or a plain fallback)."""
     if ctx.hooks.format_table is not None:
         return ctx.hooks.format_table(summary)
-    lines = ["stage        " + "  ".join(f"{c:>14}" for c in ctx.all_capabilities)]
-    for entry in summary["history"]:
-        cells = [
-            _headline(entry["metrics"][c]) if c in entry["metrics"] else "-" for c in ctx.all_capabilities
-        ]
-        lines.append(f"{entry['stage']:<12} " + "  ".join(f"{c:>14}" for c in cells))
+    lines = []
+    for name, run in [("progressive", summary), *(summary.get("compare") or {}).items()]:
+        lines.append(f"{name}:")
+        lines.append("stage        " + "  ".join(f"{c:>14}" for c in ctx.all_capabilities))
+        for entry in run["history"]:
+            cells = [
+                _headline(entry["metrics"][c]) if c in entry["metrics"] else "-" for c in ctx.all_capabilities
+            ]
+            lines.append(f"{entry['stage']:<12} " + "  ".join(f"{c:>14}" for c in cells))
     return "\n".join(lines)
 
 
@@ -514,8 +514,10 @@ def run_phase_only(ctx: RunContext, k: int) -> dict:
     base, tokenizer = load_base(ctx)
     check_phases(ctx, base, [k])
     run_state.begin_phase(ctx, k)
-    base = merge_adapters(base, [adapter_dir(ctx.run_dir, j) for j in range(k)], ctx.out)
-    model, record = run_single_phase(ctx, k, base, tokenizer)
+    earlier = [adapter_dir(ctx.run_dir, j) for j in range(k)]
+    base = merge_adapters(base, earlier, ctx.out)
+    strategy = configured(ctx.cfg.training.replay_ratio, ctx.cfg.training.olora_lambda)
+    model, record = _train_strategy_phase(ctx, strategy, k, base, tokenizer, earlier, {})
     metrics = measure(ctx, model, tokenizer, capabilities_through(ctx, k), f"after phase {k}")
     record["metrics"] = metrics
     if is_main_process():
@@ -523,56 +525,183 @@ def run_phase_only(ctx: RunContext, k: int) -> dict:
     return record
 
 
-# ---------------------------------------------------------------- sequential baseline
+# ---------------------------------------------------------------- strategies (the phase loop)
 
 
-def run_sequential(ctx: RunContext, tokenizer: Any, base_history: list[dict]) -> dict:
-    """One LoRA (phase 0's settings) trained through every phase without freezing or merging."""
+def strategy_dir(ctx: RunContext, strategy: Strategy) -> Path:
+    """Where a strategy's adapters go: the run folder for the config's run, else ``run_dir/NAME``."""
+    return ctx.run_dir if strategy.name == "progressive" else ctx.run_dir / strategy.name
+
+
+def strategy_adapter_dir(ctx: RunContext, strategy: Strategy, k: int) -> Path:
+    """``run_dir/phaseK/lora_K`` (progressive), ``run_dir/NAME/phaseK/lora_K``, sequential ``.../lora``."""
+    folder = strategy_dir(ctx, strategy) / f"phase{k}"
+    return folder / ("lora" if strategy.one_lora else f"lora_{k}")
+
+
+def run_strategy(
+    ctx: RunContext,
+    strategy: Strategy,
+    base: Any,
+    tokenizer: Any,
+    history: list[dict],
+    phase0: dict | None = None,
+    saved: dict | None = None,
+    on_phase: Callable[[dict], None] | None = None,
+) -> dict:
+    """Every phase of one strategy on ``base``; returns its summary (phases, history, forgetting).
+
+    ``history`` holds the stages already measured (the base model; with ``phase0``, phase 0 too).
+    ``phase0`` is the shared phase 0's record: its adapter is loaded instead of trained again.
+    ``saved`` is what an interrupted run saved (``--resume``).
+    """
+    t0 = time.perf_counter()
+    history = list(history)
+    saved_hist = {h["stage"]: h for h in (saved or {}).get("history", [])}
+    phases: list[dict] = []
+    adapters: list[Path] = []
+    encoded: dict[int, list[Any]] = {}  # phase -> training examples (replay draws from them)
+    model = current = base
+    if strategy.name != "progressive" or strategy.replay_ratio or strategy.olora_lambda:
+        ctx.out("")
+        ctx.out(f"=== Strategy {strategy.describe()} ===")
+    for k, phase in enumerate(ctx.cfg.phases):
+        ctx.out("")
+        ctx.out(f"=== {_phase_title(strategy, k)}: {phase.name} ({phase.data} -> {ctx.capability(k)}) ===")
+        name = "sequential" if strategy.one_lora else f"lora_{k}"
+        stage = f"phase{k}"
+        if k == 0 and phase0 is not None:  # shared: trained and measured once, by the config's run
+            model = _load_shared_phase0(ctx, strategy, current, Path(phase0["adapter_dir"]), name)
+            record = phase0
+        else:
+            target = strategy_adapter_dir(ctx, strategy, k)
+            record = _finished_phase(ctx, k, target.parent, target)
+            done_before = record is not None
+            if done_before:
+                ctx.out(f"\u2713 already done (--resume): {target}")
+                model = _reload_phase(strategy, current, target, name)
+            else:
+                model, record = _train_strategy_phase(ctx, strategy, k, current, tokenizer, adapters, encoded)
+            if done_before and stage in saved_hist:
+                history.append(saved_hist[stage])  # measured before the interruption
+            else:
+                caps = _measured_capabilities(ctx, k)
+                metrics = measure(ctx, model, tokenizer, caps, f"{strategy.name} after phase {k}")
+                if metrics is not None:
+                    history.append({"stage": stage, "taught": ctx.capability(k), "metrics": metrics})
+        phases.append(record)
+        adapters.append(Path(record["adapter_dir"]))
+        current = model if strategy.one_lora else merge_lora(model)
+        run = _summary(ctx, phases, history, time.perf_counter() - t0)
+        run["strategy"] = strategy.settings()
+        if strategy.name != "progressive":
+            run["name"] = f"{ctx.cfg.project} ({strategy.name})"
+            if is_main_process():
+                write_json(strategy_dir(ctx, strategy) / SUMMARY_FILE, run)
+        if on_phase is not None:
+            on_phase(run)
+    return run
+
+
+def _phase_title(strategy: Strategy, k: int) -> str:
+    return f"Phase {k}" if strategy.name == "progressive" else f"{strategy.name} phase {k}"
+
+
+def _measured_capabilities(ctx: RunContext, k: int) -> list[str]:
+    """Capabilities taught so far, or all of them with ``evaluation.measure_untaught``."""
+    return ctx.all_capabilities if ctx.cfg.evaluation.measure_untaught else capabilities_through(ctx, k)
+
+
+def _load_shared_phase0(ctx: RunContext, strategy: Strategy, base: Any, path: Path, name: str) -> Any:
+    """The shared LoRA_0 on ``base`` (trainable for sequential, which continues it); checked equal."""
+    model = add_lora(base, load_lora(path), trainable=strategy.one_lora, name=name)
+    _check_same_adapter(model, name, path)
+    ctx.out(f"Phase 0 shared with the progressive run: {path} (trained once, identical adapter)")
+    return model
+
+
+def _check_same_adapter(model: Any, name: str, path: Path) -> None:
+    """Raise unless the model's adapter ``name`` holds exactly the weights saved in ``path``."""
     torch = require("torch", "llm", "fine-tuning")
     peft = require("peft", "llm", "fine-tuning")
     st = require("safetensors.torch", "llm", "fine-tuning")
-    seq_dir = ctx.run_dir / "sequential"
-    ctx.out("")
-    ctx.out("=== Baseline: one LoRA trained sequentially through all phases (no freezing, no merging) ===")
-    base, _ = load_base(ctx)
-    lora_cfg = lora_config_for(ctx, 0)
-    torch.manual_seed(ctx.cfg.phase_training(0).seed)
-    model = add_lora(base, lora_cfg, trainable=True, name="sequential")
-    ctx.out(describe_lora(model, lora_cfg, "sequential"))
-    history = list(base_history)
-    phases: list[dict] = []
-    t0 = time.perf_counter()
-    for k, phase in enumerate(ctx.cfg.phases):
-        work = seq_dir / f"phase{k}"
-        target = work / "lora"
-        saved = _read_json(work / RESULT_FILE) if ctx.resume else None
-        ctx.out(f"--- sequential phase {k}: {phase.name} ---")
-        if saved is not None and (target / "adapter_model.safetensors").is_file():
-            weights = st.load_file(str(target / "adapter_model.safetensors"))
-            peft.set_peft_model_state_dict(model, weights, adapter_name="sequential")
-            ctx.out(f"\u2713 already done (--resume): {target}")
-            record = saved
-        else:
-            model, result, n = train_phase(ctx, k, model, tokenizer, work, "sequential", f"sequential {k}")
-            record = finish_phase(ctx, k, model, work, target, "sequential", result, n)
-        phases.append(record)
-        metrics = measure(ctx, model, tokenizer, capabilities_through(ctx, k), f"sequential after phase {k}")
-        if metrics is not None:
-            history.append({"stage": f"phase{k}", "taught": ctx.capability(k), "metrics": metrics})
-    summary = {
-        "name": f"{ctx.cfg.project} (sequential baseline)",
-        "model": ctx.cfg.model.name,
-        "device": describe_device(ctx.device),
-        "phases": phases,
-        "history": history,
-        "forgetting": forgetting_of(ctx, history),
-        "total_seconds": round(time.perf_counter() - t0, 1),
-    }
-    if is_main_process():
-        write_json(seq_dir / SUMMARY_FILE, summary)
-        if ctx.hooks.write_report is not None:
-            ctx.hooks.write_report(seq_dir, summary)
-    return summary
+    saved = st.load_file(str(path / "adapter_model.safetensors"))
+    live = peft.get_peft_model_state_dict(model, adapter_name=name, save_embedding_layers=False)
+    differ = [k for k in saved if k not in live or not torch.equal(saved[k], live[k].detach().cpu())]
+    if differ or set(live) != set(saved):
+        raise FinetuneError(f"shared phase 0: the adapter loaded from {path} differs in {differ[:3]}")
+
+
+def _reload_phase(strategy: Strategy, current: Any, target: Path, name: str) -> Any:
+    """A finished phase's adapter back on the model (--resume)."""
+    if not strategy.one_lora:
+        return add_lora(current, load_lora(target), trainable=False, name=name)
+    peft = require("peft", "llm", "fine-tuning")
+    st = require("safetensors.torch", "llm", "fine-tuning")
+    weights = st.load_file(str(target / "adapter_model.safetensors"))
+    peft.set_peft_model_state_dict(current, weights, adapter_name=name)
+    return current
+
+
+def _train_strategy_phase(
+    ctx: RunContext,
+    strategy: Strategy,
+    k: int,
+    current: Any,
+    tokenizer: Any,
+    adapters: list[Path],
+    encoded: dict[int, list[Any]],
+) -> tuple[Any, dict]:
+    """Phase k of ``strategy``: set up the trainable LoRA, mix replay, add the penalty, train, save."""
+    torch = require("torch", "llm", "fine-tuning")
+    target = strategy_adapter_dir(ctx, strategy, k)
+    work = target.parent
+    if not ctx.resume and is_main_process():
+        shutil.rmtree(work / "checkpoints", ignore_errors=True)  # a fresh phase never resumes stale state
+    encoded[k] = load_phase_data(ctx, k, tokenizer)
+    extra: dict[str, Any] = {"strategy": strategy.name}
+    if strategy.one_lora:  # continue the one LoRA on the modules the progressive phase k trains
+        name, model = "sequential", current
+        wanted = set(lora_config_for(ctx, k).target_modules)
+        kept = restrict_trainable(model, name, wanted)
+        has = set(load_lora(adapters[0]).config.target_modules)
+        extra["trainable_modules"] = sorted(wanted & has)
+        if wanted - has:
+            ctx.out(
+                f"  note: the one LoRA has no factors on {sorted(wanted - has)} (LoRA_0 did not adapt them)"
+            )
+        ctx.out(f"Continuing the one LoRA on {', '.join(extra['trainable_modules'])} ({len(kept)} tensors)")
+    else:
+        name, lora_cfg = f"lora_{k}", lora_config_for(ctx, k)
+        torch.manual_seed(ctx.cfg.phase_training(k).seed + k)  # LoRA_k initialisation
+        model = add_lora(current, lora_cfg, trainable=True, name=name)
+        ctx.out(describe_lora(model, lora_cfg, name))
+        extra["lora"] = dataclasses.asdict(lora_cfg)
+    settings, examples = ctx.cfg.phase_training(k), encoded[k]
+    if strategy.replay_ratio and k:
+        earlier = [encoded.get(j) or load_phase_data(ctx, j, tokenizer) for j in range(k)]
+        mix = mix_replay(examples, earlier, strategy.replay_ratio, settings.epochs, settings.seed, k)
+        ctx.out(mix.describe())
+        settings = dataclasses.replace(settings, epochs=1)  # the epochs are blocks of mix.examples
+        examples = mix.examples
+        extra["replay"] = {"per_epoch": mix.per_epoch, "per_phase": mix.replayed_per_phase}
+    penalty = None
+    if strategy.olora_lambda and k:
+        penalty = make_penalty(model, name, adapters, strategy.olora_lambda)
+        shared = shared_modules(model, name, adapters)
+        ctx.out(
+            f"O-LoRA penalty (lambda {strategy.olora_lambda:g}) over {len(shared)} module(s) "
+            f"shared with LoRA_0..{k - 1}"
+        )
+        extra["olora"] = {"lambda": strategy.olora_lambda, "modules": len(shared)}
+    title = _phase_title(strategy, k).lower()
+    model, result, n = train_phase(
+        ctx, k, model, tokenizer, work, name, title, examples, settings=settings, penalty=penalty
+    )
+    record = finish_phase(ctx, k, model, work, target, name, result, n, **extra)
+    shown = name.replace("lora_", "LoRA_")
+    ctx.out(f"\u2713 {shown} saved to {target} ({loss_trend(result.losses)}, {result.seconds:.0f} s)")
+    return model, record
 
 
 # ---------------------------------------------------------------- merge and validate
@@ -625,7 +754,3 @@ def validate(ctx: RunContext, adapters: list[Path], capabilities: list[str] | No
 
 
 # ---------------------------------------------------------------- small helpers
-
-
-def stderr_printer(text: str) -> None:  # pragma: no cover - used by scripts that keep stdout clean
-    print(text, file=sys.stderr)

@@ -5,11 +5,12 @@
     {"name", "model", "device", "total_seconds",
      "phases": [{"name", "capability", "adapter_dir", "train_losses", "steps", "seconds"}, ...],
      "history": [{"stage", "taught", "metrics": {capability: {..., "score"}}}, ...],
-     "forgetting": [flag, ...],
-     "sequential": <the same for the --compare sequential baseline>}   # optional
+     "forgetting": [record with "verdict", ...],        # puredl.finetune.forgetting
+     "compare": {"sequential": <the same for that strategy>, "replay": ..., "olora": ...}}
 
-(``"compare": {"sequential": ...}`` is accepted too). ``format_table`` renders the
-phase-by-capability table that ``run-all`` prints last and the report opens with.
+(a top-level ``"sequential"`` is accepted too). ``format_table`` renders the phase-by-capability
+table that ``run-all`` prints last and the report opens with, and the strategies side by side
+(``puredl.finetune.compare``) when the run compared some.
 
 >>> def acc(x): return {"reasoning": {"accuracy": x, "score": x}}
 >>> summary = {"name": "demo", "phases": [], "forgetting": [], "history": [
@@ -26,14 +27,16 @@ No catastrophic forgetting.
 
 from __future__ import annotations
 
+import io
 import json
 import math
-import os
 from pathlib import Path
 from typing import Any
 
+from puredl._atomic import write_bytes, write_text
 from puredl._optional import require
-from puredl.finetune.forgetting import lower_is_better, relative_worsening
+from puredl.finetune import compare
+from puredl.finetune.forgetting import _score, forgotten, lower_is_better, relative_worsening
 
 REPORT_FILE = "report.md"
 METRICS_FILE = "metrics.json"
@@ -44,13 +47,6 @@ _UNITS = {"fluency": "perplexity, lower is better", "terminology": "accuracy", "
 
 
 # ----------------------------------------------------------------------------- small helpers
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def _jsonable(value: Any) -> Any:
@@ -70,20 +66,8 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
-def _sequential(summary: dict) -> dict | None:
-    seq = summary.get("sequential")
-    if seq is None:
-        seq = (summary.get("compare") or {}).get("sequential")
-    return seq if isinstance(seq, dict) else None
-
-
 def _capabilities(history: list[dict]) -> list[str]:
-    caps: list[str] = []
-    for entry in history:
-        for cap in list(entry.get("metrics", {})) + ([entry["taught"]] if entry.get("taught") else []):
-            if cap not in caps:
-                caps.append(cap)
-    return caps
+    return compare.capabilities_of(history)
 
 
 def _pct(value: Any) -> str:
@@ -103,14 +87,8 @@ def _value(cap: str, entry: dict) -> str:
     return f"{score:.4g}" if isinstance(score, (int, float)) else "n/a"
 
 
-def _flag_index(flags: list[dict]) -> dict[tuple[str, str], dict]:
-    return {(f.get("capability"), f.get("stage")): f for f in flags or []}
-
-
-def _score(entry: Any) -> float | None:
-    value = entry.get("score") if isinstance(entry, dict) else None
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    return float(value) if ok else None
+def _flag_index(records: list[dict]) -> dict[tuple[str, str], dict]:
+    return {(r.get("capability"), r.get("stage")): r for r in records or []}
 
 
 def _cells(history: list[dict], flags: list[dict]) -> tuple[list[str], list[list[str]]]:
@@ -137,10 +115,8 @@ def _cells(history: list[dict], flags: list[dict]) -> tuple[list[str], list[list
                     change = f"{100 * worse:.1f}% worse"
                 else:
                     change = f"{100 * -worse:.1f}% better" if worse < 0 else "unchanged"
-                flag = flagged.get((cap, stage))
-                mark = "retained" if flag is None else "FORGOTTEN"
-                if flag is not None and flag.get("within_noise"):
-                    mark += " (within noise)"  # a drop of a few questions, not evidence (see forgetting.py)
+                record = flagged.get((cap, stage))  # no record: not flagged (an older summary)
+                mark = "retained" if record is None else record.get("verdict", "FORGOTTEN")
                 cell += f" {mark}, {change}"
             row.append(cell)
         if taught and _score(metrics.get(taught)) is not None:
@@ -164,8 +140,9 @@ def _markdown(header: list[str], rows: list[list[str]]) -> str:
 def format_table(summary: dict) -> str:
     """The phase-by-capability table (markdown, aligned for the terminal) and the forgetting verdict.
 
-    Each cell holds the capability's value after that stage; at later stages it also says whether
-    the capability was retained or FORGOTTEN relative to right after the phase that taught it.
+    Each cell holds the capability's value after that stage; at later stages it also gives the
+    forgetting verdict (FORGOTTEN / RETAINED / INCONCLUSIVE) against right after the phase that
+    taught it. With ``--compare`` the strategies follow, side by side (``compare``).
     """
     history = summary.get("history") or []
     if not history:
@@ -175,15 +152,19 @@ def format_table(summary: dict) -> str:
     if len(history) > 1:
         lines.append("")
         lines.append(forgetting_verdict(summary))
+    comparison = compare.format_comparison(summary)
+    if comparison:
+        lines += ["", comparison]
     return "\n".join(lines)
 
 
 def forgetting_verdict(summary: dict) -> str:
-    """``No catastrophic forgetting (threshold 5.0%).`` or one line per flag."""
-    flags = summary.get("forgetting") or []
+    """``No catastrophic forgetting (threshold 5.0%).`` or one line per FORGOTTEN record."""
+    records = summary.get("forgetting") or []
+    flags = forgotten(records)
     threshold = summary.get("forgetting_threshold")
-    if threshold is None and flags:
-        threshold = flags[0].get("threshold")
+    if threshold is None and records:
+        threshold = records[0].get("threshold")
     limit = f" (threshold {100 * threshold:.1f}%)" if isinstance(threshold, (int, float)) else ""
     if not flags:
         return f"No catastrophic forgetting{limit}."
@@ -244,17 +225,15 @@ def _plt() -> Any:
 
 
 def _save_figure(fig: Any, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
-    os.replace(tmp, path)
+    """PNG bytes rendered in memory, then written atomically (the package's one atomic writer)."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    write_bytes(path, buffer.getvalue())
 
 
 def plot_training_loss(summary: dict, path: Path) -> bool:
-    """Training loss per phase (steps run on across phases); the sequential baseline below it."""
-    runs = [("progressive", summary.get("phases") or [])]
-    seq = _sequential(summary)
-    if seq:
-        runs.append(("sequential baseline", seq.get("phases") or []))
+    """Training loss per phase (steps run on across phases), one panel per strategy."""
+    runs = [(name, run.get("phases") or []) for name, run in compare.strategy_runs(summary)]
     if not any(p.get("train_losses") for _, phases in runs for p in phases):
         return False
     plt = _plt()
@@ -283,42 +262,60 @@ def plot_training_loss(summary: dict, path: Path) -> bool:
     return True
 
 
+_COLORS = ("tab:blue", "tab:orange", "tab:green", "tab:purple", "tab:brown")
+
+
 def plot_capabilities(summary: dict, path: Path) -> bool:
-    """Each capability across stages: progressive (and sequential) runs, taught stage and flags marked."""
+    """Each capability across stages with 95% intervals, a line per strategy; taught, FORGOTTEN marked."""
     history = summary.get("history") or []
     caps = _capabilities(history)
     if not caps:
         return False
-    runs = [("progressive", history, summary.get("forgetting") or [], "tab:blue")]
-    seq = _sequential(summary)
-    if seq and seq.get("history"):
-        runs.append(("sequential", seq["history"], seq.get("forgetting") or [], "tab:orange"))
+    runs = [
+        (name, run.get("history") or [], forgotten(run.get("forgetting") or []), color)
+        for (name, run), color in zip(compare.strategy_runs(summary), _COLORS)
+    ]
     plt = _plt()
     fig, axes = plt.subplots(1, len(caps), figsize=(4.2 * len(caps), 3.6), squeeze=False)
     for ax, cap in zip(axes[0], caps):
-        for label, hist, flags, color in runs:
+        lower = any(lower_is_better(cap, h.get("metrics", {}).get(cap)) for h in history)
+        scale = 1.0 if lower else 100.0
+        for n_run, (label, hist, flags, color) in enumerate(runs):
             stages = [str(h.get("stage")) for h in hist]
-            xs, ys = [], []
+            points, errs = [], [[], []]  # (x, y, stage index); lower and upper error bars
             for i, h in enumerate(hist):
-                s = _score(h.get("metrics", {}).get(cap))
-                if s is not None:
-                    xs.append(i)
-                    ys.append(s if "perplexity" in h["metrics"][cap] else 100 * s)
-            if not xs:
+                entry = h.get("metrics", {}).get(cap)
+                s = _score(entry)
+                if s is None:
+                    continue
+                ci = compare.interval(cap, entry) or (s, s)
+                x = i + 0.06 * (n_run - (len(runs) - 1) / 2)  # side by side, not on top of each other
+                points.append((x, scale * s, i))
+                errs[0].append(max(0.0, scale * (s - ci[0])))
+                errs[1].append(max(0.0, scale * (ci[1] - s)))
+            if not points:
                 continue
-            ax.plot(xs, ys, marker="o", color=color, label=label)
-            for i, y in zip(xs, ys):
+            xs, ys = [p[0] for p in points], [p[1] for p in points]
+            ax.errorbar(xs, ys, yerr=errs, marker="o", color=color, label=label, capsize=3)
+            for x, y, i in points:
                 if hist[i].get("taught") == cap:
-                    ax.plot([i], [y], marker="*", markersize=14, color=color, linestyle="none")
+                    ax.plot([x], [y], marker="*", markersize=14, color=color, linestyle="none")
                 if any(f.get("capability") == cap and f.get("stage") == stages[i] for f in flags):
-                    ax.plot([i], [y], marker="x", markersize=12, color="red", mew=2, linestyle="none")
+                    ax.plot([x], [y], marker="x", markersize=12, color="red", mew=2, linestyle="none")
             ax.set_xticks(range(len(stages)))
             ax.set_xticklabels(stages, rotation=30)
-        lower = any(lower_is_better(cap, h.get("metrics", {}).get(cap)) for h in history)
-        if not lower:
-            ax.axhline(20.0, color="grey", linestyle="--", linewidth=1)  # chance with five options
+        chance = next(
+            (
+                compare.baselines(h["metrics"][cap]).get("chance")
+                for h in reversed(history)
+                if isinstance(h.get("metrics", {}).get(cap), dict)
+            ),
+            None,
+        )
+        if not lower and chance is not None:
+            ax.axhline(100 * chance, color="grey", linestyle="--", linewidth=1, label="chance")
         ax.set_title(cap)
-        ax.set_ylabel("perplexity (lower is better)" if lower else "accuracy % (chance 20%)")
+        ax.set_ylabel("perplexity (lower is better)" if lower else "accuracy % (95% CI)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, title="* taught, x forgotten", title_fontsize=7)
     fig.tight_layout()
@@ -328,6 +325,44 @@ def plot_capabilities(summary: dict, path: Path) -> bool:
 
 
 # ----------------------------------------------------------------------------- the report
+
+
+def _verdict_section(summary: dict) -> list[str]:
+    """Every forgetting record of every strategy, one line each (the verdict and its evidence)."""
+    lines = []
+    for name, run in compare.strategy_runs(summary):
+        records = run.get("forgetting") or []
+        if not records:
+            continue
+        lines += [f"{name}:", ""] + [f"- {r.get('message') or r}" for r in records] + [""]
+    return ["## Forgetting verdicts", "", *lines] if lines else []
+
+
+def _strategy_sections(summary: dict) -> list[str]:
+    """The R matrix with intervals of every strategy, then each compared strategy's own tables."""
+    runs = compare.strategy_runs(summary)
+    lines = ["## R[stage][capability] with 95% intervals", "", f"*{compare.SEED_NOTE}.*", ""]
+    for name, run in runs:
+        described = (run.get("strategy") or {}) if isinstance(run.get("strategy"), dict) else {}
+        extra = [f"{k} {v:g}" for k, v in described.items() if k in ("replay_ratio", "olora_lambda") and v]
+        lines += [
+            f"### {name}" + (f" ({', '.join(extra)})" if extra else ""),
+            "",
+            compare.matrix_table(run),
+            "",
+        ]
+    if len(runs) < 2:
+        return lines
+    counts = ", ".join(f"{name} {len(forgotten(run.get('forgetting') or []))}" for name, run in runs)
+    lines += [f"Forgetting flags: {counts}.", ""]  # ACC/BWT and the paired differences: first section
+    for name, run in runs[1:]:
+        title = (
+            "## Baseline: one LoRA trained sequentially (no freezing, no merging)"
+            if name == "sequential"
+            else f"## Strategy: {name}"
+        )
+        lines += [title, "", format_table(run), "", _phase_table(run.get("phases") or []), ""]
+    return lines
 
 
 def render_report(summary: dict, plots: list[str]) -> str:
@@ -341,37 +376,43 @@ def render_report(summary: dict, plots: list[str]) -> str:
         lines.append(f"- config: `{summary['config']}`")
     if isinstance(seconds, (int, float)):
         lines.append(f"- total time: {seconds:.0f} s ({seconds / 60:.1f} min)")
-    lines += ["", "## Capabilities after each stage", "", format_table(summary), ""]
+    lines.append(f"- {compare.SEED_NOTE}")
+    title = "## Capabilities after each stage" + (
+        ", strategies side by side" if compare.format_comparison(summary) else ""
+    )
+    lines += ["", title, "", format_table(summary), ""]
     changes = change_from_base(summary)
     if changes:
         lines += ["Base model to final model:", ""] + [f"- {c}" for c in changes] + [""]
+    lines += _verdict_section(summary)
     lines += ["## Phases", "", _phase_table(summary.get("phases") or []), ""]
-    seq = _sequential(summary)
-    if seq:
-        n_prog, n_seq = len(summary.get("forgetting") or []), len(seq.get("forgetting") or [])
-        lines += [
-            "## Baseline: one LoRA trained sequentially (no freezing, no merging)",
-            "",
-            format_table(seq),
-            "",
-            f"Forgetting flags: progressive {n_prog}, sequential {n_seq}.",
-            "",
-            _phase_table(seq.get("phases") or []),
-            "",
-        ]
+    if summary.get("history"):
+        lines += _strategy_sections(summary)
     if plots:
         lines += ["## Plots", ""] + [f"![{p}]({p})" for p in plots] + [""]
     lines += [
         "## How to read this",
         "",
-        "- fluency: token-weighted perplexity on held-out Korean sentences (lower is better).",
-        "- terminology: picking the right English term for a Korean term and the reverse among 5",
-        "  dictionary terms by log-likelihood, asked with a template not used in training; taught =",
-        "  train-split terms, held-out = test-split terms. Chance is 20%.",
-        "- reasoning: accuracy on held-out five-option questions by option log-likelihood (chance 20%).",
-        "- A capability is FORGOTTEN when it is more than the threshold (relative) worse than right",
-        "  after the phase that taught it; `retained` otherwise. Small test sets move by whole",
-        "  questions: on 50 questions one answer is 2 points of accuracy.",
+        "- Each cell is the capability's primary measure after that stage with its 95% interval",
+        "  (exact binomial for accuracies, bootstrap over items, entries or texts otherwise);",
+        "  `*` marks the stage that taught it; chance and the always-pick-the-longest-option",
+        "  baseline sit beside the accuracies.",
+        "- Verdicts compare a capability with right after the phase that taught it, on the same",
+        "  items: FORGOTTEN = a significant drop (Holm-corrected over all checks) larger than the",
+        "  margin; RETAINED = the interval excludes a drop larger than the margin; INCONCLUSIVE =",
+        "  neither (the record says which drop this many items could detect).",
+        "- ACC = mean final accuracy; BWT = mean of (final - right after teaching) over the",
+        "  accuracies, in points (negative = forgetting); the fluency BWT is the perplexity change",
+        "  since phase 0; FWT = (just before teaching - base), only when untaught capabilities are",
+        "  measured (`evaluation.measure_untaught`).",
+        "- Strategies share the base model and LoRA_0. sequential continues one LoRA (phase 0's",
+        "  rank) on the modules progressive trains after phase 0; what still differs from",
+        "  progressive is fresh factors per phase and total rank. replay adds earlier training",
+        "  examples to each epoch; olora adds the O-LoRA orthogonality penalty.",
+        "- Strategy differences are paired on the same items at the final stage: exact McNemar on",
+        "  the items one strategy got right and the other wrong (sign-flip with clusters or tie",
+        "  credits), bootstrap intervals; the perplexity ratio by a bootstrap over texts.",
+        f"- {compare.SEED_NOTE[0].upper() + compare.SEED_NOTE[1:]}.",
         "",
         f"Raw numbers: [{METRICS_FILE}]({METRICS_FILE}).",
         "",
@@ -383,12 +424,12 @@ def write_report(run_dir: str | Path, summary: dict) -> Path:
     """Write ``report.md``, ``metrics.json`` and the PNG plots into ``run_dir``; returns the report path."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    _atomic_write_text(run_dir / METRICS_FILE, json.dumps(_jsonable(summary), indent=2, ensure_ascii=False))
+    write_text(run_dir / METRICS_FILE, json.dumps(_jsonable(summary), indent=2, ensure_ascii=False))
     plots = []
     if plot_training_loss(summary, run_dir / LOSS_PLOT):
         plots.append(LOSS_PLOT)
     if plot_capabilities(summary, run_dir / CAPABILITY_PLOT):
         plots.append(CAPABILITY_PLOT)
     report = run_dir / REPORT_FILE
-    _atomic_write_text(report, render_report(summary, plots))
+    write_text(report, render_report(summary, plots))
     return report

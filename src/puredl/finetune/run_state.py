@@ -36,6 +36,7 @@ from puredl._faults import fault_point
 from puredl.finetune.config import config_to_dict
 from puredl.finetune.devices import is_main_process
 from puredl.finetune.errors import FinetuneError
+from puredl.finetune.strategies import STRATEGIES
 
 RESULT_FILE = "phase_result.json"
 STATE_FILE = "run_state.json"
@@ -115,26 +116,30 @@ def save_progress(ctx: Any, summary: dict) -> Path | None:
 def clear_run_state(ctx: Any) -> None:
     """A fresh run forgets what an earlier run left (so a later --resume cannot mix the two)."""
     run_dir = ctx.run_dir
-    stale = [run_dir / STATE_FILE, run_dir / "sequential" / SUMMARY_FILE]
+    stale = [run_dir / STATE_FILE] + [run_dir / name / SUMMARY_FILE for name in STRATEGIES]
     for k in range(max(len(ctx.cfg.phases), 8)):
-        stale += [phase_dir(run_dir, k) / RESULT_FILE, run_dir / "sequential" / f"phase{k}" / RESULT_FILE]
-        for folder in (phase_dir(run_dir, k), run_dir / "sequential" / f"phase{k}"):
+        for folder in [phase_dir(run_dir, k)] + [run_dir / name / f"phase{k}" for name in STRATEGIES]:
+            stale.append(folder / RESULT_FILE)
             shutil.rmtree(folder / "checkpoints", ignore_errors=True)
     for path in stale:
         path.unlink(missing_ok=True)
 
 
-def finished_phase(ctx: Any, k: int) -> dict | None:
-    """With --resume: phase k's record when its adapter is complete on disk."""
+def finished_phase(ctx: Any, k: int, work: Path | None = None, adapter: Path | None = None) -> dict | None:
+    """With --resume: phase k's record when its adapter is complete on disk.
+
+    ``work`` / ``adapter`` name another strategy's phase folder and adapter (``run_dir/replay/
+    phase1``, ``.../lora_1``); by default the config's own run (``phase_dir``, ``adapter_dir``).
+    """
     from puredl.finetune.lora import load_lora
 
     if not ctx.resume:
         return None
-    record = read_json(phase_dir(ctx.run_dir, k) / RESULT_FILE)
+    record = read_json((work or phase_dir(ctx.run_dir, k)) / RESULT_FILE)
     if record is None:
         return None
     try:
-        load_lora(adapter_dir(ctx.run_dir, k))
+        load_lora(adapter or adapter_dir(ctx.run_dir, k))
     except FileNotFoundError:
         return None
     return record
@@ -229,9 +234,9 @@ def describe_interrupted_run(ctx: Any) -> str | None:
     """What an unfinished earlier run left in the run folder (phases done, checkpoints), or None."""
     run_dir = ctx.run_dir
     state = read_json(run_dir / STATE_FILE)
-    checkpoints = sorted(run_dir.glob("phase*/checkpoints/step_*")) + sorted(
-        run_dir.glob("sequential/phase*/checkpoints/step_*")
-    )
+    checkpoints = sorted(run_dir.glob("phase*/checkpoints/step_*"))
+    for name in STRATEGIES:  # the --compare strategies' phases
+        checkpoints += sorted(run_dir.glob(f"{name}/phase*/checkpoints/step_*"))
     n_phases = len((state or {}).get("config", {}).get("phases", [])) if state else 0
     n_done = len((state or {}).get("phases", [])) if state else 0
     unfinished = state is not None and n_done < n_phases

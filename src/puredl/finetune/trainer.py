@@ -25,6 +25,7 @@ import json
 import math
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -214,8 +215,13 @@ def train_adapter(
     amp_dtype: Any = None,
     resume: bool = False,
     desc: str = "train",
+    penalty: Callable[[], Any] | None = None,
 ) -> TrainResult:
-    """Train the model's trainable LoRA parameters on ``examples`` according to ``plan``."""
+    """Train the model's trainable LoRA parameters on ``examples`` according to ``plan``.
+
+    ``penalty`` (O-LoRA's orthogonality term) is added to each optimizer step's loss once; the
+    logged ``loss`` stays the data loss and the penalty is logged beside it.
+    """
     torch = require("torch", "llm", "fine-tuning")
     tqdm = require("tqdm", "llm", "progress bars").tqdm
     if not examples:
@@ -298,6 +304,11 @@ def train_adapter(
                     loss.backward()
                     step_loss += float(loss.detach())
                     del loss
+                penalty_value = None
+                if penalty is not None:  # once per step; each rank adds 1/world so the sum is one penalty
+                    extra = penalty() / world
+                    extra.backward()
+                    penalty_value = float(extra.detach()) * world
                 fold_tied_gradients(tied)  # before the sum: only the owners are reduced
                 if world > 1:  # before the checks, so every rank stops together
                     step_loss = sum_gradients_over_ranks(params, step_loss)
@@ -332,6 +343,8 @@ def train_adapter(
                     "tokens": n_tokens,
                     "seconds": round(seconds, 3),
                 }
+                if penalty_value is not None:
+                    entry["penalty"] = round(penalty_value, 8)
                 with open(log_path, "a", encoding="utf-8") as fh:
                     fh.write(json.dumps(entry) + "\n")
             bar.set_postfix(loss=f"{step_loss:.4f}", lr=f"{lr:.2e}")
