@@ -109,6 +109,20 @@ def test_float_to_int_truncates_and_wraps(d, xs):
         assert_close(pa.to(d), ta.to(torch.int32))
 
 
+@pytest.mark.parametrize("d", SMALL_INTS)
+@given(data=st.data())
+def test_matmul_wraps_like_torch(d, data):
+    m, k, n = data.draw(st.integers(1, 3)), data.draw(st.integers(0, 6)), data.draw(st.integers(1, 3))
+    pa, ta = _both([data.draw(_values(d, k)) for _ in range(m)], d)
+    pb, tb = _both([data.draw(_values(d, n)) for _ in range(k)], d)
+    if k == 0:
+        pa, ta, pb, tb = pa.reshape(m, 0), ta.reshape(m, 0), pb.reshape(0, n), tb.reshape(0, n)
+    assert_close(pa @ pb, ta @ tb)
+    assert_close(pa.unsqueeze(0).expand(2, m, k) @ pb, ta.unsqueeze(0).expand(2, m, k) @ tb)
+    big, tbig = _both([[RANGE[d][1]] * 6], d)  # six products at the top of the range overflow int64 too
+    assert_close(big @ big.T, tbig @ tbig.T)
+
+
 def test_overflow_at_the_edges():
     for d in SMALL_INTS:
         lo, hi = RANGE[d]

@@ -532,6 +532,15 @@ def matmul(a: PureArray, b: PureArray, dtype: DType) -> PureArray:
     if k != k2:
         raise ValueError(f"matmul: shapes {a.shape} and {b.shape} are not aligned ({k} != {k2})")
     batch = broadcast_shapes("matmul", a.shape[:-2], b.shape[:-2])
+    if dtype.typecode in _WRAP:  # narrow ints: exact Python-int sums, then wrapped around as torch's
+        av = _as_list(broadcast_values(cast(a, dtype), batch + (m, k)))
+        bv = _as_list(broadcast_values(cast(b, dtype), batch + (k, n)))
+        sums = []
+        for bi in range(numel(batch)):
+            rows = [av[(bi * m + i) * k : (bi * m + i + 1) * k] for i in range(m)]
+            cols = list(zip(*[bv[(bi * k + j) * n : (bi * k + j + 1) * n] for j in range(k)])) or [()] * n
+            sums.extend(sum(map(operator.mul, r, c)) for r in rows for c in cols)
+        return PureArray(_wrapped(dtype.typecode, sums), batch + (m, n))
     if k == 0:  # an empty sum is zero
         return full(batch + (m, n), 0, dtype)
     # lists, not arrays: reading an array element boxes a new float every time
