@@ -150,6 +150,17 @@ def test_int32_index_tensors():
         pa[pd.tensor([0], dtype=pd.int16)]
 
 
+def test_embedding_takes_int32_indices():
+    weight = [[0.5, -1.0], [2.0, 3.0], [4.0, -0.25]]
+    pw, tw = _both(weight, pd.float32)
+    pi, ti = _both([[2, 0], [1, 1]], pd.int32)
+    assert_close(pd.nn.functional.embedding(pi, pw), torch.nn.functional.embedding(ti, tw))
+    with pytest.raises(TypeError, match="int16"):
+        pd.nn.functional.embedding(pd.tensor([0], dtype=pd.int16), pw)
+    with pytest.raises(RuntimeError):
+        torch.nn.functional.embedding(torch.tensor([0], dtype=torch.int16), tw)
+
+
 def test_inplace_count_table():
     n = pd.zeros((3, 3), dtype=pd.int32)
     t = torch.zeros((3, 3), dtype=torch.int32)
