@@ -197,3 +197,40 @@ def test_numpy_round_trip(d):
     x = pd.from_numpy(a)
     assert x.dtype is d and x.tolist() == [1, 2, 3]
     assert x.numpy().dtype == a.dtype
+
+
+@pytest.mark.parametrize("d", [pd.int32, pd.int64, pd.int16, pd.uint8])
+@given(data=st.data())
+def test_floor_divide_matches_torch(d, data):
+    lo, hi = RANGE.get(d, (-(2**40), 2**40))
+    n = data.draw(st.integers(1, 6))
+    xs = data.draw(st.lists(st.integers(lo, hi), min_size=n, max_size=n))
+    ys = data.draw(st.lists(st.integers(lo, hi).filter(bool), min_size=n, max_size=n))
+    pa, ta = _both(xs, d)
+    pb, tb = _both(ys, d)
+    assert_close(pa // pb, ta // tb)
+    assert_close(pa // 3, ta // 3)
+    assert_close(pa // 2.5, ta // 2.5)  # a Python float makes the result float32
+    assert_close(7 // pb, 7 // tb)
+
+
+@given(xs=st.lists(st.floats(-1e6, 1e6), min_size=1, max_size=6), y=st.floats(-100, 100))
+def test_floor_divide_float64_matches_torch(xs, y):
+    pa, ta = _both(xs, pd.float64)
+    assert_close(pa // y, ta // y)
+    assert_close(pa // pd.tensor(y, dtype=pd.float64), ta // torch.tensor(y, dtype=torch.float64))
+
+
+def test_floor_divide_by_zero_and_grad_as_torch():
+    assert_close(pd.tensor([5.0, -5.0, 0.0]) // 0.0, torch.tensor([5.0, -5.0, 0.0]) // 0.0)
+    with pytest.raises(RuntimeError):
+        torch.tensor([1]) // 0
+    with pytest.raises((ZeroDivisionError, RuntimeError)):
+        pd.tensor([1]) // 0
+    x = pd.tensor([1.5, -2.5], requires_grad=True)
+    y = x // 2
+    assert y.requires_grad
+    with pytest.raises(RuntimeError, match="floor_divide"):
+        y.sum().backward()
+    with pytest.raises(TypeError, match="bool"):
+        pd.tensor([True]) // pd.tensor([True])

@@ -117,6 +117,10 @@ def _share_of_a(g, a, b, largest: bool):  # maximum/minimum: ties share the grad
     return where(binary("eq", a, b), 0.5, cast(wins, g.dtype))
 
 
+def _no_floor_divide_grad(g, a, b, out):  # torch records the op and raises in backward
+    raise RuntimeError("the derivative for 'floor_divide' is not implemented (as in torch)")
+
+
 def _compare(doc: str) -> BinaryOp:
     return BinaryOp("bool", None, None, 0, 0, doc)
 
@@ -131,6 +135,15 @@ BINARY_OPS = {
         "float", lambda g, a, b, out: g / b, lambda g, a, b, out: -g * a / (b * b), 2, 3, "a / b"
     ),
     "pow": BinaryOp("promote", _pow_grad_base, _pow_grad_exponent, 3, 7, "a ** b"),
+    "floor_divide": BinaryOp(
+        "promote",
+        _no_floor_divide_grad,
+        _no_floor_divide_grad,
+        0,
+        0,
+        "a // b (rounded toward -inf)",
+        bool_ok=False,
+    ),
     "maximum": BinaryOp(
         "promote",
         lambda g, a, b, out: g * _share_of_a(g, a, b, True),

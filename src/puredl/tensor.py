@@ -378,6 +378,12 @@ class Tensor(metaclass=TensorMeta):  # the metaclass gives torch's Tensor(data) 
     def __rtruediv__(self, o):
         return _ops().binary("div", o, self)
 
+    def __floordiv__(self, o):
+        return _ops().binary("floor_divide", self, o)
+
+    def __rfloordiv__(self, o):
+        return _ops().binary("floor_divide", o, self)
+
     def __pow__(self, o):
         return _ops().binary("pow", self, o)
 

@@ -335,6 +335,12 @@ def _safe_div(x, y):
         return math.copysign(_inf, x) * math.copysign(1.0, y)
 
 
+def _safe_floordiv(x, y):
+    if y == 0 and isinstance(x, float):
+        return _safe_div(x, y)  # torch: inf, -inf or nan, as true division
+    return x // y  # an integer division by zero raises ZeroDivisionError, as torch raises
+
+
 def _safe_pow(x, y):
     try:
         return math.pow(x, y)
@@ -367,6 +373,7 @@ def _minimum(x, y):
 _BINARY = {
     "add": operator.add,
     "sub": operator.sub,
+    "floor_divide": operator.floordiv,
     "mul": operator.mul,
     "div": operator.truediv,
     "pow": math.pow,
@@ -382,7 +389,7 @@ _BINARY = {
     "logical_or": lambda x, y: bool(x) or bool(y),
 }
 # what to do when the fast C-level function raises (division by zero, overflow, domain)
-_BINARY_SAFE = {"div": _safe_div, "pow": _safe_pow}
+_BINARY_SAFE = {"div": _safe_div, "pow": _safe_pow, "floor_divide": _safe_floordiv}
 
 
 def _map2(op: str, fn, xs, ys, typecode: str):

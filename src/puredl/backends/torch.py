@@ -229,6 +229,7 @@ _BINARY = {
     "sub": torch.sub,
     "mul": torch.mul,
     "div": torch.div,
+    "floor_divide": torch.floor_divide,
     "pow": torch.pow,
     "maximum": torch.maximum,
     "minimum": torch.minimum,
