@@ -36,6 +36,13 @@ def test_names_and_storage():
         assert not d.is_floating_point
 
 
+def test_conversion_methods():
+    pa, ta = _both([1.7, -1.7, 300.0], pd.float32)
+    assert_close(pa.int(), ta.int())
+    assert_close(pa.short(), ta.short())
+    assert_close(pa.long().byte(), ta.long().byte())  # float -> uint8 out of range is undefined in C
+
+
 @pytest.mark.parametrize("a", SMALL_INTS)
 @pytest.mark.parametrize("b", OTHERS)
 @pytest.mark.parametrize("op", ["add", "mul", "div", "lt", "maximum"])

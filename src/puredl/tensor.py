@@ -262,6 +262,15 @@ class Tensor(metaclass=TensorMeta):  # the metaclass gives torch's Tensor(data) 
     def long(self) -> Tensor:
         return self.to(dt.int64)
 
+    def int(self) -> Tensor:
+        return self.to(dt.int32)
+
+    def short(self) -> Tensor:
+        return self.to(dt.int16)
+
+    def byte(self) -> Tensor:
+        return self.to(dt.uint8)
+
     def bool(self) -> Tensor:
         return self.to(dt.bool_)
 
