@@ -41,6 +41,11 @@ def test_conversion_methods():
     assert_close(pa.int(), ta.int())
     assert_close(pa.short(), ta.short())
     assert_close(pa.long().byte(), ta.long().byte())  # float -> uint8 out of range is undefined in C
+    for d, name in ((pd.int32, "IntTensor"), (pd.int16, "ShortTensor"), (pd.uint8, "ByteTensor")):
+        x, t = _both([1, 2], d)
+        assert x.type() == t.type() == f"torch.{name}"
+        assert isinstance(x, getattr(pd, name)) and not isinstance(x, pd.LongTensor)
+        assert_close(getattr(pd, name)([3, 4]), getattr(torch, name)([3, 4]))
 
 
 @pytest.mark.parametrize("a", SMALL_INTS)

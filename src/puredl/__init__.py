@@ -51,7 +51,16 @@ from puredl.dtypes import (
 from puredl.dtypes import bool_ as bool  # noqa: A001 - torch's name (puredl.bool)
 from puredl.generator import Generator
 from puredl.io import load, save
-from puredl.legacy import BoolTensor, DoubleTensor, FloatTensor, LongTensor, from_numpy
+from puredl.legacy import (
+    BoolTensor,
+    ByteTensor,
+    DoubleTensor,
+    FloatTensor,
+    IntTensor,
+    LongTensor,
+    ShortTensor,
+    from_numpy,
+)
 from puredl.modes import inference_mode, is_inference_mode_enabled
 from puredl.ops import BINARY_OPS as _BINARY_OPS
 from puredl.ops import UNARY_OPS as _UNARY_OPS

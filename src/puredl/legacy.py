@@ -22,6 +22,9 @@ TYPE_NAMES = {
     "FloatTensor": "float32",
     "DoubleTensor": "float64",
     "LongTensor": "int64",
+    "IntTensor": "int32",
+    "ShortTensor": "int16",
+    "ByteTensor": "uint8",
     "BoolTensor": "bool",
 }
 
@@ -78,6 +81,9 @@ def _typed(name: str) -> type:
 FloatTensor = _typed("FloatTensor")
 DoubleTensor = _typed("DoubleTensor")
 LongTensor = _typed("LongTensor")
+IntTensor = _typed("IntTensor")
+ShortTensor = _typed("ShortTensor")
+ByteTensor = _typed("ByteTensor")
 BoolTensor = _typed("BoolTensor")
 
 
