@@ -105,8 +105,8 @@ def to_torch(t):
 def from_torch(t):
     """A puredl tensor over a ``torch.Tensor``'s memory (CPU or CUDA), without copying.
 
-    float32/float64/int64/bool share memory; float16/bfloat16 become float32 and smaller ints
-    become int64 (a copy). Gradients are not carried over: the result is a leaf.
+    float32/float64/int64/int32/int16/uint8/bool share memory; float16/bfloat16 become float32
+    and int8 int16 (a copy). Gradients are not carried over: the result is a leaf.
 
     >>> import torch, puredl as pd
     >>> x = pd.from_torch(torch.ones(2)); x.tolist()
@@ -124,6 +124,7 @@ def from_torch(t):
         t = t.to(tb.WIDENED[t.dtype])
     elif t.dtype not in tb.PUREDL_DTYPE:
         raise TypeError(
-            f"from_torch: dtype {t.dtype} is not supported (puredl has float32, float64, int64, bool)"
+            f"from_torch: dtype {t.dtype} is not supported "
+            "(puredl has float32, float64, int64, int32, int16, uint8, bool)"
         )
     return _wrap(t, tb.backend_for(t))

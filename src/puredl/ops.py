@@ -110,6 +110,10 @@ def _share_of_a(g, a, b, largest: bool):  # maximum/minimum: ties share the grad
     return where(binary("eq", a, b), 0.5, cast(wins, g.dtype))
 
 
+def _no_floor_divide_grad(g, a, b, out):  # torch records the op and raises in backward
+    raise RuntimeError("the derivative for 'floor_divide' is not implemented (as in torch)")
+
+
 def _compare(doc: str) -> BinaryOp:
     return BinaryOp("bool", None, None, 0, 0, doc)
 
@@ -124,6 +128,15 @@ BINARY_OPS = {
         "float", lambda g, a, b, out: g / b, lambda g, a, b, out: -g * a / (b * b), 2, 3, "a / b"
     ),
     "pow": BinaryOp("promote", _pow_grad_base, _pow_grad_exponent, 3, 7, "a ** b"),
+    "floor_divide": BinaryOp(
+        "promote",
+        _no_floor_divide_grad,
+        _no_floor_divide_grad,
+        0,
+        0,
+        "a // b (rounded toward -inf)",
+        bool_ok=False,
+    ),
     "maximum": BinaryOp(
         "promote",
         lambda g, a, b, out: g * _share_of_a(g, a, b, True),
@@ -564,7 +577,10 @@ class Sum(Function):
 
 def reduce_sum(a: Tensor, dim=None, keepdim: bool = False, dtype=None) -> Tensor:
     dims = normalize_dims(dim, a.ndim, "sum")
-    out_dtype = dt.as_dtype(dtype) if dtype is not None else (a.dtype if a.dtype.rank > 0 else dt.int64)
+    # torch sums every integer (and bool) dtype into int64
+    out_dtype = (
+        dt.as_dtype(dtype) if dtype is not None else (a.dtype if a.dtype.is_floating_point else dt.int64)
+    )
     if a.dtype is not out_dtype:
         a = cast(a, out_dtype)
     be, (ia,) = accel.select("sum", REDUCTION, _numel(a.shape), (a,))
@@ -961,9 +977,11 @@ class IndexSelect0(Function):
 
 
 def index_select0(a: Tensor, idx: Tensor) -> Tensor:
-    """Rows of ``a`` along dimension 0 picked by the int64 tensor ``idx`` (any shape)."""
+    """Rows of ``a`` along dimension 0 picked by the int64 (or int32) tensor ``idx`` (any shape)."""
+    if idx.dtype is dt.int32:
+        idx = cast(idx, dt.int64)
     if idx.dtype is not dt.int64:
-        raise IndexError(f"tensors used as indices must be int64 (long) or bool, got {idx.dtype.name}")
+        raise IndexError(f"tensors used as indices must be int64 (long), int32 or bool, got {idx.dtype.name}")
     if a.ndim == 0:
         raise IndexError("cannot index a 0-d tensor with a tensor")
     be, (ia, ii) = accel.select("index_select", SHAPE, _numel(idx.shape) * _numel(a.shape[1:]), (a, idx))

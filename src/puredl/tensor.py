@@ -266,6 +266,15 @@ class Tensor(metaclass=TensorMeta):  # the metaclass gives torch's Tensor(data) 
     def long(self) -> Tensor:
         return self.to(dt.int64)
 
+    def int(self) -> Tensor:
+        return self.to(dt.int32)
+
+    def short(self) -> Tensor:
+        return self.to(dt.int16)
+
+    def byte(self) -> Tensor:
+        return self.to(dt.uint8)
+
     def bool(self) -> Tensor:
         return self.to(dt.bool_)
 
@@ -381,6 +390,12 @@ class Tensor(metaclass=TensorMeta):  # the metaclass gives torch's Tensor(data) 
 
     def __rtruediv__(self, o):
         return _ops().binary("div", o, self)
+
+    def __floordiv__(self, o):
+        return _ops().binary("floor_divide", self, o)
+
+    def __rfloordiv__(self, o):
+        return _ops().binary("floor_divide", o, self)
 
     def __pow__(self, o):
         return _ops().binary("pow", self, o)
