@@ -188,7 +188,7 @@ def tiny_examples(kind: str, split: str = "train", path=None, max_samples=None, 
     return out[:max_samples] if max_samples else out
 
 
-def tiny_evaluate(model, tokenizer, capabilities, data_paths=None, max_eval=None, device="cpu") -> dict:
+def tiny_evaluate(model, tokenizer, capabilities, data_paths=None, max_eval=None, device="cpu", **_) -> dict:
     """Token-weighted perplexity per capability on its test examples (``score`` = -perplexity)."""
     import math
 

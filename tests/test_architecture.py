@@ -138,8 +138,10 @@ def test_both_backends_supply_every_kernel_of_the_contract():
 
 
 # the largest circle of imports in the core today: 8 on the core-redesign branch (backends.torch
-# left it), 12 after main brought legacy, placement and autograd_function into it
-CORE_GROUP_LIMIT = 12
+# left it), 12 after main brought legacy, placement and autograd_function into it, 10 since
+# autograd_function installs Function.apply instead of autograd importing it (both left it), 9
+# since check_cuda lives in placement (placement left it)
+CORE_GROUP_LIMIT = 9
 
 
 def test_import_circles_do_not_grow():

@@ -104,9 +104,9 @@ def test_mcq_loader_converts_answers_to_zero_based_indices():
 
 def test_phase_examples_use_the_training_formats():
     term = D.load_term_entries("train")[0]
-    assert D.load_phase_examples("medical_terms", max_samples=1)[0] == D.TextExample(
-        f"{term.ko}({term.en}): {term.definition}"
-    )
+    assert sorted(e.text for e in D.load_phase_examples("medical_terms", max_samples=1)) == sorted(
+        [f"{term.ko}({term.en}): {term.definition}", f"{term.en}({term.ko}): {term.definition}"]
+    )  # both directions of the entry are taught
     q = D.load_mcq("train")[0]
     ex = D.load_phase_examples("medical_mcq", max_samples=1)[0]
     assert ex.prompt.endswith("\n정답:") and q.question in ex.prompt
@@ -117,21 +117,37 @@ def test_phase_examples_use_the_training_formats():
 
 
 def test_max_samples_keeps_the_first_records_and_seed_only_reorders():
-    first10 = [D.term_text(e) for e in D.load_term_entries("train")[:10]]
+    first10 = [line for e in D.load_term_entries("train")[:10] for line in D.term_lines(e)]
     a = [e.text for e in D.load_phase_examples("medical_terms", max_samples=10, seed=1)]
     b = [e.text for e in D.load_phase_examples("medical_terms", max_samples=10, seed=2)]
-    assert sorted(a) == sorted(b) == sorted(first10)
+    assert len(a) == 20 and sorted(a) == sorted(b) == sorted(first10)  # max_samples counts entries
     assert a != b  # seeds give different orders
     assert a == [e.text for e in D.load_phase_examples("medical_terms", max_samples=10, seed=1)]
     assert len(D.load_phase_examples("korean_text", "test")) == len(D.load_korean_texts("test"))
 
 
-def test_evaluation_templates_never_appear_in_training_text():
+def test_the_transfer_template_never_appears_in_training_text():
     for kind in D.KINDS:
         for ex in D.load_phase_examples(kind):
-            for prompt, _ in D.TERM_EVAL_TEMPLATES.values():
+            for prompt, _ in D.TERM_TRANSFER_TEMPLATES.values():
                 fixed = prompt.split("{")[-1].split("}")[-1]  # the words after the term: '"의 영어 이름은 "'
                 assert fixed.strip() not in ex.text + ex.prompt
+
+
+def test_term_probes_are_the_start_of_a_training_line():
+    entry = D.load_term_entries("train")[0]
+    lines = D.term_lines(entry)
+    for direction, (prompt, cont) in D.TERM_PROBES.items():
+        probe = prompt.format(ko=entry.ko, en=entry.en) + cont.format(ko=entry.ko, en=entry.en)
+        assert lines[D.TERM_DIRECTIONS.index(direction)].startswith(probe)
+    with pytest.raises(ValueError, match="unknown direction"):
+        D.term_text(entry, "ko_to_fr")
+
+
+def test_cloze_prompt_hides_the_options():
+    q = D.load_mcq("test")[0]
+    prompt = D.mcq_cloze_prompt(q)
+    assert q.question in prompt and prompt.endswith("정답:") and not any(o in prompt for o in q.options)
 
 
 # ----------------------------------------------------------------------------- user files
@@ -222,3 +238,11 @@ def test_other_bad_input_gets_clear_errors(tmp_path):
         D.load_term_entries("all", tmp_path / "terms.jsonl")
     with pytest.raises(ValueError, match="max_samples"):
         D.load_korean_texts("train", max_samples=-1)
+
+
+def test_the_right_answer_is_the_longest_option_in_about_a_fifth_of_the_held_out_questions():
+    from puredl.finetune.metrics import longest_option_credits
+
+    held = D.load_mcq("test")
+    share = sum(longest_option_credits(held)) / len(held)
+    assert 0.15 <= share <= 0.25, share  # near chance (20%): length alone does not find the answer

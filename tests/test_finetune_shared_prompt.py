@@ -15,7 +15,9 @@ pytest.importorskip("transformers")
 
 from finetune_helpers import tiny_gemma3, tiny_tokenizer  # noqa: E402
 from puredl.finetune import datasets as D  # noqa: E402
+from puredl.finetune import loglik as L  # noqa: E402
 from puredl.finetune import metrics as M  # noqa: E402
+from puredl.finetune import model_io  # noqa: E402
 from puredl.finetune import shared_prompt as SP  # noqa: E402
 
 
@@ -29,11 +31,13 @@ def model(tok):
     return tiny_gemma3(len(tok), seed=5)
 
 
-def questions() -> list[M.ChoiceQuestion]:
-    pool = D.load_term_entries("all")
-    terms = M.term_questions([e for e in pool if e.split == "train"][:3], pool)
-    mcq = M.mcq_questions(D.load_mcq("test", None, 3))
-    return terms + mcq + [M.ChoiceQuestion("", ["감기", "고혈압 환자의 혈압"], 1)]
+def questions() -> list[L.ChoiceQuestion]:
+    pool = [e for e in D.load_term_entries("all") if e.split == "train"][:8]
+    terms = M.term_questions(pool[:3], pool)
+    mcq = M.mcq_letter_questions(D.load_mcq("test", None, 2)) + M.mcq_cloze_questions(
+        D.load_mcq("test", None, 2)
+    )
+    return terms + mcq + [L.ChoiceQuestion("", ["감기", "고혈압 환자의 혈압"], 1)]
 
 
 def assert_same(got, want, atol=1e-4):
@@ -47,11 +51,11 @@ def assert_same(got, want, atol=1e-4):
 @pytest.mark.parametrize("batch_size", [1, 7, 16])
 def test_shared_rows_score_exactly_what_separate_rows_score(model, tok, batch_size):
     qs = questions()
-    assert max(len(M._context_ids(tok, q.prompt)) for q in qs) > 16  # past the sliding window
+    assert max(len(model_io.context_ids(tok, q.prompt)) for q in qs) > 16  # past the sliding window
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)  # the probe must agree: no fallback
-        shared = M.option_logprobs(model, tok, qs, batch_size)
-    assert_same(shared, M.option_logprobs(model, tok, qs, batch_size, share_prompt=False))
+        shared = L.option_logprobs(model, tok, qs, batch_size)
+    assert_same(shared, L.option_logprobs(model, tok, qs, batch_size, share_prompt=False))
 
 
 def test_shared_rows_read_each_prompt_once(model, tok):
@@ -61,10 +65,10 @@ def test_shared_rows_read_each_prompt_once(model, tok):
         lambda mod, args, kw: seen.append(kw["input_ids"].numel()), with_kwargs=True
     )
     try:
-        M.option_logprobs(model, tok, qs, 16)
+        L.option_logprobs(model, tok, qs, 16)
         shared_tokens = sum(seen[1:])  # seen[0] is the probe's separate rows
         seen.clear()
-        M.option_logprobs(model, tok, qs, 16, share_prompt=False)
+        L.option_logprobs(model, tok, qs, 16, share_prompt=False)
         separate_tokens = sum(seen)
     finally:
         hook.remove()
@@ -73,9 +77,9 @@ def test_shared_rows_read_each_prompt_once(model, tok):
 
 def test_too_long_questions_take_the_separate_path(model, tok):
     qs = questions()
-    want = M.option_logprobs(model, tok, qs, 8, share_prompt=False, max_length=24)
-    assert any(SP.encode(tok, q.prompt, q.options, 24) is None for q in qs)  # some need trimming
-    assert_same(M.option_logprobs(model, tok, qs, 8, max_length=24), want)
+    want = L.option_logprobs(model, tok, qs, 8, share_prompt=False, max_length=24)
+    assert any(SP.encode(tok, q.prompt, q.continuations, 24) is None for q in qs)  # some need trimming
+    assert_same(L.option_logprobs(model, tok, qs, 8, max_length=24), want)
 
 
 class IgnoresMasks(torch.nn.Module):
@@ -104,10 +108,10 @@ def test_a_model_without_4d_masks_is_caught_by_the_probe_and_scored_separately(m
     qs = questions()[:4]
     wrapped = IgnoresMasks(model, fail)
     with pytest.warns(RuntimeWarning, match="scoring every option separately"):
-        got = M.option_logprobs(wrapped, tok, qs, 8)
-    assert_same(got, M.option_logprobs(model, tok, qs, 8, share_prompt=False))
+        got = L.option_logprobs(wrapped, tok, qs, 8)
+    assert_same(got, L.option_logprobs(model, tok, qs, 8, share_prompt=False))
 
 
 def test_an_option_without_tokens_is_named(model, tok):
     with pytest.raises(ValueError, match="continuation '' has no tokens"):
-        M.option_logprobs(model, tok, [M.ChoiceQuestion("질문", ["감기", ""], 0)])
+        L.option_logprobs(model, tok, [L.ChoiceQuestion("질문", ["감기", ""], 0)])

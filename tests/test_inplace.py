@@ -219,6 +219,42 @@ def test_changing_a_tensor_saved_for_backward_raises_like_torch():
     assert "modified by an inplace operation" in ref_err and "is at version 1; expected version 0" in ref_err
 
 
+def test_stale_error_names_the_version_at_recording_after_several_changes_like_torch():
+    # the version recorded is the one after earlier changes, and later changes to other tensors
+    # (an optimizer step) do not count: backward compares the one counter, as torch
+    def scenario(lib):
+        a = lib.ones(3)
+        a.add_(1.0)  # version 1 before recording
+        other = lib.zeros(2)
+        w = lib.tensor([1.0, 2.0, 3.0], requires_grad=True)
+        loss = (w * a).sum()  # mul saves a (version 1) for w's gradient
+        other.add_(1.0)
+        a.add_(1.0)
+        other.add_(1.0)
+        a.mul_(2.0)  # a is now at version 3
+        loss.backward()
+        return as_lists(w.grad)
+
+    (_, ref_err), (got, err) = run_both(scenario)
+    assert got is None, f"backward ran on a stale saved tensor and gave {got}"
+    assert "is at version 3; expected version 1" in ref_err
+    assert "is at version 3; expected version 1" in err
+
+
+def test_changes_to_unsaved_tensors_after_recording_leave_backward_alone_like_torch():
+    def scenario(lib):
+        w = lib.tensor([1.0, 2.0, 3.0], requires_grad=True)
+        a = lib.tensor([2.0, 2.0, 2.0])
+        loss = (w * a).sum()
+        other = lib.zeros(3)
+        other.add_(1.0)  # a change, but to nothing the graph saved
+        loss.backward()
+        return as_lists(w.grad)
+
+    (ref, _), (got, err) = run_both(scenario)
+    assert err is None and got == ref == [[2.0, 2.0, 2.0]]
+
+
 @pytest.mark.parametrize(
     "change",
     [

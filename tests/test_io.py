@@ -281,10 +281,10 @@ def test_safetensors_torch_files_load_in_puredl(tmp_path):
         torch.float64: "float64",
         torch.int64: "int64",
         torch.bool: "bool",
-        torch.int32: "int64",
-        torch.int16: "int64",
-        torch.int8: "int64",
-        torch.uint8: "int64",
+        torch.int32: "int32",
+        torch.int16: "int16",
+        torch.int8: "int16",
+        torch.uint8: "uint8",
     }
     for name, t in ref.items():
         dtype, shape, data = got[name]
@@ -454,7 +454,7 @@ def test_safetensors_torch_files_load_as_tensors(tmp_path):
     path = tmp_path / "theirs.safetensors"
     st.save_file(ref, str(path))
     loaded = puredl.io.load(path)
-    want_dtype = {"w": "float32", "h": "float32", "bf": "float32", "ids": "int64", "d": "float64"}
+    want_dtype = {"w": "float32", "h": "float32", "bf": "float32", "ids": "int32", "d": "float64"}
     for name, t in ref.items():
         assert loaded[name].dtype.name == want_dtype[name], name
         assert loaded[name].shape == tuple(t.shape), name

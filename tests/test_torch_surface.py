@@ -206,6 +206,9 @@ def test_numpy_round_trips_with_torch_dtypes():
         ([[1.5, 2.0]], "float32"),
         ([1.0, 2.0], "float64"),
         ([1, -2], "int64"),
+        ([3, -4], "int32"),
+        ([3, -4], "int16"),
+        ([3, 250], "uint8"),
         ([True, False], "bool"),
     ):
         mine = pd.tensor(values, dtype=getattr(pd, dtype) if dtype != "bool" else pd.bool).numpy()
@@ -215,7 +218,9 @@ def test_numpy_round_trips_with_torch_dtypes():
         assert back.dtype.name == dtype and back.tolist() == torch.from_numpy(theirs).tolist()
     strided = np.arange(12, dtype=np.float64).reshape(3, 4).T
     assert pd.from_numpy(strided).tolist() == strided.tolist()
-    assert pd.from_numpy(np.array([1, 2], dtype=np.int32)).dtype is pd.int64
+    # int32 keeps its dtype, as torch's; int8 (no storage of its own) widens to int16
+    assert pd.from_numpy(np.array([1, 2], dtype=np.int32)).dtype is pd.int32
+    assert pd.from_numpy(np.array([-1, 2], dtype=np.int8)).tolist() == [-1, 2]
 
 
 def test_numpy_refuses_what_torch_refuses():

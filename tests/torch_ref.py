@@ -20,6 +20,9 @@ if HAVE_TORCH:
         pd.float32: torch.float32,
         pd.float64: torch.float64,
         pd.int64: torch.int64,
+        pd.int32: torch.int32,
+        pd.int16: torch.int16,
+        pd.uint8: torch.uint8,
         pd.bool: torch.bool,
     }
     PD_DTYPE = {v: k for k, v in TORCH_DTYPE.items()}

@@ -12,6 +12,7 @@ tensor([[2., 4.]])
 # subpackages of the pure tier (standard library only; they import Tensor lazily where needed);
 # accelerator, utils, legacy, modes and placement are torch's surface outside the core (issue #13)
 from puredl import accelerator, data, datasets, nn, optim, utils  # noqa: E402
+from puredl import autograd_function as _autograd_function  # noqa: F401 - installs Function.apply
 from puredl import ops as _ops_module
 from puredl.autograd import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
 from puredl.creation import (
@@ -37,11 +38,30 @@ from puredl.creation import (
     zeros_like,
 )
 from puredl.devices import from_torch
-from puredl.dtypes import DType, float32, float64, get_default_dtype, int64, set_default_dtype
+from puredl.dtypes import (
+    DType,
+    float32,
+    float64,
+    get_default_dtype,
+    int16,
+    int32,
+    int64,
+    set_default_dtype,
+    uint8,
+)
 from puredl.dtypes import bool_ as bool  # noqa: A001 - torch's name (puredl.bool)
 from puredl.generator import Generator
 from puredl.io import load, save
-from puredl.legacy import BoolTensor, DoubleTensor, FloatTensor, LongTensor, from_numpy
+from puredl.legacy import (
+    BoolTensor,
+    ByteTensor,
+    DoubleTensor,
+    FloatTensor,
+    IntTensor,
+    LongTensor,
+    ShortTensor,
+    from_numpy,
+)
 from puredl.modes import inference_mode, is_inference_mode_enabled
 from puredl.ops import BINARY_OPS as _BINARY_OPS
 from puredl.ops import UNARY_OPS as _UNARY_OPS
@@ -59,9 +79,9 @@ from puredl.ops import (
     var,
     where,
 )
-from puredl.ops import max_ as max  # noqa: A004
-from puredl.ops import min_ as min  # noqa: A004
-from puredl.ops import sum_ as sum  # noqa: A004
+from puredl.ops import reduce_max as max  # noqa: A004
+from puredl.ops import reduce_min as min  # noqa: A004
+from puredl.ops import reduce_sum as sum  # noqa: A004
 from puredl.ops_select import masked_fill, mm, multinomial, topk, tril, triu
 from puredl.ops_window import conv2d
 from puredl.placement import device, get_default_device, set_default_device
@@ -74,6 +94,7 @@ globals().update({_name: getattr(_ops_module, _name) for _name in (*_UNARY_OPS, 
 float = float32  # noqa: A001 - torch's alias
 double = float64
 long = int64
+short = int16
 
 __version__ = "0.1.0"
 
@@ -120,4 +141,6 @@ def __getattr__(name: str):
         import importlib
 
         return importlib.import_module("puredl.cuda")
+    if name == "int":  # torch.int is int32; a module global named int would shadow the builtin here
+        return int32
     raise AttributeError(f"module 'puredl' has no attribute {name!r}")

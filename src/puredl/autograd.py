@@ -12,6 +12,13 @@ from collections.abc import Callable, Sequence
 
 _grad_enabled = True
 
+# The log of in-place changes, a chain of ``[cell, its version before the change, next]`` links
+# ending in an empty one (``_changes``). A node keeps the link that was last when it was recorded,
+# so ``node's link is _changes`` means nothing changed in place since, the one test on the hot path;
+# otherwise the links after it name what changed and from which version (check_versions).
+# tensor.bump_version appends to it.
+_changes = [None, 0, None]
+
 
 def is_grad_enabled() -> bool:
     return _grad_enabled
@@ -74,7 +81,7 @@ class Function:
         self.inputs = ()
         self.edges = ()  # each input's node when this one was recorded (an in-place op may replace it later)
         self.saved = None
-        self.versions = None  # (tensors backward reads, their versions then, the output's counter or None)
+        self.versions = None  # (tensors backward reads, the last change-log link then, output's counter)
         self.retained = None  # weakref to an output tensor that called retain_grad()
 
     @property
@@ -91,13 +98,14 @@ class Function:
     @classmethod
     def apply(cls, *args, **kwargs):
         """Public custom functions: ``MyFn.apply(x)`` with static forward/backward (see autograd_function)."""
-        from puredl.autograd_function import apply
-
-        return apply(cls, *args, **kwargs)
+        return _custom_apply(cls, *args, **kwargs)
 
     def __repr__(self) -> str:
         return f"<{self.name}>"
 
+
+# runs a public custom Function; autograd_function (above this layer) installs it when imported
+_custom_apply: Callable = None  # type: ignore[assignment]
 
 _FREED = "freed"
 
@@ -144,16 +152,8 @@ def run_backward(root, gradient, retain_graph: bool = False) -> None:
             if g is None:
                 continue
             vs = node.versions
-            if vs is not None:  # inlined quick test; check_versions finds the culprit and raises
-                saved, expected, out_cell = vs
-                stale = out_cell is not None and out_cell[0] != 0
-                for x, version in zip(saved, expected):
-                    cell = x._vc
-                    if (cell[0] != version) if cell is not None else (x._view is not None):
-                        stale = True  # changed (or a view without its own counter: look closer)
-                        break
-                if stale:
-                    check_versions(node)
+            if vs is not None and vs[1] is not _changes:  # something changed in place since: look closer
+                check_versions(node)
             if node.retained is not None:
                 out = node.retained()
                 if out is not None:
@@ -180,11 +180,16 @@ def run_backward(root, gradient, retain_graph: bool = False) -> None:
 
 def check_versions(node: Function) -> None:
     """Raise as torch does when a tensor this node's gradient reads was changed in place since."""
-    saved, expected, out_cell = node.versions
-    now = [_version_of(x) for x in saved]
-    for x, v, e in zip(saved, now, expected):
-        if v != e:
-            _version_error(node, x.dtype, x.shape, "an input", v, e)
+    saved, link, out_cell = node.versions
+    first = {}  # each counter changed since the node was recorded: its version then
+    while link[2] is not None:
+        if id(link[0]) not in first:
+            first[id(link[0])] = link[1]
+        link = link[2]
+    for x in saved:
+        cell = _cell_of(x)
+        if cell is not None and id(cell) in first:
+            _version_error(node, x.dtype, x.shape, "an input", cell[0], first[id(cell)])
     if out_cell is not None and out_cell[0] != 0:
         impl, be = node.saved[0], node.saved[1]
         shape = tuple(impl.shape)
@@ -192,11 +197,13 @@ def check_versions(node: Function) -> None:
         _version_error(node, dtype, shape, "output 0", out_cell[0], 0)
 
 
-def _version_of(t) -> int:
-    """``t``'s version (a view without a counter of its own reads its base's; none yet: 0)."""
-    if t._vc is not None:
-        return t._vc[0]
-    return _version_of(t._view[0]) if t._view is not None else 0
+def _cell_of(t) -> list | None:
+    """``t``'s version counter (a view without one of its own shares its base's), or None: never changed."""
+    while t._vc is None:
+        if t._view is None:
+            return None
+        t = t._view[0]
+    return t._vc
 
 
 def _version_error(node: Function, dtype, shape: tuple, which: str, version: int, expected: int):

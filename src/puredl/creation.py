@@ -131,9 +131,9 @@ def tensor(data, dtype=None, device=None, requires_grad: bool = False) -> Tensor
         return _finish(t.to(device) if device is not None else t, requires_grad)
     flat, shape = _flatten_nested(data)
     d = dt.as_dtype(dtype) if dtype is not None else _infer_dtype(flat)
-    if d.typecode == "q":
+    if not d.is_floating_point and d is not dt.bool_:
         if any(isinstance(x, float) and not math.isfinite(x) for x in flat):
-            raise ValueError("tensor: cannot convert a non-finite float to int64")
+            raise ValueError(f"tensor: cannot convert a non-finite float to {d.name}")
         flat = [int(x) for x in flat]
     return _finish(_place(_pure.from_values(flat, shape, d), device), requires_grad)
 
@@ -276,7 +276,7 @@ def arange(start, end=None, step=1, dtype=None, device=None, requires_grad: bool
     d = dt.as_dtype(dtype) if dtype is not None else (dt.get_default_dtype() if is_float else dt.int64)
     check_fits_memory("arange", (n,), d)
     vals = [start + i * step for i in range(n)]
-    if d.typecode == "q":
+    if not d.is_floating_point and d is not dt.bool_:
         vals = [int(v) for v in vals]
     return _finish(_place(_pure.from_values(vals, (n,), d), device), requires_grad)
 

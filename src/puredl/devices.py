@@ -14,10 +14,7 @@ from __future__ import annotations
 
 from puredl._optional import require
 from puredl.autograd import Function
-
-
-class DeviceUnavailableError(RuntimeError):
-    """A device was asked for that this machine (or this torch build) does not have."""
+from puredl.placement import DeviceUnavailableError, check_cuda  # noqa: F401 - devices' public names
 
 
 def parse_device(device: str) -> tuple[str, int | None]:
@@ -40,30 +37,6 @@ def canonical(device: str) -> str:
 
 def _torch():
     return require("torch", "torch", "CUDA tensors and torch interop")
-
-
-def check_cuda(index: int) -> None:
-    """Raise DeviceUnavailableError saying what to check when ``cuda:index`` cannot be used."""
-    torch = _torch()
-    if not torch.cuda.is_available():
-        build = torch.__version__
-        cpu_only = torch.version.cuda is None
-        why = (
-            f"this torch ({build}) is a CPU-only build; install a CUDA build of torch"
-            if cpu_only
-            else f"torch {build} (CUDA {torch.version.cuda}) sees no GPU; check `nvidia-smi`, the NVIDIA "
-            "driver and CUDA_VISIBLE_DEVICES"
-        )
-        raise DeviceUnavailableError(
-            f"device 'cuda:{index}' was requested but CUDA is not available: {why}. "
-            "`puredl accel info` shows what puredl can see; use device='cpu' to run without a GPU."
-        )
-    count = torch.cuda.device_count()
-    if index >= count:
-        raise DeviceUnavailableError(
-            f"device 'cuda:{index}' was requested but only {count} CUDA device(s) are visible "
-            f"(cuda:0..cuda:{count - 1}); check CUDA_VISIBLE_DEVICES"
-        )
 
 
 def list_devices() -> list[str]:
@@ -132,8 +105,8 @@ def to_torch(t):
 def from_torch(t):
     """A puredl tensor over a ``torch.Tensor``'s memory (CPU or CUDA), without copying.
 
-    float32/float64/int64/bool share memory; float16/bfloat16 become float32 and smaller ints
-    become int64 (a copy). Gradients are not carried over: the result is a leaf.
+    float32/float64/int64/int32/int16/uint8/bool share memory; float16/bfloat16 become float32
+    and int8 int16 (a copy). Gradients are not carried over: the result is a leaf.
 
     >>> import torch, puredl as pd
     >>> x = pd.from_torch(torch.ones(2)); x.tolist()
@@ -151,6 +124,7 @@ def from_torch(t):
         t = t.to(tb.WIDENED[t.dtype])
     elif t.dtype not in tb.PUREDL_DTYPE:
         raise TypeError(
-            f"from_torch: dtype {t.dtype} is not supported (puredl has float32, float64, int64, bool)"
+            f"from_torch: dtype {t.dtype} is not supported "
+            "(puredl has float32, float64, int64, int32, int16, uint8, bool)"
         )
     return _wrap(t, tb.backend_for(t))

@@ -1,4 +1,8 @@
-"""Data types: float32 (default), float64, int64 and bool, each backed by an array.array typecode."""
+"""Data types, each backed by an array.array typecode.
+
+float32 (default), float64, int64, int32, int16, uint8 and bool. int8 has no typecode of its own
+(signed char 'b' is bool's storage) and float16/bfloat16 have none at all, so they are absent.
+"""
 
 from __future__ import annotations
 
@@ -20,7 +24,7 @@ class DType:
         self.itemsize = itemsize
         self.is_floating_point = is_floating_point
         self.pytype = pytype
-        self.rank = rank  # promotion order: bool < int64 < float32 < float64
+        self.rank = rank  # promotion order: bool < uint8 < int16 < int32 < int64 < float32 < float64
 
     def __repr__(self) -> str:
         return f"puredl.{self.name}"
@@ -30,14 +34,20 @@ class DType:
 
 
 bool_ = DType("bool", "b", 1, False, bool, 0)
-int64 = DType("int64", "q", 8, False, int, 1)
-float32 = DType("float32", "f", 4, True, float, 2)
-float64 = DType("float64", "d", 8, True, float, 3)
+uint8 = DType("uint8", "B", 1, False, int, 1)
+int16 = DType("int16", "h", 2, False, int, 2)
+int32 = DType("int32", "i", 4, False, int, 3)
+int64 = DType("int64", "q", 8, False, int, 4)
+float32 = DType("float32", "f", 4, True, float, 5)
+float64 = DType("float64", "d", 8, True, float, 6)
 
-ALL = (bool_, int64, float32, float64)
+ALL = (bool_, uint8, int16, int32, int64, float32, float64)
 BY_NAME = {d.name: d for d in ALL}
-BY_NAME.update({"float": float32, "double": float64, "long": int64})
+BY_NAME.update({"float": float32, "double": float64, "long": int64, "int": int32, "short": int16})
 BY_TYPECODE = {d.typecode: d for d in ALL}
+# the smaller integer dtypes wrap around on overflow (two's complement), as torch's do
+INT_RANGE = {d: (-(1 << (8 * d.itemsize - 1)), 1 << (8 * d.itemsize - 1)) for d in (int16, int32)}
+INT_RANGE[uint8] = (0, 256)
 
 _default_float = float32
 
@@ -71,16 +81,22 @@ def as_dtype(dtype: object) -> DType:
     name = str(dtype).replace("torch.", "")
     if name in BY_NAME:
         return BY_NAME[name]
-    raise TypeError(f"unsupported dtype {dtype!r}; puredl has float32, float64, int64 and bool")
+    raise TypeError(
+        f"unsupported dtype {dtype!r}; puredl has float32, float64, int64, int32, int16, uint8 and bool"
+    )
 
 
 def promote(a: DType, b: DType) -> DType:
-    """Result dtype of a binary op between two tensors (PyTorch's category rules for these four)."""
+    """Result dtype of a binary op between two tensors (PyTorch's rules: the wider kind wins).
+
+    >>> promote(int32, int64), promote(int32, float32), promote(uint8, int16)
+    (puredl.int64, puredl.float32, puredl.int16)
+    """
     return a if a.rank >= b.rank else b
 
 
 def _category(d: DType) -> int:
-    return 2 if d.is_floating_point else (1 if d is int64 else 0)
+    return 2 if d.is_floating_point else (0 if d is bool_ else 1)
 
 
 def promote_tensors(a: DType, a_ndim: int, b: DType, b_ndim: int) -> DType:

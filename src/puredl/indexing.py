@@ -98,8 +98,10 @@ def _as_index(k, device: str) -> Tensor:
         k = tensor(k, dtype=dt.int64, device=device)
     if k.dtype is dt.bool_:
         raise IndexError("boolean masks are supported only as the whole index (t[mask])")
+    if k.dtype is dt.int32:  # torch accepts int (int32) indices too
+        k = k.to(dt.int64)
     if k.dtype is not dt.int64:
-        raise IndexError(f"tensors used as indices must be int64 (long) or bool, got {k.dtype.name}")
+        raise IndexError(f"tensors used as indices must be int64 (long), int32 or bool, got {k.dtype.name}")
     return k
 
 

@@ -17,7 +17,15 @@ from puredl import dtypes as dt
 from puredl.tensor import Tensor
 
 # torch's names in its "can't be cast" message
-_TORCH_NAMES = {"float32": "Float", "float64": "Double", "int64": "Long", "bool": "Bool"}
+_TORCH_NAMES = {
+    "float32": "Float",
+    "float64": "Double",
+    "int64": "Long",
+    "int32": "Int",
+    "int16": "Short",
+    "uint8": "Byte",
+    "bool": "Bool",
+}
 
 
 def check_leaf(t: Tensor) -> None:

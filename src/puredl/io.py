@@ -41,6 +41,9 @@ _WRITE_FORMATS: dict[str, tuple[str, str, int]] = {
     "float64": ("F64", "d", 8),
     "float32": ("F32", "f", 4),
     "int64": ("I64", "q", 8),
+    "int32": ("I32", "i", 4),
+    "int16": ("I16", "h", 2),
+    "uint8": ("U8", "B", 1),
     "bool": ("BOOL", "b", 1),
 }
 _CODE_TO_NAME = {code: name for name, (code, _, _) in _WRITE_FORMATS.items()}
@@ -52,12 +55,12 @@ _READ_FORMATS: dict[str, tuple[int, str]] = {
     "F16": (2, "float32"),
     "BF16": (2, "float32"),
     "I64": (8, "int64"),
-    "I32": (4, "int64"),
-    "I16": (2, "int64"),
-    "I8": (1, "int64"),
+    "I32": (4, "int32"),
+    "I16": (2, "int16"),
+    "I8": (1, "int16"),  # int8 has no storage of its own ('b' is bool's)
     "U32": (4, "int64"),
     "U16": (2, "int64"),
-    "U8": (1, "int64"),
+    "U8": (1, "uint8"),
     "BOOL": (1, "bool"),
 }
 # Codes the format defines that puredl cannot represent; named in the error message.
@@ -401,8 +404,9 @@ def _decode(code: str, raw: bytes) -> array:
         out.byteswap()
     if code == "BOOL":
         return array("b", (1 if v else 0 for v in out)) if any(v not in (0, 1) for v in out) else out
-    if code in _INT_CODES and code != "I64":
-        return array("q", out)
+    kept = {"I64": "q", "I32": "i", "I16": "h", "U8": "B", "I8": "h", "U32": "q", "U16": "q"}
+    if code in kept and out.typecode != kept[code]:
+        return array(kept[code], out)
     return out
 
 

@@ -22,6 +22,9 @@ TYPE_NAMES = {
     "FloatTensor": "float32",
     "DoubleTensor": "float64",
     "LongTensor": "int64",
+    "IntTensor": "int32",
+    "ShortTensor": "int16",
+    "ByteTensor": "uint8",
     "BoolTensor": "bool",
 }
 
@@ -78,6 +81,9 @@ def _typed(name: str) -> type:
 FloatTensor = _typed("FloatTensor")
 DoubleTensor = _typed("DoubleTensor")
 LongTensor = _typed("LongTensor")
+IntTensor = _typed("IntTensor")
+ShortTensor = _typed("ShortTensor")
+ByteTensor = _typed("ByteTensor")
 BoolTensor = _typed("BoolTensor")
 
 
@@ -124,7 +130,15 @@ def to_numpy(t: Any, force: bool = False) -> Any:
             f"can't convert {t.device} device type tensor to numpy. "
             "Use Tensor.cpu() to copy the tensor to host memory first."
         )
-    kind = {"float32": np.float32, "float64": np.float64, "int64": np.int64, "bool": np.bool_}[t.dtype.name]
+    kind = {
+        "float32": np.float32,
+        "float64": np.float64,
+        "int64": np.int64,
+        "int32": np.int32,
+        "int16": np.int16,
+        "uint8": np.uint8,
+        "bool": np.bool_,
+    }[t.dtype.name]
     arr = t.to_array()
     if t.dtype.name == "bool":
         return np.frombuffer(arr.tobytes(), dtype=np.int8).astype(np.bool_).reshape(t.shape)
@@ -134,8 +148,8 @@ def to_numpy(t: Any, force: bool = False) -> Any:
 def from_numpy(a: Any) -> Any:
     """``puredl.from_numpy``: a tensor with the array's values and dtype (a copy, unlike torch).
 
-    float32/float64/int64/bool keep their dtype; float16 becomes float32 and other integer
-    types int64 (puredl's storage types).
+    float32/float64/int64/int32/int16/uint8/bool keep their dtype; float16 becomes float32, int8
+    int16 and other integer types int64 (puredl's storage types).
     """
     np = _numpy()
     from array import array
@@ -151,10 +165,14 @@ def from_numpy(a: Any) -> Any:
         )
     if a.dtype.kind == "f":
         name = "float64" if a.dtype == np.float64 else "float32"
+    elif a.dtype in (np.int32, np.int16, np.uint8):
+        name = a.dtype.name
+    elif a.dtype == np.int8:
+        name = "int16"
     else:
         name = kinds[a.dtype.kind]
     dtype = dt.as_dtype(name)
-    np_type = {"float32": np.float32, "float64": np.float64, "int64": np.int64, "bool": np.int8}[name]
+    np_type = {"float32": np.float32, "float64": np.float64, "bool": np.int8}.get(name, np.dtype(name))
     flat = np.ascontiguousarray(a, dtype=np_type).reshape(-1)
     storage = array(dtype.typecode)
     storage.frombytes(flat.tobytes())

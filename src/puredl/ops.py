@@ -13,7 +13,7 @@ from puredl import accel, autograd
 from puredl import dtypes as dt
 from puredl.autograd import Function
 from puredl.shapes import broadcast_shapes
-from puredl.tensor import Tensor, _wrap, version_cell
+from puredl.tensor import Tensor, _wrap
 
 ELEMENTWISE, MATMUL, REDUCTION, ACTIVATION, SHAPE = (
     "elementwise",
@@ -38,23 +38,16 @@ def _record(node: Function, inputs: tuple, out: Tensor, saved: tuple = (), saved
                     node.edges = (inputs[0]._node,)
                 elif len(inputs) == 2:
                     node.edges = (inputs[0]._node, inputs[1]._node)
+                elif len(inputs) == 3:
+                    node.edges = (inputs[0]._node, inputs[1]._node, inputs[2]._node)
                 else:
                     node.edges = tuple([x._node for x in inputs])
                 if saved or saved_out:
-                    # the saved tensors' versions now: backward compares (autograd.check_versions)
-                    versions = []
-                    for x in saved:
-                        cell = x._vc
-                        if cell is not None:
-                            versions.append(cell[0])
-                        elif x._view is not None:  # a view counts its base's changes
-                            versions.append(version_cell(x)[0])
-                        else:  # never changed, no counter yet (a change makes one, and backward sees it)
-                            versions.append(0)
+                    # the last in-place change so far: backward checks nothing changed since
                     cell = None
                     if saved_out:
                         out._vc = cell = [0]  # a fresh result: its counter starts here
-                    node.versions = (saved, versions, cell)
+                    node.versions = (saved, autograd._changes, cell)
                 out._rg = True
                 out._node = node
                 break
@@ -76,7 +69,7 @@ def unbroadcast(grad: Tensor, shape: tuple) -> Tensor:
     dims = tuple(range(lead)) + tuple(
         lead + i for i, n in enumerate(shape) if n == 1 and grad.shape[lead + i] != 1
     )
-    return sum_(grad, dims, keepdim=True).reshape(shape)
+    return reduce_sum(grad, dims, keepdim=True).reshape(shape)
 
 
 # =========================================================================== elementwise, two tensors
@@ -117,6 +110,10 @@ def _share_of_a(g, a, b, largest: bool):  # maximum/minimum: ties share the grad
     return where(binary("eq", a, b), 0.5, cast(wins, g.dtype))
 
 
+def _no_floor_divide_grad(g, a, b, out):  # torch records the op and raises in backward
+    raise RuntimeError("the derivative for 'floor_divide' is not implemented (as in torch)")
+
+
 def _compare(doc: str) -> BinaryOp:
     return BinaryOp("bool", None, None, 0, 0, doc)
 
@@ -131,6 +128,15 @@ BINARY_OPS = {
         "float", lambda g, a, b, out: g / b, lambda g, a, b, out: -g * a / (b * b), 2, 3, "a / b"
     ),
     "pow": BinaryOp("promote", _pow_grad_base, _pow_grad_exponent, 3, 7, "a ** b"),
+    "floor_divide": BinaryOp(
+        "promote",
+        _no_floor_divide_grad,
+        _no_floor_divide_grad,
+        0,
+        0,
+        "a // b (rounded toward -inf)",
+        bool_ok=False,
+    ),
     "maximum": BinaryOp(
         "promote",
         lambda g, a, b, out: g * _share_of_a(g, a, b, True),
@@ -206,8 +212,8 @@ def binary(op: str, a, b) -> Tensor:
     be, (ia, ib) = accel.select(op, ELEMENTWISE, work, (a, b))
     out_impl = be.binary(op, ia, ib, out_dtype)
     out = _wrap(out_impl, be)
-    if spec.grad_a is None:
-        return out
+    if spec.grad_a is None or not ((a._rg or b._rg) and autograd._grad_enabled):
+        return out  # nothing to record (gradient rules run here with recording off: the common case)
     node = Binary()
     node.op, node.scalar = op, None
     reads = (spec.reads_a if a._rg else 0) | (spec.reads_b if b._rg else 0)
@@ -239,7 +245,7 @@ def _scalar_op(op: str, a: Tensor, s, reverse: bool) -> Tensor:
     be, (ia,) = accel.select(op, ELEMENTWISE, _numel(a.shape), (a,))
     out_impl = be.binary_scalar(op, ia, s, reverse, out_dtype)
     out = _wrap(out_impl, be)
-    if spec.grad_a is None:
+    if spec.grad_a is None or not (a._rg and autograd._grad_enabled):
         return out
     node = Binary()
     node.op, node.scalar = op, (s, reverse)
@@ -358,7 +364,7 @@ def unary(op: str, a: Tensor) -> Tensor:
     be, (ia,) = accel.select(op, spec.category, _numel(a.shape), (a,))
     out_impl = be.unary(op, ia, out_dtype)
     out = _wrap(out_impl, be)
-    if spec.grad is None:
+    if spec.grad is None or not (a._rg and autograd._grad_enabled):
         return out
     node = Unary()
     node.op = op
@@ -495,8 +501,15 @@ class Linear(Function):
         gw = matmul(g2.transpose(0, 1), x2) if w._rg else None
         gb = None
         if len(self.inputs) == 3 and self.inputs[2]._rg:
-            gb = sum_(g2, 0)
+            gb = reduce_sum(g2, 0)
         return (gx, gw) if gb is None else (gx, gw, gb)
+
+
+def _linear_reads(x: Tensor, w: Tensor) -> tuple:
+    """What linear's gradients read, as torch: x's gradient reads w, w's gradient reads x."""
+    if x._rg:
+        return (w, x) if w._rg else (w,)
+    return (x,) if w._rg else ()
 
 
 def linear(x: Tensor, w: Tensor, b: Tensor | None = None) -> Tensor:
@@ -519,10 +532,10 @@ def linear(x: Tensor, w: Tensor, b: Tensor | None = None) -> Tensor:
     work = _numel(x.shape) * w.shape[0]  # multiply-adds
     if b is None:
         be, (ix, iw) = accel.select("linear", MATMUL, work, (x, w))
-        saved = ((w,) if x._rg else ()) + ((x,) if w._rg else ())  # what each gradient reads, as torch
+        saved = _linear_reads(x, w)
         return _record(Linear(), (x, w), _wrap(be.linear(ix, iw, None, dtype), be), saved)
     be, (ix, iw, ib) = accel.select("linear", MATMUL, work, (x, w, b))
-    saved = ((w,) if x._rg else ()) + ((x,) if w._rg else ())
+    saved = _linear_reads(x, w)
     return _record(Linear(), (x, w, b), _wrap(be.linear(ix, iw, ib, dtype), be), saved)
 
 
@@ -562,9 +575,12 @@ class Sum(Function):
         return (g.expand(a.shape),)
 
 
-def sum_(a: Tensor, dim=None, keepdim: bool = False, dtype=None) -> Tensor:
+def reduce_sum(a: Tensor, dim=None, keepdim: bool = False, dtype=None) -> Tensor:
     dims = normalize_dims(dim, a.ndim, "sum")
-    out_dtype = dt.as_dtype(dtype) if dtype is not None else (a.dtype if a.dtype.rank > 0 else dt.int64)
+    # torch sums every integer (and bool) dtype into int64
+    out_dtype = (
+        dt.as_dtype(dtype) if dtype is not None else (a.dtype if a.dtype.is_floating_point else dt.int64)
+    )
     if a.dtype is not out_dtype:
         a = cast(a, out_dtype)
     be, (ia,) = accel.select("sum", REDUCTION, _numel(a.shape), (a,))
@@ -578,7 +594,7 @@ def mean(a: Tensor, dim=None, keepdim: bool = False) -> Tensor:
         raise TypeError(f"mean: expected a floating point tensor, got {a.dtype.name}")
     dims = normalize_dims(dim, a.ndim, "mean")
     count = _numel(tuple(a.shape[d] for d in dims))
-    return sum_(a, dims, keepdim) / float(count) if count else sum_(a, dims, keepdim) * math.nan
+    return reduce_sum(a, dims, keepdim) / float(count) if count else reduce_sum(a, dims, keepdim) * math.nan
 
 
 def var(
@@ -589,7 +605,7 @@ def var(
     dims = normalize_dims(dim, a.ndim, "var")
     count = _numel(tuple(a.shape[d] for d in dims))
     centered = a - mean(a, dims, keepdim=True)
-    return sum_(centered * centered, dims, keepdim) / float(max(count - correction, 0))
+    return reduce_sum(centered * centered, dims, keepdim) / float(max(count - correction, 0))
 
 
 def std(
@@ -626,7 +642,7 @@ class MaxAll(Function):
         (a,) = self.inputs
         out = _wrap(*self.saved)
         mask = cast(binary("eq", a, out), g.dtype)
-        return (mask * (g / sum_(mask)),)  # ties share the gradient, like torch
+        return (mask * (g / reduce_sum(mask)),)  # ties share the gradient, like torch
 
 
 def _max_min(a: Tensor, dim, keepdim: bool, largest: bool):
@@ -650,11 +666,11 @@ def _max_min(a: Tensor, dim, keepdim: bool, largest: bool):
     return ValuesIndices(_record(node, (a,), _wrap(values_impl, be)), _wrap(idx_impl, be))
 
 
-def max_(a: Tensor, dim=None, keepdim: bool = False):
+def reduce_max(a: Tensor, dim=None, keepdim: bool = False):
     return _max_min(a, dim, keepdim, True)
 
 
-def min_(a: Tensor, dim=None, keepdim: bool = False):
+def reduce_min(a: Tensor, dim=None, keepdim: bool = False):
     return _max_min(a, dim, keepdim, False)
 
 
@@ -685,8 +701,8 @@ class Softmax(Function):
     def backward(self, g):
         out = _wrap(*self.saved)
         if self.log:
-            return (g - unary("exp", out) * sum_(g, self.dim, keepdim=True),)
-        return (out * (g - sum_(g * out, self.dim, keepdim=True)),)
+            return (g - unary("exp", out) * reduce_sum(g, self.dim, keepdim=True),)
+        return (out * (g - reduce_sum(g * out, self.dim, keepdim=True)),)
 
 
 def _softmax(a: Tensor, dim: int, log_: bool) -> Tensor:
@@ -961,9 +977,11 @@ class IndexSelect0(Function):
 
 
 def index_select0(a: Tensor, idx: Tensor) -> Tensor:
-    """Rows of ``a`` along dimension 0 picked by the int64 tensor ``idx`` (any shape)."""
+    """Rows of ``a`` along dimension 0 picked by the int64 (or int32) tensor ``idx`` (any shape)."""
+    if idx.dtype is dt.int32:
+        idx = cast(idx, dt.int64)
     if idx.dtype is not dt.int64:
-        raise IndexError(f"tensors used as indices must be int64 (long) or bool, got {idx.dtype.name}")
+        raise IndexError(f"tensors used as indices must be int64 (long), int32 or bool, got {idx.dtype.name}")
     if a.ndim == 0:
         raise IndexError("cannot index a 0-d tensor with a tensor")
     be, (ia, ii) = accel.select("index_select", SHAPE, _numel(idx.shape) * _numel(a.shape[1:]), (a, idx))

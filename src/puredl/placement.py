@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from puredl._optional import require
+
 _TYPES = ("cpu", "cuda")
 
 
@@ -89,8 +91,6 @@ def set_default_device(dev: Any) -> None:
     global _default_device
     new = device("cpu") if dev is None else device(dev)
     if new.type == "cuda":
-        from puredl.devices import check_cuda
-
         check_cuda(new.index or 0)
     _default_device = new
 
@@ -105,3 +105,31 @@ def default_device_or(dev: Any) -> Any:
     if dev is None and _default_device != "cpu":
         return str(_default_device)
     return dev
+
+
+class DeviceUnavailableError(RuntimeError):
+    """A device was asked for that this machine (or this torch build) does not have."""
+
+
+def check_cuda(index: int) -> None:
+    """Raise DeviceUnavailableError saying what to check when ``cuda:index`` cannot be used."""
+    torch = require("torch", "torch", "CUDA tensors and torch interop")
+    if not torch.cuda.is_available():
+        build = torch.__version__
+        cpu_only = torch.version.cuda is None
+        why = (
+            f"this torch ({build}) is a CPU-only build; install a CUDA build of torch"
+            if cpu_only
+            else f"torch {build} (CUDA {torch.version.cuda}) sees no GPU; check `nvidia-smi`, the NVIDIA "
+            "driver and CUDA_VISIBLE_DEVICES"
+        )
+        raise DeviceUnavailableError(
+            f"device 'cuda:{index}' was requested but CUDA is not available: {why}. "
+            "`puredl accel info` shows what puredl can see; use device='cpu' to run without a GPU."
+        )
+    count = torch.cuda.device_count()
+    if index >= count:
+        raise DeviceUnavailableError(
+            f"device 'cuda:{index}' was requested but only {count} CUDA device(s) are visible "
+            f"(cuda:0..cuda:{count - 1}); check CUDA_VISIBLE_DEVICES"
+        )

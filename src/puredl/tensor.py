@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from puredl import autograd
 from puredl import dtypes as dt
 from puredl.backends import pure as _pure
 from puredl.legacy import TensorMeta
@@ -39,7 +40,13 @@ def version_cell(t: Tensor) -> list:
 
 def bump_version(t: Tensor) -> None:
     """Count one in-place change of ``t``'s storage (seen by every view and saved copy of it)."""
-    version_cell(t)[0] += 1
+    cell = t._vc
+    if cell is None:
+        cell = version_cell(t)
+    link = autograd._changes  # log the change first (autograd.check_versions reads the log)
+    link[0], link[1] = cell, cell[0]
+    link[2] = autograd._changes = [None, 0, None]
+    cell[0] += 1
 
 
 class ValuesIndices(NamedTuple):
@@ -225,9 +232,6 @@ class Tensor(metaclass=TensorMeta):  # the metaclass gives torch's Tensor(data) 
         if self._node is not None:
             retain(self._node, self)
 
-    def zero_grad_(self) -> None:
-        self.grad = None
-
     # ------------------------------------------------------------------ conversion
     def to(self, *args, **kwargs) -> Tensor:
         """``t.to(dtype)``, ``t.to("cuda:0")``, ``t.to(device, dtype)``."""
@@ -261,6 +265,15 @@ class Tensor(metaclass=TensorMeta):  # the metaclass gives torch's Tensor(data) 
 
     def long(self) -> Tensor:
         return self.to(dt.int64)
+
+    def int(self) -> Tensor:
+        return self.to(dt.int32)
+
+    def short(self) -> Tensor:
+        return self.to(dt.int16)
+
+    def byte(self) -> Tensor:
+        return self.to(dt.uint8)
 
     def bool(self) -> Tensor:
         return self.to(dt.bool_)
@@ -378,6 +391,12 @@ class Tensor(metaclass=TensorMeta):  # the metaclass gives torch's Tensor(data) 
     def __rtruediv__(self, o):
         return _ops().binary("div", o, self)
 
+    def __floordiv__(self, o):
+        return _ops().binary("floor_divide", self, o)
+
+    def __rfloordiv__(self, o):
+        return _ops().binary("floor_divide", o, self)
+
     def __pow__(self, o):
         return _ops().binary("pow", self, o)
 
@@ -451,7 +470,7 @@ class Tensor(metaclass=TensorMeta):  # the metaclass gives torch's Tensor(data) 
 
     def sum(self, dim=None, keepdim: bool = False, dtype=None, *, keepdims: bool | None = None):
         # keepdims: NumPy's spelling, which torch also accepts (the makemore lectures use it)
-        return _ops().sum_(self, dim, keepdim if keepdims is None else keepdims, dtype)
+        return _ops().reduce_sum(self, dim, keepdim if keepdims is None else keepdims, dtype)
 
     def mean(self, dim=None, keepdim: bool = False, *, keepdims: bool | None = None):
         return _ops().mean(self, dim, keepdim if keepdims is None else keepdims)
@@ -463,10 +482,10 @@ class Tensor(metaclass=TensorMeta):  # the metaclass gives torch's Tensor(data) 
         return _ops().std(self, dim, keepdim, correction, unbiased)
 
     def max(self, dim=None, keepdim: bool = False):
-        return _ops().max_(self, dim, keepdim)
+        return _ops().reduce_max(self, dim, keepdim)
 
     def min(self, dim=None, keepdim: bool = False):
-        return _ops().min_(self, dim, keepdim)
+        return _ops().reduce_min(self, dim, keepdim)
 
     def argmax(self, dim=None, keepdim: bool = False):
         return _ops().argmax(self, dim, keepdim)

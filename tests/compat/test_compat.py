@@ -33,7 +33,7 @@ PROGRAMS = [
     pytest.param("dataset_loop"),
     pytest.param("quickstart"),
     pytest.param("gpt_sdpa"),
-    pytest.param("bigram", marks=_needs("the int32 dtype (torch.int32 counts); with int64 counts it runs")),
+    pytest.param("bigram"),
     pytest.param("gpt_tril"),
     pytest.param("cnn"),
 ]

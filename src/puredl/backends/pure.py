@@ -11,7 +11,7 @@ import math
 import operator
 from array import array
 
-from puredl.dtypes import BY_TYPECODE, DType
+from puredl.dtypes import BY_TYPECODE, INT_RANGE, DType
 from puredl.shapes import broadcast_shapes  # noqa: F401 - part of this module's API (kernels use it)
 
 NAME = "pure"
@@ -123,10 +123,22 @@ def _broadcast_strides(a: PureArray, shape: tuple) -> tuple:
     return (0,) * lead + tuple(0 if n == 1 and m != 1 else st for n, m, st in pairs)
 
 
-def _new(typecode: str, data, shape: tuple) -> PureArray:
-    if not (isinstance(data, array) and data.typecode == typecode):
-        data = array(typecode, data)
-    return PureArray(data, shape)
+_INT_CODES = "qihB"  # int64, int32, int16, uint8
+_WRAP = {d.typecode: r for d, r in INT_RANGE.items()}
+
+
+def _wrapped(typecode: str, xs) -> array:
+    """``array(typecode, xs)``; a narrow integer type wraps out-of-range values around, like torch."""
+    lohi = _WRAP.get(typecode)
+    if lohi is None:
+        return array(typecode, xs)
+    xs = xs if isinstance(xs, (list, array)) else list(xs)
+    try:
+        return array(typecode, xs)
+    except OverflowError:
+        lo, hi = lohi
+        span = hi - lo
+        return array(typecode, [(x - lo) % span + lo for x in xs])
 
 
 # --------------------------------------------------------------------------- creation and export
@@ -144,7 +156,7 @@ def from_values(data, shape: tuple, dtype: DType) -> PureArray:
 def full(shape: tuple, value, dtype: DType) -> PureArray:
     if dtype.typecode == "b":
         value = 1 if value else 0
-    elif dtype.typecode == "q":
+    elif dtype.typecode in _INT_CODES:
         value = int(value)  # truncation toward zero, like torch
     return PureArray(array(dtype.typecode, [value]) * numel(shape), tuple(shape))
 
@@ -191,11 +203,11 @@ def cast(a: PureArray, dtype: DType) -> PureArray:
     if a.buf.typecode == dtype.typecode:
         return a
     v = values(a)
-    if dtype.typecode == "q":
-        v = [int(x) for x in v]  # truncation toward zero, like torch
+    if dtype.typecode in _INT_CODES:
+        v = v if a.buf.typecode in _INT_CODES else [int(x) for x in v]  # truncation toward zero, like torch
     elif dtype.typecode == "b":
         v = [1 if x else 0 for x in v]
-    return PureArray(array(dtype.typecode, v), a.shape)
+    return PureArray(_wrapped(dtype.typecode, v), a.shape)
 
 
 def contiguous(a: PureArray) -> PureArray:
@@ -299,7 +311,7 @@ def setitem(a: PureArray, key: tuple, value) -> None:
     else:
         if buf.typecode == "b":
             value = 1 if value else 0
-        elif buf.typecode == "q":
+        elif buf.typecode in _INT_CODES:
             value = int(value)
         for p in positions:
             buf[p] = value
@@ -315,6 +327,12 @@ def _safe_div(x, y):
         if x != x or x == 0:
             return _nan
         return math.copysign(_inf, x) * math.copysign(1.0, y)
+
+
+def _safe_floordiv(x, y):
+    if y == 0 and isinstance(x, float):
+        return _safe_div(x, y)  # torch: inf, -inf or nan, as true division
+    return x // y  # an integer division by zero raises ZeroDivisionError, as torch raises
 
 
 def _safe_pow(x, y):
@@ -349,6 +367,7 @@ def _minimum(x, y):
 _BINARY = {
     "add": operator.add,
     "sub": operator.sub,
+    "floor_divide": operator.floordiv,
     "mul": operator.mul,
     "div": operator.truediv,
     "pow": math.pow,
@@ -364,17 +383,24 @@ _BINARY = {
     "logical_or": lambda x, y: bool(x) or bool(y),
 }
 # what to do when the fast C-level function raises (division by zero, overflow, domain)
-_BINARY_SAFE = {"div": _safe_div, "pow": _safe_pow}
+_BINARY_SAFE = {"div": _safe_div, "pow": _safe_pow, "floor_divide": _safe_floordiv}
 
 
 def _map2(op: str, fn, xs, ys, typecode: str):
-    if typecode in "qb" and op == "pow":  # exact integer powers (math.pow gives floats)
-        return array(typecode, map(_ipow, xs, ys))
-    if typecode == "q" and op == "div":
+    if typecode in "qihBb" and op == "pow":  # exact integer powers (math.pow gives floats)
+        return _wrapped(typecode, map(_ipow, xs, ys))
+    if typecode in _INT_CODES and op == "div":
         raise TypeError("integer true division must produce a float result")
     try:
         return array(typecode, map(fn, xs, ys))
-    except (ZeroDivisionError, OverflowError, ValueError):
+    except OverflowError:
+        if typecode in _WRAP:
+            return _wrapped(typecode, map(fn, xs, ys))
+        safe = _BINARY_SAFE.get(op)
+        if safe is None:
+            raise
+        return array(typecode, map(safe, xs, ys))
+    except (ZeroDivisionError, ValueError):
         safe = _BINARY_SAFE.get(op)
         if safe is None:
             raise
@@ -459,14 +485,16 @@ def unary(op: str, a: PureArray, dtype: DType | None = None) -> PureArray:
     fn = _UNARY[op]
     try:
         out = array(tc, map(fn, xs))
-    except (OverflowError, ValueError):
+    except OverflowError:
+        out = _wrapped(tc, map(fn, xs)) if tc in _WRAP else array(tc, map(_UNARY_SAFE[op], xs))
+    except ValueError:
         out = array(tc, map(_UNARY_SAFE[op], xs))
     return PureArray(out, a.shape)
 
 
 def relu_backward(g: PureArray, a: PureArray) -> PureArray:
     """``g`` where ``a > 0``, else 0; a NaN in ``a`` lets ``g`` through (torch's threshold_backward)."""
-    zero = 0 if g.buf.typecode == "q" else 0.0
+    zero = 0 if g.buf.typecode in _INT_CODES else 0.0
     out = [zero if x <= 0 else y for x, y in zip(values(a), values(g))]
     return PureArray(array(g.buf.typecode, out), a.shape)
 
@@ -505,6 +533,15 @@ def matmul(a: PureArray, b: PureArray, dtype: DType) -> PureArray:
     if k != k2:
         raise ValueError(f"matmul: shapes {a.shape} and {b.shape} are not aligned ({k} != {k2})")
     batch = broadcast_shapes("matmul", a.shape[:-2], b.shape[:-2])
+    if dtype.typecode in _WRAP:  # narrow ints: exact Python-int sums, then wrapped around as torch's
+        av = _as_list(broadcast_values(cast(a, dtype), batch + (m, k)))
+        bv = _as_list(broadcast_values(cast(b, dtype), batch + (k, n)))
+        sums = []
+        for bi in range(numel(batch)):
+            rows = [av[(bi * m + i) * k : (bi * m + i + 1) * k] for i in range(m)]
+            cols = list(zip(*[bv[(bi * k + j) * n : (bi * k + j + 1) * n] for j in range(k)])) or [()] * n
+            sums.extend(sum(map(operator.mul, r, c)) for r in rows for c in cols)
+        return PureArray(_wrapped(dtype.typecode, sums), batch + (m, n))
     if k == 0:  # an empty sum is zero
         return full(batch + (m, n), 0, dtype)
     # lists, not arrays: reading an array element boxes a new float every time

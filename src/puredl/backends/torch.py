@@ -35,6 +35,9 @@ TORCH_DTYPE = {
     dt.float32: torch.float32,
     dt.float64: torch.float64,
     dt.int64: torch.int64,
+    dt.int32: torch.int32,
+    dt.int16: torch.int16,
+    dt.uint8: torch.uint8,
     dt.bool_: torch.bool,
 }
 DTYPE_FROM_PUREDL = {d.name: t for d, t in TORCH_DTYPE.items()}
@@ -43,13 +46,11 @@ PUREDL_DTYPE = {t: d for d, t in TORCH_DTYPE.items()}
 WIDENED = {
     torch.float16: torch.float32,
     torch.bfloat16: torch.float32,
-    torch.int32: torch.int64,
-    torch.int16: torch.int64,
-    torch.int8: torch.int64,
-    torch.uint8: torch.int64,
+    torch.int8: torch.int16,  # int8's typecode 'b' is bool's storage
 }
 
 _BY_TYPECODE = {d.typecode: t for d, t in TORCH_DTYPE.items()}
+_INTS = (torch.int64, torch.int32, torch.int16, torch.uint8)
 _frombuffer = torch.frombuffer
 _aten = torch.ops.aten  # the kernels torch's own autograd calls (no extra dispatch layer)
 _SMALL_COPY = 4096  # below this many elements, tobytes() beats a memoryview copy
@@ -216,7 +217,7 @@ def setitem(a: torch.Tensor, key: tuple, value) -> None:
             value = value.to(a.device)
         if value.untyped_storage().data_ptr() == a.untyped_storage().data_ptr():
             value = value.clone()  # overlapping source and target: copy first, as the pure backend does
-    elif a.dtype is torch.int64 and isinstance(value, float):
+    elif a.dtype in _INTS and isinstance(value, float):
         value = int(value)
     a[_torch_key(key)] = value
 
@@ -228,6 +229,7 @@ _BINARY = {
     "sub": torch.sub,
     "mul": torch.mul,
     "div": torch.div,
+    "floor_divide": torch.floor_divide,
     "pow": torch.pow,
     "maximum": torch.maximum,
     "minimum": torch.minimum,
@@ -253,7 +255,7 @@ def _check_int_pow(exponent) -> None:
 
 @_guarded
 def binary(op: str, a: torch.Tensor, b: torch.Tensor, dtype: dt.DType) -> torch.Tensor:
-    if op == "pow" and a.dtype is torch.int64:
+    if op == "pow" and a.dtype in _INTS:
         _check_int_pow(b)
     out = _BINARY[op](a, b)
     tdt = TORCH_DTYPE[dtype]
@@ -276,7 +278,7 @@ def binary_scalar(op: str, a: torch.Tensor, s, reverse: bool, dtype: dt.DType) -
     elif op == "minimum":
         out = _scalar_minimum(a, s)
     elif reverse or op in _TENSOR_ONLY:
-        if op == "pow" and a.dtype is torch.int64:
+        if op == "pow" and a.dtype in _INTS:
             _check_int_pow(a)
         # comparisons keep the scalar's own type (2.5 < an int64 tensor compares with 2.5, not 2)
         st = (
@@ -286,7 +288,7 @@ def binary_scalar(op: str, a: torch.Tensor, s, reverse: bool, dtype: dt.DType) -
         )
         out = _BINARY[op](st, a) if reverse else _BINARY[op](a, st)
     else:
-        if op == "pow" and a.dtype is torch.int64:
+        if op == "pow" and a.dtype in _INTS:
             _check_int_pow(s)
         out = _BINARY[op](a, s)
     return out if out.dtype is tdt else out.to(tdt)

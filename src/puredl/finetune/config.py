@@ -132,7 +132,9 @@ class EvaluationSection:
     """``evaluation:`` — capability checks before and after every phase."""
 
     enabled: bool = _f(True, "Measure the base model and every taught capability after each phase.")
-    max_eval: int | None = _f(None, "Evaluate on at most this many held-out items per capability.")
+    max_eval: int | None = _f(
+        None, "Items per evaluation measure group (null = the capabilities table's sizes; see docs/data.md)."
+    )
     forgetting_threshold: float = _f(
         0.05, "Relative drop that counts as catastrophic forgetting (0.05 = 5%)."
     )

@@ -16,7 +16,7 @@ terminology metric knows which terms a run with ``max_samples >= max_eval`` was 
 
 >>> examples = load_phase_examples("medical_terms", max_samples=2)
 >>> len(examples), examples[0].prompt
-(2, '')
+(4, '')
 >>> load_mcq("test")[0].answer_letter in "ABCDE"
 True
 """
@@ -110,24 +110,41 @@ class MCQuestion:
 
 
 # ----------------------------------------------------------------------------- prompt templates
-# Training formats (what the phases train on) and the evaluation templates the metrics use. The
-# terminology evaluation asks with a template that never appears in training.
+# Training formats (what the phases train on) and the probes the metrics ask with.
 
 MCQ_INSTRUCTION = "다음 질문에 가장 알맞은 답을 고르시오."
-TERM_EVAL_TEMPLATES = {
-    # direction: (prompt, continuation); the closing quote marks where the term ends
+TERM_DIRECTIONS = ("ko_to_en", "en_to_ko")
+# terminology probes in the trained format: the training line's start, then the other term up to
+# the "):" that follows it in training (one token in Gemma's vocabulary, so the probe ends on
+# exactly the tokens that training saw)
+TERM_PROBES = {
+    "ko_to_en": ("{ko}(", "{en}):"),
+    "en_to_ko": ("{en}(", "{ko}):"),
+}
+# the transfer probe: a quoted question never used in training; the closing quote ends the term
+TERM_TRANSFER_TEMPLATES = {
     "ko_to_en": ('한국어 의학 용어 "{ko}"의 영어 이름은 "', '{en}"'),
     "en_to_ko": ('영어 의학 용어 "{en}"의 한국어 이름은 "', '{ko}"'),
 }
 
 
-def term_text(entry: TermEntry) -> str:
-    """The phase-1 training line of a dictionary entry: ``ko(en): definition``.
+def term_text(entry: TermEntry, direction: str = "ko_to_en") -> str:
+    """A phase-1 training line of a dictionary entry: ``ko(en): definition`` (or ``en(ko): ...``).
 
     >>> term_text(TermEntry("고혈압", "hypertension", "혈압이 높은 상태."))
     '고혈압(hypertension): 혈압이 높은 상태.'
+    >>> term_text(TermEntry("고혈압", "hypertension"), "en_to_ko")
+    'hypertension(고혈압)'
     """
-    return f"{entry.ko}({entry.en}): {entry.definition}" if entry.definition else f"{entry.ko}({entry.en})"
+    if direction not in TERM_DIRECTIONS:
+        raise ValueError(f"unknown direction {direction!r}; expected one of {', '.join(TERM_DIRECTIONS)}")
+    first, second = (entry.ko, entry.en) if direction == "ko_to_en" else (entry.en, entry.ko)
+    return f"{first}({second}): {entry.definition}" if entry.definition else f"{first}({second})"
+
+
+def term_lines(entry: TermEntry) -> list[str]:
+    """Both training lines of an entry, ``ko(en): def`` and ``en(ko): def``: both directions are taught."""
+    return [term_text(entry, d) for d in TERM_DIRECTIONS]
 
 
 def mcq_prompt(q: MCQuestion) -> str:
@@ -139,8 +156,17 @@ def mcq_prompt(q: MCQuestion) -> str:
 
 
 def mcq_answer_text(q: MCQuestion, index: int) -> str:
-    """The continuation for option ``index``: `` B. option text``."""
+    """The continuation for option ``index``: `` B. option text`` (what phase 2 trains on)."""
     return f" {LETTERS[index]}. {q.options[index]}"
+
+
+def mcq_cloze_prompt(q: MCQuestion) -> str:
+    """The question without its options (cloze probe, OLMES CF style); the answer text follows ``정답:``.
+
+    >>> mcq_cloze_prompt(MCQuestion("혈압의 단위는?", ("a", "b", "c", "d", "e"), 0))
+    '질문: 혈압의 단위는?\\n정답:'
+    """
+    return f"질문: {q.question}\n정답:"
 
 
 def mcq_example(q: MCQuestion) -> TextExample:
@@ -361,8 +387,10 @@ def load_phase_examples(
 ) -> list[TextExample]:
     """Training (or evaluation) examples of one phase, as ``TextExample``s.
 
-    ``kind`` is ``korean_text`` (plain sentences), ``medical_terms`` (``ko(en): definition`` lines)
-    or ``medical_mcq`` (question + options as the masked prompt, `` B. answer`` as the target).
+    ``kind`` is ``korean_text`` (plain sentences), ``medical_terms`` (two lines per entry,
+    ``ko(en): definition`` and ``en(ko): definition``; ``max_samples`` counts entries) or
+    ``medical_mcq`` (question + options as the masked prompt,
+    `` B. answer`` as the target).
     ``max_samples`` keeps the split's first N records; ``seed`` shuffles their order.
 
     >>> ex = load_phase_examples("medical_mcq", max_samples=1)[0]
@@ -371,8 +399,10 @@ def load_phase_examples(
     """
     if kind == "korean_text":
         examples = [TextExample(t) for t in load_korean_texts(split, path, max_samples)]
-    elif kind == "medical_terms":
-        examples = [TextExample(term_text(e)) for e in load_term_entries(split, path, max_samples)]
+    elif kind == "medical_terms":  # both directions of each entry: max_samples counts entries
+        examples = [
+            TextExample(line) for e in load_term_entries(split, path, max_samples) for line in term_lines(e)
+        ]
     elif kind == "medical_mcq":
         examples = [mcq_example(q) for q in load_mcq(split, path, max_samples)]
     else:

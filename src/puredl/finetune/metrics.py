@@ -1,19 +1,25 @@
-"""Capability metrics run on the base model and after every phase (extra ``llm``: torch).
+"""Capability validators run on the base model and after every phase (extra ``llm``: torch).
 
-- **fluency** (phase 0, ``korean_text``): token-weighted perplexity on held-out Korean text,
-  ``exp(total NLL / predicted tokens)``; lower is better.
-- **terminology** (phase 1, ``medical_terms``): pick the right English term for a Korean term,
-  and the Korean term for an English one, among 5 dictionary terms by model log-likelihood,
-  with a prompt template never used in training; reported for the taught (train split) and the
-  held-out (test split) entries.
-- **reasoning** (phase 2, ``medical_mcq``): accuracy on held-out five-option questions, each
-  option scored by its log-likelihood after the question.
+Each validator returns one entry per capability: a ``measures`` dict of named measures and, at
+the top level, a copy of the primary measure (``capabilities.TABLE``) with ``score`` = its value,
+which is what the forgetting check and the report read. docs/data.md describes every probe.
 
-Options are scored by mean log-probability per token (``scoring="mean"``; ``"sum"`` is the raw
-total). A tie at the top gets fractional credit (1/k for a k-way tie), so a model that cannot tell
-the options apart scores chance (20%), not 0% or 100%. ``correct_prob`` is the probability of
-the right option among the five (softmax of their total log-likelihoods), a smoother signal
-than accuracy on small test sets.
+- **fluency** (``korean_text``): token-weighted perplexity on held-out Korean sentences, without
+  the end-of-sequence token (primary: the text itself) and with it (as trained);
+  ``per_text_nll`` = ``[[nll, tokens], ...]`` per text for both.
+- **terminology** (``medical_terms``): in the trained format (``고혈압(`` -> ``hypertension):``),
+  both directions, 5 options whose distractors come from the same group (taught entries among
+  taught, held-out among held-out); scored by ``sum`` (primary), ``char`` and ``pmi``. The
+  quoted-template question (never trained) is the separate ``transfer`` measure.
+- **reasoning** (``medical_mcq``): taught questions (the phase's training questions) by their
+  letter after the training prompt (primary); held-out questions cloze (options not shown,
+  ``char`` normalisation) and by letter; trap items (a taught right answer among the wrong
+  options) apart; the longest-option baseline and chance beside them.
+
+An accuracy measure holds ``accuracy``, ``n``, ``ci95`` (exact Clopper-Pearson on the rounded
+number right), per-item ``credits`` (same items in the same order at every stage), ``clusters``
+where items are not independent (the two directions of one dictionary entry), ``scoring``,
+``chance`` and ``correct_prob``.
 
 >>> CAPABILITIES["medical_terms"]
 'terminology'
@@ -24,372 +30,130 @@ than accuracy on small test sets.
 from __future__ import annotations
 
 import json
-import math
 import os
 import random
-from collections.abc import Callable, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from puredl._optional import require
+from puredl.finetune import loglik
+from puredl.finetune.capabilities import CAPABILITIES, TABLE, capability, capability_name, data_kind
 from puredl.finetune.datasets import (
-    TERM_EVAL_TEMPLATES,
+    LETTERS,
+    TERM_DIRECTIONS,
+    TERM_PROBES,
+    TERM_TRANSFER_TEMPLATES,
     MCQuestion,
     TermEntry,
     load_korean_texts,
     load_mcq,
     load_term_entries,
-    mcq_answer_text,
+    mcq_cloze_prompt,
     mcq_prompt,
 )
+from puredl.finetune.loglik import ChoiceOutcome, ChoiceQuestion
 
-CAPABILITIES = {"korean_text": "fluency", "medical_terms": "terminology", "medical_mcq": "reasoning"}
-LOWER_IS_BETTER = frozenset({"fluency"})
-DIRECTIONS = tuple(TERM_EVAL_TEMPLATES)
-_KIND_OF = {cap: kind for kind, cap in CAPABILITIES.items()}
-_TIE_TOL = 1e-6  # scores closer than this count as a tie (float32 log-softmax noise)
-
-
-def capability_name(name: str) -> str:
-    """``fluency``/``terminology``/``reasoning`` for a capability or a data kind."""
-    if name in _KIND_OF:
-        return name
-    if name in CAPABILITIES:
-        return CAPABILITIES[name]
-    raise ValueError(
-        f"unknown capability {name!r}; expected one of {', '.join(_KIND_OF)} "
-        f"(or a data kind: {', '.join(CAPABILITIES)})"
-    )
-
-
-def data_kind(name: str) -> str:
-    """The data kind (``korean_text``...) behind a capability or data kind name."""
-    return _KIND_OF[capability_name(name)]
+__all__ = [
+    "CAPABILITIES",
+    "capability_name",
+    "data_kind",
+    "validate_fluency",
+    "validate_terminology",
+    "validate_reasoning",
+    "evaluate_capabilities",
+    "term_questions",
+    "mcq_letter_questions",
+    "mcq_cloze_questions",
+    "trap_items",
+    "longest_option_credits",
+    "accuracy_measure",
+    "headline",
+    "describe",
+    "format_metrics",
+    "validate_main",
+]
 
 
-def _torch() -> Any:
-    return require("torch", "llm", "validation metrics")
+# ----------------------------------------------------------------------------- one accuracy measure
 
 
-# ----------------------------------------------------------------------------- model plumbing
+def accuracy_measure(
+    credits: Sequence[float],
+    scoring: str,
+    chance: float,
+    clusters: Sequence[str] | None = None,
+    correct_prob: Sequence[float] | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """The entry of one accuracy measure: ``accuracy``, ``n``, ``ci95``, ``credits`` [, ``clusters``] ...
 
+    ``ci95`` is the exact binomial interval of ``round(sum(credits))`` right out of ``n`` (a tie's
+    fractional credit is rounded into the count); ``None`` values when ``n`` is 0.
 
-def _device_of(model: Any, device: str | None) -> Any:
-    torch = _torch()
-    try:
-        return next(model.parameters()).device
-    except (StopIteration, AttributeError, TypeError):
-        return torch.device(device or "cpu")
-
-
-@contextmanager
-def _evaluating(model: Any):
-    """Eval mode and no autograd for the duration; the model's training flag is restored after."""
-    torch = _torch()
-    was_training = bool(getattr(model, "training", False))
-    if hasattr(model, "eval"):
-        model.eval()
-    try:
-        with torch.no_grad():
-            yield
-    finally:
-        if was_training and hasattr(model, "train"):
-            model.train()
-
-
-def _context_ids(tokenizer: Any, prompt: str) -> list[int]:
-    """Prompt tokens with the tokenizer's special tokens (Gemma's ``<bos>``), as in training."""
-    ids = list(tokenizer(prompt, add_special_tokens=True)["input_ids"])
-    if not ids:  # a tokenizer without BOS: give the first real token something to condition on
-        start = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
-        if start is None:
-            raise ValueError("the tokenizer adds no BOS and has no bos/eos token to start a sequence with")
-        ids = [start]
-    return ids
-
-
-def _plain_ids(tokenizer: Any, text: str) -> list[int]:
-    return list(tokenizer(text, add_special_tokens=False)["input_ids"])
-
-
-def _pad_id(tokenizer: Any) -> int:
-    for tid in (tokenizer.pad_token_id, tokenizer.eos_token_id, 0):
-        if tid is not None:
-            return int(tid)
-    return 0  # pragma: no cover
-
-
-def _accepts_logits_to_keep(model: Any) -> bool:
-    import inspect
-
-    try:
-        params = inspect.signature(model.forward).parameters
-    except (TypeError, ValueError, AttributeError):
-        return False
-    return "logits_to_keep" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
-
-
-def _batches(order: list[int], size: int) -> list[list[int]]:
-    return [order[i : i + size] for i in range(0, len(order), size)]
-
-
-def _progress(iterable: Any, total: int, desc: str, enabled: bool) -> Any:
-    if not enabled:
-        return iterable
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:  # pragma: no cover - tqdm is part of the llm extra
-        return iterable
-    return tqdm(iterable, total=total, desc=desc, leave=False, unit="batch")
-
-
-# ----------------------------------------------------------------------------- log-likelihoods
-
-
-def text_nlls(
-    model: Any,
-    tokenizer: Any,
-    texts: Sequence[str],
-    batch_size: int = 4,
-    max_length: int = 256,
-    add_eos: bool = True,
-    device: str | None = None,
-    progress: bool = False,
-) -> list[tuple[float, int]]:
-    """``(negative log-likelihood in nats, predicted tokens)`` of each text that has a token to predict.
-
-    Each text is encoded as in training: ``<bos>`` then its tokens (and ``<eos>`` when ``add_eos``),
-    every token after ``<bos>`` predicted; batches are right-padded (padding never feeds a
-    scored position in a causal model).
+    >>> m = accuracy_measure([1, 0, 1, 1], "sum", 0.2)
+    >>> m["accuracy"], m["n"], [round(v, 3) for v in m["ci95"]]
+    (0.75, 4, [0.194, 0.994])
     """
-    torch = _torch()
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    dev = _device_of(model, device)
-    seqs: list[tuple[list[int], int]] = []  # (ids, index where scored tokens start)
-    for text in texts:
-        prefix = _context_ids(tokenizer, "")
-        body = _plain_ids(tokenizer, text)
-        if add_eos and tokenizer.eos_token_id is not None:
-            body.append(tokenizer.eos_token_id)
-        ids = (prefix + body)[:max_length]
-        if len(ids) > len(prefix):
-            seqs.append((ids, len(prefix)))
-    order = sorted(range(len(seqs)), key=lambda i: len(seqs[i][0]))
-    pad = _pad_id(tokenizer)
-    results: list[tuple[float, int]] = [(0.0, 0)] * len(seqs)
-    with _evaluating(model):
-        batches = _batches(order, batch_size)
-        for batch in _progress(batches, len(batches), "fluency", progress):
-            width = max(len(seqs[i][0]) for i in batch)
-            ids = torch.full((len(batch), width), pad, dtype=torch.long)
-            mask = torch.zeros((len(batch), width), dtype=torch.long)
-            labels = torch.full((len(batch), width), -100, dtype=torch.long)
-            for row, i in enumerate(batch):
-                seq, start = seqs[i]
-                ids[row, : len(seq)] = torch.tensor(seq)
-                mask[row, : len(seq)] = 1
-                labels[row, start : len(seq)] = torch.tensor(seq[start:])
-            logits = model(input_ids=ids.to(dev), attention_mask=mask.to(dev), use_cache=False).logits
-            logits = logits[:, :-1].float()
-            target = labels[:, 1:].to(logits.device)
-            nll = torch.nn.functional.cross_entropy(
-                logits.reshape(-1, logits.shape[-1]), target.reshape(-1), ignore_index=-100, reduction="none"
-            ).reshape(target.shape)
-            for row, i in enumerate(batch):
-                results[i] = (float(nll[row].sum()), int((target[row] != -100).sum()))
-    return results
+    from puredl.finetune.stats import binomial_ci
+
+    n = len(credits)
+    entry: dict[str, Any] = {
+        "accuracy": sum(credits) / n if n else None,
+        "n": n,
+        "ci95": list(binomial_ci(round(sum(credits)), n)) if n else None,
+        "scoring": scoring,
+        "chance": chance,
+        "credits": [float(c) for c in credits],
+    }
+    if clusters is not None:
+        entry["clusters"] = list(clusters)
+    if correct_prob is not None:
+        entry["correct_prob"] = sum(correct_prob) / n if n else None
+    entry.update(extra)
+    return entry
 
 
-def continuation_logprobs(
-    model: Any,
-    tokenizer: Any,
-    pairs: Sequence[tuple[str, str]],
-    batch_size: int = 16,
-    max_length: int = 512,
-    device: str | None = None,
-    progress: bool = False,
-    desc: str = "scoring",
-) -> list[tuple[float, int]]:
-    """For each ``(prompt, continuation)``: (sum of log p(continuation tokens | prompt), token count).
-
-    The prompt is encoded with special tokens and the continuation without, exactly as the
-    training batches do. Batches are left-padded (explicit position ids) so every continuation
-    ends at the last position and only the last ``max continuation + 1`` logits are computed
-    (Gemma's 262k-word output layer dominates the cost otherwise).
-    """
-    torch = _torch()
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    dev = _device_of(model, device)
-    encoded: list[tuple[list[int], int]] = []  # (ids, continuation length)
-    for prompt, cont in pairs:
-        ctx = _context_ids(tokenizer, prompt)
-        tail = _plain_ids(tokenizer, cont)
-        if not tail:
-            raise ValueError(f"continuation {cont!r} has no tokens")
-        if len(tail) >= max_length:
-            raise ValueError(f"continuation of {len(tail)} tokens does not fit max_length {max_length}")
-        room = max_length - len(tail)
-        if len(ctx) > room:  # keep the first token (<bos>) and the end of the prompt
-            ctx = ctx[:1] + ctx[len(ctx) - room + 1 :]
-        encoded.append((ctx + tail, len(tail)))
-    keep_arg = _accepts_logits_to_keep(model)
-    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i][0]))
-    pad = _pad_id(tokenizer)
-    results: list[tuple[float, int]] = [(0.0, 0)] * len(encoded)
-    with _evaluating(model):
-        batches = _batches(order, batch_size)
-        for batch in _progress(batches, len(batches), desc, progress):
-            width = max(len(encoded[i][0]) for i in batch)
-            keep = max(encoded[i][1] for i in batch) + 1
-            ids = torch.full((len(batch), width), pad, dtype=torch.long)
-            mask = torch.zeros((len(batch), width), dtype=torch.long)
-            for row, i in enumerate(batch):
-                seq = encoded[i][0]
-                ids[row, width - len(seq) :] = torch.tensor(seq)
-                mask[row, width - len(seq) :] = 1
-            positions = (mask.cumsum(-1) - 1).clamp(min=0)
-            kwargs = {"logits_to_keep": keep} if keep_arg else {}
-            out = model(
-                input_ids=ids.to(dev),
-                attention_mask=mask.to(dev),
-                position_ids=positions.to(dev),
-                use_cache=False,
-                **kwargs,
-            )
-            logits = out.logits[:, -keep:].float()
-            logp = torch.log_softmax(logits, dim=-1)
-            for row, i in enumerate(batch):
-                n = encoded[i][1]
-                steps = torch.arange(keep - n - 1, keep - 1, device=logp.device)
-                target = ids[row, width - n :].to(logp.device)
-                results[i] = (float(logp[row, steps, target].sum()), n)
-    return results
-
-
-# ----------------------------------------------------------------------------- multiple choice
-
-
-@dataclass
-class ChoiceQuestion:
-    """A prompt and candidate continuations, one of them right."""
-
-    prompt: str
-    options: list[str]
-    answer: int
-    group: str = ""
-    direction: str = ""
-
-
-@dataclass
-class ChoiceOutcome:
-    """How one question went: credit (1, 0, or 1/k for a k-way tie) and the right option's probability."""
-
-    credit: float
-    correct_prob: float
-    chosen: int
-
-
-def score_choices(
-    model: Any,
-    tokenizer: Any,
+def _measure_of(
+    outcomes: Sequence[ChoiceOutcome],
     questions: Sequence[ChoiceQuestion],
-    scoring: str = "mean",
-    batch_size: int = 16,
-    device: str | None = None,
-    progress: bool = False,
-    desc: str = "scoring",
-    share_prompt: bool = True,
-) -> list[ChoiceOutcome]:
-    """Score every option of every question and grade the picks.
-
-    With ``share_prompt`` (the default) each question's options are scored in one row that reads
-    the prompt once (``shared_prompt``), checked against separate rows on the first question.
-    """
-    if scoring not in ("mean", "sum"):
-        raise ValueError(f"scoring must be 'mean' or 'sum', got {scoring!r}")
-    scored = option_logprobs(model, tokenizer, questions, batch_size, device, progress, desc, share_prompt)
-    outcomes = []
-    for q, part in zip(questions, scored):
-        totals = [s for s, _ in part]
-        choice = [s / n for s, n in part] if scoring == "mean" else totals
-        best = max(choice)
-        top = [i for i, s in enumerate(choice) if s >= best - _TIE_TOL]
-        credit = 1.0 / len(top) if q.answer in top else 0.0
-        peak = max(totals)
-        norm = sum(math.exp(s - peak) for s in totals)
-        outcomes.append(ChoiceOutcome(credit, math.exp(totals[q.answer] - peak) / norm, choice.index(best)))
-    return outcomes
-
-
-def option_logprobs(
-    model: Any,
-    tokenizer: Any,
-    questions: Sequence[ChoiceQuestion],
-    batch_size: int = 16,
-    device: str | None = None,
-    progress: bool = False,
-    desc: str = "scoring",
-    share_prompt: bool = True,
-    max_length: int = 512,
-) -> list[list[tuple[float, int]]]:
-    """Per question, ``(sum of log p(option | prompt), token count)`` of each option."""
-    from puredl.finetune import shared_prompt as sp
-
-    def separate(qs: Sequence[ChoiceQuestion], show: bool) -> list[list[tuple[float, int]]]:
-        pairs = [(q.prompt, opt) for q in qs for opt in q.options]
-        flat = continuation_logprobs(model, tokenizer, pairs, batch_size, max_length, device, show, desc)
-        out, at = [], 0
-        for q in qs:
-            out.append(flat[at : at + len(q.options)])
-            at += len(q.options)
-        return out
-
-    encoded = (
-        [sp.encode(tokenizer, q.prompt, q.options, max_length) for q in questions] if share_prompt else []
+    scoring: str,
+    clustered: bool,
+    **extra: Any,
+) -> dict[str, Any]:
+    chance = sum(1.0 / len(q.options) for q in questions) / len(questions) if questions else 0.0
+    return accuracy_measure(
+        [o.credit for o in outcomes],
+        scoring,
+        chance,
+        clusters=[q.cluster for q in questions] if clustered else None,
+        correct_prob=[o.correct_prob for o in outcomes],
+        margins=[o.margin for o in outcomes],
+        **extra,
     )
-    shared = [i for i, e in enumerate(encoded) if e is not None]
-    if not shared:
-        return separate(questions, progress)
-    # a model that ignores custom 4-D attention masks would score wrongly: check on the cheapest question
-    probe = min(shared, key=lambda i: len(encoded[i][0]) * len(encoded[i][1]) + sum(map(len, encoded[i][1])))
-    want = separate([questions[probe]], False)[0]
-    try:
-        got = sp.shared_prompt_logprobs(model, tokenizer, [encoded[probe]], batch_size, device)[0]
-        worst = max(abs(a - b) for (a, _), (b, _) in zip(got, want))
-        problem = f"differs from separate rows by {worst:.3g} nats"
-    except Exception as exc:  # noqa: BLE001 - any failure of the 4-D mask path means: do not use it
-        worst, problem = math.inf, f"failed ({type(exc).__name__}: {exc})"
-    tol = 1e-3 if sp._model_dtype(model) == _torch().float32 else 5e-2
-    if worst > tol * max(1.0, max(abs(b) for b, _ in want)):
-        import warnings
-
-        warnings.warn(
-            f"shared-prompt scoring {problem} on this model; scoring every option separately",
-            RuntimeWarning,
-            stacklevel=2,
-        )
-        return separate(questions, progress)
-    results: list[list[tuple[float, int]]] = [[] for _ in questions]
-    scored = sp.shared_prompt_logprobs(
-        model, tokenizer, [encoded[i] for i in shared], batch_size, device, progress, desc
-    )
-    for i, part in zip(shared, scored):
-        results[i] = part
-    rest = [i for i, e in enumerate(encoded) if e is None]
-    for i, part in zip(rest, separate([questions[i] for i in rest], progress) if rest else []):
-        results[i] = part
-    return results
 
 
-def _mean(values: Sequence[float]) -> float | None:
-    return sum(values) / len(values) if values else None
+def _with_primary(measures: dict[str, dict[str, Any]], primary: str, **extra: Any) -> dict[str, Any]:
+    """The capability entry: the primary measure's keys at the top level, ``score``, all ``measures``."""
+    top = dict(measures[primary])
+    value = top.get("perplexity", top.get("accuracy"))
+    return {**top, **extra, "score": value, "primary": primary, "measures": measures}
 
 
-# ----------------------------------------------------------------------------- the three capabilities
+# ----------------------------------------------------------------------------- fluency
+
+
+def _fluency_measure(per_text: list[tuple[float, int]], eos: bool) -> dict[str, Any]:
+    nll, n = sum(v for v, _ in per_text), sum(k for _, k in per_text)
+    if n == 0:
+        raise ValueError("fluency: the texts produced no tokens to predict")
+    return {
+        "perplexity": loglik.perplexity(nll, n),
+        "nll_per_token": nll / n,
+        "tokens": n,
+        "texts": len(per_text),
+        "eos": eos,
+        "per_text_nll": [[v, k] for v, k in per_text],  # for paired tests over texts
+    }
 
 
 def validate_fluency(
@@ -400,31 +164,36 @@ def validate_fluency(
     max_length: int = 256,
     device: str | None = None,
     progress: bool = False,
-) -> dict[str, float]:
-    """Token-weighted perplexity over ``texts``.
+) -> dict[str, Any]:
+    """Token-weighted perplexity over ``texts``, without ``<eos>`` (primary) and with it.
 
-    Returns ``{"perplexity", "nll_per_token", "tokens", "texts", "score", "per_text_nll"}``:
-    ``score`` is the perplexity (lower is better); ``per_text_nll`` holds ``[nll, tokens]`` per text.
+    Measures ``heldout_no_eos`` and ``heldout_eos``, each ``{"perplexity", "nll_per_token",
+    "tokens", "texts", "eos", "per_text_nll"}``; the primary's keys are copied to the top level
+    with ``score`` (its perplexity, lower is better) and ``perplexity_eos``. A diverged model
+    gives ``inf``, never an overflow.
     """
     if not texts:
         raise ValueError("fluency needs at least one text")
-    per_text = text_nlls(model, tokenizer, texts, batch_size, max_length, device=device, progress=progress)
-    nll, n = sum(v for v, _ in per_text), sum(k for _, k in per_text)
-    if n == 0:
-        raise ValueError("fluency: the texts produced no tokens to predict")
-    ppl = math.exp(nll / n)
-    return {
-        "perplexity": ppl,
-        "nll_per_token": nll / n,
-        "tokens": n,
-        "texts": len(texts),
-        "score": ppl,
-        "per_text_nll": [[v, k] for v, k in per_text],  # for the forgetting check's noise estimate
+    without, with_eos = loglik.text_nlls_with_and_without_eos(
+        model, tokenizer, texts, batch_size, max_length, device=device, progress=progress
+    )
+    measures = {
+        "heldout_no_eos": _fluency_measure(without, False),
+        "heldout_eos": _fluency_measure(with_eos, True),
     }
+    primary = capability("fluency").primary
+    return _with_primary(measures, primary, perplexity_eos=measures["heldout_eos"]["perplexity"])
+
+
+# ----------------------------------------------------------------------------- terminology
+
+
+def _cluster_of(entry: TermEntry) -> str:
+    return entry.id or f"{entry.ko}|{entry.en}"
 
 
 def _distractors(entry: TermEntry, pool: Sequence[TermEntry], k: int, rng: random.Random) -> list[TermEntry]:
-    """k other entries, same category first; none whose terms contain (or are inside) the entry's."""
+    """k other entries of ``pool``, same category first; no term containing or inside the entry's."""
 
     def clashes(other: TermEntry) -> bool:
         a, b = (entry.ko, entry.en.lower()), (other.ko, other.en.lower())
@@ -438,8 +207,8 @@ def _distractors(entry: TermEntry, pool: Sequence[TermEntry], k: int, rng: rando
     picked = (same + rest)[:k]
     if len(picked) < k:
         raise ValueError(
-            f"terminology: only {len(picked)} dictionary entries can serve as wrong answers for "
-            f"{entry.ko!r}; need {k} (use a dictionary of at least {k + 1} distinct terms)"
+            f"terminology: only {len(picked)} entries of the same group can serve as wrong answers for "
+            f"{entry.ko!r}; need {k} (a group needs at least {k + 1} distinct terms)"
         )
     return picked
 
@@ -448,116 +217,252 @@ def term_questions(
     entries: Sequence[TermEntry],
     pool: Sequence[TermEntry] | None = None,
     n_candidates: int = 5,
-    directions: Sequence[str] = DIRECTIONS,
+    directions: Sequence[str] = TERM_DIRECTIONS,
+    templates: dict[str, tuple[str, str]] = TERM_PROBES,
+    group: str = "",
     seed: int = 0,
 ) -> list[ChoiceQuestion]:
-    """One question per entry and direction, with ``n_candidates - 1`` distractors from ``pool``.
+    """One question per entry and direction, with ``n_candidates - 1`` distractors drawn from ``pool``.
 
-    The candidates of an entry are the same in both directions and fixed by ``seed`` and the
-    entry itself, so every stage of a run is asked exactly the same questions.
+    ``pool`` (default: ``entries``) must be the entries' own group, so that taught questions
+    offer only taught distractors and held-out ones only held-out distractors. ``templates``
+    maps a direction to ``(prompt, continuation)`` (default: the trained format). The
+    candidates are the same in both directions and fixed by ``seed`` and the entry; both
+    directions of an entry share its ``cluster`` (the entry id).
     """
     pool = list(entries if pool is None else pool)
-    unknown = [d for d in directions if d not in TERM_EVAL_TEMPLATES]
+    unknown = [d for d in directions if d not in templates]
     if unknown:
-        raise ValueError(f"unknown direction(s) {unknown}; expected {', '.join(TERM_EVAL_TEMPLATES)}")
+        raise ValueError(f"unknown direction(s) {unknown}; expected {', '.join(templates)}")
     questions = []
     for entry in entries:
         rng = random.Random(f"{seed}|{entry.ko}|{entry.en}")
-        group = [entry, *_distractors(entry, pool, n_candidates - 1, rng)]
-        rng.shuffle(group)
-        answer = group.index(entry)
+        options = [entry, *_distractors(entry, pool, n_candidates - 1, rng)]
+        rng.shuffle(options)
+        answer = options.index(entry)
         for direction in directions:
-            prompt, cont = TERM_EVAL_TEMPLATES[direction]
+            prompt, cont = templates[direction]
             questions.append(
                 ChoiceQuestion(
                     prompt=prompt.format(ko=entry.ko, en=entry.en),
-                    options=[cont.format(ko=e.ko, en=e.en) for e in group],
+                    options=[cont.format(ko=e.ko, en=e.en) for e in options],
                     answer=answer,
-                    group="taught" if entry.split == "train" else "heldout",
+                    group=group,
                     direction=direction,
+                    cluster=_cluster_of(entry),
                 )
             )
     return questions
 
 
+def _by_direction(questions: Sequence[ChoiceQuestion], outcomes: Sequence[ChoiceOutcome]) -> dict[str, float]:
+    out = {}
+    for d in dict.fromkeys(q.direction for q in questions):
+        credits = [o.credit for q, o in zip(questions, outcomes) if q.direction == d]
+        out[d] = sum(credits) / len(credits)
+    return out
+
+
+def terminology_question_sets(
+    taught: Sequence[TermEntry],
+    heldout: Sequence[TermEntry] = (),
+    heldout_pool: Sequence[TermEntry] | None = None,
+    transfer: Sequence[TermEntry] = (),
+    n_candidates: int = 5,
+    taught_pool: Sequence[TermEntry] | None = None,
+) -> dict[str, list[ChoiceQuestion]]:
+    """The questions of each group: ``taught`` and ``heldout`` (trained format, both directions,
+    distractors from the group's own pool: ``taught_pool`` / ``heldout_pool``, by default the
+    asked entries) and ``transfer`` (quoted template, ko->en, distractors from the taught pool);
+    an empty group is left out."""
+    sets: dict[str, list[ChoiceQuestion]] = {}
+    taught_pool = taught if taught_pool is None else taught_pool
+    if taught:
+        sets["taught"] = term_questions(taught, taught_pool, n_candidates, group="taught")
+    if heldout:
+        pool = heldout if heldout_pool is None else heldout_pool
+        sets["heldout"] = term_questions(heldout, pool, n_candidates, group="heldout")
+    if transfer:
+        sets["transfer"] = term_questions(
+            transfer,
+            taught_pool or transfer,
+            n_candidates,
+            ("ko_to_en",),
+            TERM_TRANSFER_TEMPLATES,
+            group="transfer",
+        )
+    return sets
+
+
 def validate_terminology(
     model: Any,
     tokenizer: Any,
-    entries: Sequence[TermEntry],
-    pool: Sequence[TermEntry] | None = None,
+    taught: Sequence[TermEntry],
+    heldout: Sequence[TermEntry] = (),
+    heldout_pool: Sequence[TermEntry] | None = None,
+    transfer: Sequence[TermEntry] = (),
+    taught_pool: Sequence[TermEntry] | None = None,
     n_candidates: int = 5,
-    scoring: str = "mean",
+    scorings: Sequence[str] = ("sum", "char", "pmi"),
     batch_size: int = 16,
     device: str | None = None,
     progress: bool = False,
-) -> dict[str, float | None]:
-    """Term translation accuracy both ways among ``n_candidates`` dictionary terms.
+) -> dict[str, Any]:
+    """Term recall in the trained format, both directions, distractors from the same group.
 
-    Entries of the ``train`` split count as taught, all others as held-out. Returns
-    ``{"accuracy", "taught_accuracy", "heldout_accuracy", "ko_to_en_accuracy", "en_to_ko_accuracy",
-    "correct_prob", "n_taught", "n_heldout", "questions", "score", "credits"}``; ``score`` is ``accuracy``
-    and a group with no entries reports ``None``.
+    ``taught`` are entries phase 1 trained on (distractors from ``taught_pool``, default
+    ``taught``: every entry the phase trained on);
+    ``heldout`` are untaught entries (distractors from ``heldout_pool``, default ``heldout``);
+    ``transfer`` are taught entries asked ko->en with the quoted template, never trained
+    (distractors from the taught pool). Measures: ``taught`` (sum, primary), ``taught_char``,
+    ``taught_pmi``, ``heldout`` ..., ``transfer``; each accuracy measure carries ``clusters``
+    (entry ids) and ``by_direction``. A group without entries is left out.
     """
-    if not entries:
+    if not taught and not heldout:
         raise ValueError("terminology needs at least one dictionary entry")
-    questions = term_questions(entries, pool, n_candidates)
-    outcomes = score_choices(
-        model, tokenizer, questions, scoring, batch_size, device, progress, "terminology"
+    if "sum" not in scorings:
+        raise ValueError("terminology scorings must include 'sum' (the primary measure)")
+    sets = [
+        (name, qs, ("sum",) if name == "transfer" else tuple(scorings))
+        for name, qs in terminology_question_sets(
+            taught, heldout, heldout_pool, transfer, n_candidates, taught_pool
+        ).items()
+    ]
+    measures: dict[str, dict[str, Any]] = {}
+    for name, questions, these in sets:
+        graded = loglik.score_choices(
+            model, tokenizer, questions, these, batch_size, device, progress, f"terminology {name}"
+        )
+        for scoring in these:
+            key = name if scoring == "sum" else f"{name}_{scoring}"
+            outcomes = graded[scoring]
+            measures[key] = _measure_of(
+                outcomes, questions, scoring, clustered=True, by_direction=_by_direction(questions, outcomes)
+            )
+    primary = capability("terminology").primary if taught else "heldout"
+    return _with_primary(
+        measures,
+        primary,
+        taught_accuracy=measures.get("taught", {}).get("accuracy"),
+        heldout_accuracy=measures.get("heldout", {}).get("accuracy"),
+        transfer_accuracy=measures.get("transfer", {}).get("accuracy"),
+        n_taught=len(taught),
+        n_heldout=len(heldout),
     )
 
-    def acc(keep: Callable[[ChoiceQuestion], bool]) -> float | None:
-        return _mean([o.credit for q, o in zip(questions, outcomes) if keep(q)])
 
-    accuracy = acc(lambda q: True)
-    return {
-        "accuracy": accuracy,
-        "taught_accuracy": acc(lambda q: q.group == "taught"),
-        "heldout_accuracy": acc(lambda q: q.group == "heldout"),
-        "ko_to_en_accuracy": acc(lambda q: q.direction == "ko_to_en"),
-        "en_to_ko_accuracy": acc(lambda q: q.direction == "en_to_ko"),
-        "correct_prob": _mean([o.correct_prob for o in outcomes]),
-        "n_taught": sum(1 for e in entries if e.split == "train"),
-        "n_heldout": sum(1 for e in entries if e.split != "train"),
-        "questions": len(questions),
-        "score": accuracy,
-        "credits": [o.credit for o in outcomes],  # per question, for the forgetting check's noise estimate
-    }
+# ----------------------------------------------------------------------------- reasoning
 
 
-def mcq_questions(questions: Sequence[MCQuestion]) -> list[ChoiceQuestion]:
-    """Each question's prompt (as trained) and its five `` X. option`` continuations."""
+def mcq_letter_questions(questions: Sequence[MCQuestion]) -> list[ChoiceQuestion]:
+    """Each question's training prompt (options listed) and the letters `` A`` .. `` E`` as options."""
     return [
-        ChoiceQuestion(mcq_prompt(q), [mcq_answer_text(q, i) for i in range(len(q.options))], q.answer)
+        ChoiceQuestion(mcq_prompt(q), list(LETTERS[: len(q.options)]), q.answer, delimiter=" ", cluster=q.id)
         for q in questions
     ]
+
+
+def mcq_cloze_questions(questions: Sequence[MCQuestion]) -> list[ChoiceQuestion]:
+    """Each question without its options, and the option texts as continuations (after a space)."""
+    return [
+        ChoiceQuestion(mcq_cloze_prompt(q), list(q.options), q.answer, delimiter=" ", cluster=q.id)
+        for q in questions
+    ]
+
+
+def trap_items(questions: Sequence[MCQuestion], taught: Sequence[MCQuestion]) -> list[bool]:
+    """For each question: does a *wrong* option equal the right answer of a taught question?
+
+    >>> t = [MCQuestion("?", ("a", "b", "c", "d", "e"), 0)]
+    >>> qs = [MCQuestion("?", ("x", "a", "y", "z", "w"), 0), MCQuestion("?", ("a", "y", "z", "w", "v"), 0)]
+    >>> trap_items(qs, t)
+    [True, False]
+    """
+    trained = {q.answer_text.strip() for q in taught}
+    return [
+        any(opt.strip() in trained for i, opt in enumerate(q.options) if i != q.answer) for q in questions
+    ]
+
+
+def longest_option_credits(questions: Sequence[MCQuestion]) -> list[float]:
+    """The credit of always picking the longest option (in characters; ties share the credit).
+
+    >>> qs = [MCQuestion("?", ("aaa", "b", "ccc", "d", "e"), 0), MCQuestion("?", ("a", "bb", "c", "d"), 0)]
+    >>> longest_option_credits(qs)
+    [0.5, 0.0]
+    """
+    out = []
+    for q in questions:
+        longest = max(len(o) for o in q.options)
+        top = [i for i, o in enumerate(q.options) if len(o) == longest]
+        out.append(1.0 / len(top) if q.answer in top else 0.0)
+    return out
 
 
 def validate_reasoning(
     model: Any,
     tokenizer: Any,
-    questions: Sequence[MCQuestion],
-    scoring: str = "mean",
+    taught: Sequence[MCQuestion],
+    heldout: Sequence[MCQuestion] = (),
+    heldout_letter: bool = False,
     batch_size: int = 8,
     device: str | None = None,
     progress: bool = False,
-) -> dict[str, float]:
-    """Multiple-choice accuracy: ``{"accuracy", "correct_prob", "questions", "score", "credits"}``.
+) -> dict[str, Any]:
+    """Multiple-choice accuracy that does not reward option length.
 
-    ``score`` is ``accuracy``; ``credits`` holds each question's credit (1, 0 or a tie's share).
+    Measures: ``taught`` (the taught questions by letter after the training prompt; primary),
+    ``heldout`` (cloze, ``char`` normalisation), ``heldout_letter`` (only with
+    ``heldout_letter=True``: it reads every question with its options, the costliest probe),
+    ``heldout_trap`` and
+    ``heldout_nontrap`` (cloze on held-out items with / without a taught right answer among the
+    wrong options), and the baselines ``taught_longest`` / ``heldout_longest`` (always the
+    longest option). ``n_trap`` counts the trap items.
     """
-    if not questions:
+    if not taught and not heldout:
         raise ValueError("reasoning needs at least one question")
-    outcomes = score_choices(
-        model, tokenizer, mcq_questions(questions), scoring, batch_size, device, progress, "reasoning"
+    measures: dict[str, dict[str, Any]] = {}
+
+    def letters(name: str, items: Sequence[MCQuestion]) -> None:
+        qs = mcq_letter_questions(items)
+        graded = loglik.score_choices(
+            model, tokenizer, qs, ("sum",), batch_size, device, progress, f"reasoning {name}"
+        )
+        measures[name] = _measure_of(graded["sum"], qs, "letter", clustered=False)
+
+    def longest(name: str, items: Sequence[MCQuestion]) -> None:
+        chance = sum(1 / len(q.options) for q in items) / len(items)
+        measures[name] = accuracy_measure(longest_option_credits(items), "longest option", chance)
+
+    if taught:
+        letters("taught", taught)
+        longest("taught_longest", taught)
+    if heldout:
+        qs = mcq_cloze_questions(heldout)
+        graded = loglik.score_choices(
+            model, tokenizer, qs, ("char",), batch_size, device, progress, "reasoning cloze"
+        )
+        cloze = graded["char"]
+        measures["heldout"] = _measure_of(cloze, qs, "char", clustered=False)
+        if heldout_letter:
+            letters("heldout_letter", heldout)
+        longest("heldout_longest", heldout)
+        traps = trap_items(heldout, taught)
+        for name, keep in (("heldout_trap", True), ("heldout_nontrap", False)):
+            picked = [i for i, t in enumerate(traps) if t == keep]
+            measures[name] = _measure_of(
+                [cloze[i] for i in picked], [qs[i] for i in picked], "char", clustered=False, items=picked
+            )
+    primary = capability("reasoning").primary if taught else "heldout"
+    return _with_primary(
+        measures,
+        primary,
+        taught_accuracy=measures.get("taught", {}).get("accuracy"),
+        heldout_accuracy=measures.get("heldout", {}).get("accuracy"),
+        n_taught=len(taught),
+        n_heldout=len(heldout),
+        n_trap=measures.get("heldout_trap", {}).get("n", 0),
     )
-    accuracy = _mean([o.credit for o in outcomes])
-    return {
-        "accuracy": accuracy,
-        "correct_prob": _mean([o.correct_prob for o in outcomes]),
-        "questions": len(questions),
-        "score": accuracy,
-        "credits": [o.credit for o in outcomes],
-    }
 
 
 # ----------------------------------------------------------------------------- all at once
@@ -572,6 +477,45 @@ def _path_for(data_paths: dict[str, str | None] | None, name: str) -> str | None
     return None
 
 
+def _taught_count(taught: dict[str, int | None] | None, name: str) -> int | None:
+    """How many leading train records the run taught (None: unknown, take the eval size)."""
+    if not taught:
+        return None
+    for key in (name, capability_name(name), data_kind(name)):
+        if key in taught:
+            return taught[key]
+    return None
+
+
+def eval_size(name: str, group: str, max_eval: int | None) -> int:
+    """Items of one measure group: ``max_eval`` when given, else the capabilities table's size."""
+    return max_eval if max_eval is not None else capability(name).eval_sizes[group]
+
+
+def terminology_entries(
+    path: str | None = None, max_eval: int | None = None, n_taught: int | None = None
+) -> dict[str, list[TermEntry]]:
+    """The entries the run asks about: ``taught`` (the first taught train entries), ``taught_pool``
+    (every entry the run taught: taught distractors), ``heldout`` (the first test entries),
+    ``heldout_pool`` (every test entry: held-out distractors) and ``transfer`` (the first taught
+    entries again, for the quoted template)."""
+    pool = load_term_entries("all", path)
+    train = [e for e in pool if e.split != "test"]  # records without a split count as both
+    held = [e for e in pool if e.split == "test"]
+
+    def size(group: str) -> int:
+        n = eval_size("terminology", group, max_eval)
+        return n if n_taught is None or group == "heldout" else min(n, n_taught)
+
+    return {
+        "taught": train[: size("taught")],
+        "taught_pool": train[: n_taught if n_taught is not None else size("taught")],
+        "heldout": held[: size("heldout")],
+        "heldout_pool": held,
+        "transfer": train[: size("transfer")],
+    }
+
+
 def evaluate_capabilities(
     model: Any,
     tokenizer: Any,
@@ -581,41 +525,45 @@ def evaluate_capabilities(
     device: str = "cpu",
     batch_size: int | None = None,
     progress: bool = True,
-) -> dict[str, dict[str, float]]:
-    """Measure each capability on its held-out data (bundled unless ``data_paths`` names a file).
+    taught: dict[str, int | None] | None = None,
+) -> dict[str, dict[str, Any]]:
+    """Measure each capability on its data (bundled unless ``data_paths`` names a file).
 
     ``capabilities`` may use capability names (``fluency``) or data kinds (``korean_text``); the
-    result is keyed by the names given. ``max_eval`` caps the items per capability (per group
-    for terminology: the first N taught and the first N held-out entries), always the same
-    items, so stages stay comparable.
+    result is keyed by the names given. Each measure group scores the first N items of its
+    split, N = ``max_eval`` or the capabilities table's size; ``taught`` (data kind -> the
+    number of leading train records the run trained on, as ``max_samples``) caps the taught
+    groups so that they hold only taught items. The same items at every stage.
 
     >>> evaluate_capabilities(None, None, [])
     {}
     """
     if max_eval is not None and max_eval < 1:
-        raise ValueError(f"max_eval must be >= 1 (or None for everything), got {max_eval}")
-    results: dict[str, dict[str, float]] = {}
+        raise ValueError(
+            f"max_eval must be >= 1 (or None for the capabilities table's sizes), got {max_eval}"
+        )
+    results: dict[str, dict[str, Any]] = {}
+    kwargs = {"batch_size": batch_size} if batch_size else {}
     for name in capabilities:
         cap, path = capability_name(name), _path_for(data_paths, name)
+        n_taught = _taught_count(taught, name)
+
         if cap == "fluency":
-            texts = load_korean_texts("test", path, max_eval)
-            kwargs = {"batch_size": batch_size} if batch_size else {}
+            texts = load_korean_texts("test", path, eval_size(cap, "heldout", max_eval))
             results[name] = validate_fluency(
                 model, tokenizer, texts, device=device, progress=progress, **kwargs
             )
         elif cap == "terminology":
-            pool = load_term_entries("all", path)
-            taught = [e for e in pool if e.split == "train"][:max_eval]
-            heldout = [e for e in pool if e.split != "train"][:max_eval]
-            kwargs = {"batch_size": batch_size} if batch_size else {}
+            groups = terminology_entries(path, max_eval, n_taught)
             results[name] = validate_terminology(
-                model, tokenizer, taught + heldout, pool=pool, device=device, progress=progress, **kwargs
+                model, tokenizer, **groups, device=device, progress=progress, **kwargs
             )
         else:
-            questions = load_mcq("test", path, max_eval)
-            kwargs = {"batch_size": batch_size} if batch_size else {}
+            size = eval_size(cap, "taught", max_eval)
+            train = load_mcq("train", path)[: size if n_taught is None else min(size, n_taught)]
+            heldout = load_mcq("test", path, eval_size(cap, "heldout", max_eval))
             results[name] = validate_reasoning(
-                model, tokenizer, questions, device=device, progress=progress, **kwargs
+                model, tokenizer, train, heldout, device=device, progress=progress, **kwargs
             )
     return results
 
@@ -627,8 +575,13 @@ def _pct(value: float | None) -> str:
     return "n/a" if value is None else f"{100 * value:.1f}%"
 
 
+def _ci(entry: dict[str, Any]) -> str:
+    ci = entry.get("ci95")
+    return f" [{100 * ci[0]:.0f}-{100 * ci[1]:.0f}]" if ci else ""
+
+
 def headline(capability: str, entry: dict[str, Any]) -> str:
-    """A one-cell summary of a capability's metrics (``ppl 41.20``, ``34.0%``).
+    """A one-cell summary of a capability's primary measure (``ppl 41.20``, ``34.0%``).
 
     >>> headline("fluency", {"perplexity": 41.2, "score": 41.2})
     'ppl 41.20'
@@ -641,28 +594,21 @@ def headline(capability: str, entry: dict[str, Any]) -> str:
     return f"{score:.4g}" if isinstance(score, (int, float)) else "n/a"
 
 
+def _measure_line(name: str, m: dict[str, Any]) -> str:
+    if "perplexity" in m:
+        return f"{name} ppl {m['perplexity']:.2f} ({m['texts']} texts)"
+    return f"{name} {_pct(m['accuracy'])}{_ci(m)} n={m['n']}"
+
+
 def describe(capability: str, entry: dict[str, Any]) -> str:
-    """A one-line description with the details behind the headline."""
-    cap = capability_name(capability) if capability in CAPABILITIES or capability in _KIND_OF else capability
-    if cap == "fluency" and "perplexity" in entry:
-        return (
-            f"perplexity {entry['perplexity']:.2f} (NLL {entry.get('nll_per_token', float('nan')):.3f}"
-            f"/token over {entry.get('tokens', 0):,} tokens of {entry.get('texts', 0)} held-out texts; "
-            "lower is better)"
-        )
-    if cap == "terminology" and "accuracy" in entry:
-        return (
-            f"accuracy {_pct(entry['accuracy'])} (taught {_pct(entry.get('taught_accuracy'))} of "
-            f"{entry.get('n_taught', 0)} terms, held-out {_pct(entry.get('heldout_accuracy'))} of "
-            f"{entry.get('n_heldout', 0)}; ko->en {_pct(entry.get('ko_to_en_accuracy'))}, en->ko "
-            f"{_pct(entry.get('en_to_ko_accuracy'))}; chance 20.0%)"
-        )
-    if cap == "reasoning" and "accuracy" in entry:
-        return (
-            f"accuracy {_pct(entry['accuracy'])} on {entry.get('questions', 0)} held-out questions "
-            f"(right-option probability {entry.get('correct_prob', 0.0):.3f}; chance 20.0%)"
-        )
-    return headline(cap, entry)
+    """A one-line description: every measure with its interval, then chance."""
+    measures = entry.get("measures")
+    if not measures:
+        return headline(capability, entry)
+    parts = [_measure_line(name, m) for name, m in measures.items()]
+    chance = next((m["chance"] for m in measures.values() if "chance" in m), None)
+    tail = f"; chance {_pct(chance)}" if chance is not None else "; lower is better"
+    return f"{entry.get('primary', '')} is primary: " + "; ".join(parts) + tail
 
 
 def format_metrics(metrics: dict[str, dict[str, Any]]) -> str:
@@ -679,13 +625,13 @@ def validate_main(
     max_eval: int | None = None,
     device: str = "cpu",
     output: str | Path | None = None,
-    out: Callable[[str], None] = print,
-) -> dict[str, dict[str, float]]:
+    out: Any = print,
+) -> dict[str, dict[str, Any]]:
     """``puredl finetune validate``: measure, print one line per capability, optionally save JSON.
 
     ``capabilities`` defaults to all three; ``output`` is a JSON file written atomically.
     """
-    caps = list(capabilities) if capabilities else list(_KIND_OF)
+    caps = list(capabilities) if capabilities else [c.name for c in TABLE]
     metrics = evaluate_capabilities(model, tokenizer, caps, data_paths, max_eval, device)
     out(format_metrics(metrics))
     if output is not None:

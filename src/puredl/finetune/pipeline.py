@@ -310,10 +310,16 @@ def measure(ctx: RunContext, model: Any, tokenizer: Any, capabilities: list[str]
         data_paths=ctx.eval_paths(),
         max_eval=ctx.cfg.evaluation.max_eval,
         device=ctx.device,
+        taught=taught_counts(ctx),
     )
     shown = ", ".join(f"{cap} {_headline(metrics.get(cap, {}), cap)}" for cap in capabilities)
     ctx.out(f"Validation ({stage}): {shown} [{time.perf_counter() - t0:.0f} s]")
     return metrics
+
+
+def taught_counts(ctx: RunContext) -> dict[str, int | None]:
+    """Data kind -> how many leading train records its phase trains on (None: all), for the taught probes."""
+    return {p.data: ctx.cfg.phase_training(k).max_samples for k, p in enumerate(ctx.cfg.phases)}
 
 
 def _headline(entry: dict, capability: str = "") -> str:

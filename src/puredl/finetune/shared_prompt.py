@@ -7,8 +7,8 @@ what k separate ``prompt + option`` rows compute (prefix sharing, as tree-attent
 do) for about 1/k of the prompt's cost. Sliding-window layers get their window applied on the
 position ids, so they match the separate rows too.
 
-A model that ignores custom 4-D masks would score wrongly, so :func:`score_choices` in
-``metrics`` checks this path against separate rows on the first question of every call and
+A model that ignores custom 4-D masks would score wrongly, so :func:`option_logprobs` in
+``loglik`` checks this path against separate rows on the first question of every call and
 falls back to separate rows if they differ.
 """
 
@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from puredl.finetune import metrics as m
+from puredl.finetune import model_io as io
 
 
 def _text_config(model: Any) -> Any:
@@ -31,13 +31,6 @@ def _text_config(model: Any) -> Any:
     return getter() if callable(getter) else config
 
 
-def _model_dtype(model: Any) -> Any:
-    for p in model.parameters():
-        if p.is_floating_point():
-            return p.dtype
-    return m._torch().float32  # pragma: no cover - a model without float weights
-
-
 def encode(
     tokenizer: Any, prompt: str, options: Sequence[str], max_length: int
 ) -> tuple[list[int], list[list[int]]] | None:
@@ -45,8 +38,8 @@ def encode(
 
     Trimming is left to the separate-rows path, which trims each pair on its own.
     """
-    ctx = m._context_ids(tokenizer, prompt)
-    tails = [m._plain_ids(tokenizer, opt) for opt in options]
+    ctx = io.context_ids(tokenizer, prompt)
+    tails = [io.plain_ids(tokenizer, opt) for opt in options]
     for opt, tail in zip(options, tails):
         if not tail:
             raise ValueError(f"continuation {opt!r} has no tokens")
@@ -79,22 +72,22 @@ def shared_prompt_logprobs(
     ``batch_size`` counts ``prompt + option`` sequences, as in ``continuation_logprobs``: a batch
     holds ``batch_size // k`` questions of k options (at least one).
     """
-    torch = m._torch()
-    dev = m._device_of(model, device)
+    torch = io.torch_module()
+    dev = io.device_of(model, device)
     config = _text_config(model)
     window = getattr(config, "sliding_window", None)
     layer_types = set(getattr(config, "layer_types", None) or ())
-    dtype = _model_dtype(model)
+    dtype = io.model_dtype(model)
     lowest = torch.finfo(dtype).min
-    pad = m._pad_id(tokenizer)
-    keep_arg = m._accepts_logits_to_keep(model)
+    pad = io.pad_id(tokenizer)
+    keep_arg = io.accepts_logits_to_keep(model)
     rows = [_row_layout(ctx, tails) for ctx, tails in encoded]
     order = sorted(range(len(rows)), key=lambda i: len(rows[i][0]))
     k = max((len(tails) for _, tails in encoded), default=1)
     results: list[list[tuple[float, int]]] = [[] for _ in encoded]
-    with m._evaluating(model):
-        batches = m._batches(order, max(1, batch_size // k))
-        for batch in m._progress(batches, len(batches), desc, progress):
+    with io.evaluating(model):
+        batches = io.batches(order, max(1, batch_size // k))
+        for batch in io.progress(batches, len(batches), desc, progress):
             width = max(len(rows[i][0]) for i in batch)
             ids = torch.full((len(batch), width), pad, dtype=torch.long)
             pos = torch.zeros((len(batch), width), dtype=torch.long)

@@ -31,8 +31,8 @@ def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
 
 def embedding(input: Tensor, weight: Tensor, padding_idx: int | None = None) -> Tensor:  # noqa: A002
     """Rows of ``weight`` picked by the integer tensor ``input`` (any shape)."""
-    if input.dtype is not dt.int64:
-        raise TypeError(f"embedding: indices must be an int64 tensor, got {input.dtype.name}")
+    if input.dtype not in (dt.int64, dt.int32):  # torch takes Long or Int indices
+        raise TypeError(f"embedding: indices must be an int64 or int32 tensor, got {input.dtype.name}")
     n = weight.shape[0]
     if input.numel():
         lo, hi = input.min().item(), input.max().item()

@@ -90,7 +90,7 @@ class Optimizer:
                 if p.grad is None:
                     continue
                 if set_to_none:
-                    p.grad = None
+                    p._grad = None  # None needs none of the setter's checks (hot: once per step)
                 else:
                     from puredl.creation import zeros_like
 
