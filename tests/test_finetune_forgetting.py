@@ -310,3 +310,68 @@ def test_entry_interval():
     diverged = ppl(40.0)
     diverged["per_text_nll"][0][0] = math.inf
     assert entry_interval("fluency", diverged) is None
+
+
+def test_learning_gains_match_an_exact_one_sided_mcnemar_and_holm():
+    from scipy.stats import binomtest
+    from statsmodels.stats.multitest import multipletests
+
+    from puredl.finetune.forgetting import learning_gains
+
+    # reasoning: 7 items wrong -> right, 2 right -> wrong, 11 unchanged; terminology: 3 up, 3 down
+    before_r, after_r = [0] * 7 + [1] * 2 + [1] * 5 + [0] * 6, [1] * 7 + [0] * 2 + [1] * 5 + [0] * 6
+    before_t, after_t = [0, 0, 0, 1, 1, 1, 1, 0], [1, 1, 1, 0, 0, 0, 1, 0]
+
+    def entry(credits):
+        return {"score": sum(credits) / len(credits), "credits": credits}
+
+    history = [
+        {
+            "stage": "base",
+            "taught": None,
+            "metrics": {"reasoning": entry(before_r), "terminology": entry(before_t)},
+        },
+        {"stage": "phase1", "taught": "terminology", "metrics": {"terminology": entry(after_t)}},
+        {"stage": "phase2", "taught": "reasoning", "metrics": {"reasoning": entry(after_r)}},
+    ]
+    gains = learning_gains(history)
+    assert [(g["capability"], g["gained"], g["lost"]) for g in gains] == [
+        ("terminology", 3, 3),
+        ("reasoning", 7, 2),
+    ]
+    raw = [
+        binomtest(3, 6, 0.5, alternative="greater").pvalue,
+        binomtest(7, 9, 0.5, alternative="greater").pvalue,
+    ]
+    assert [g["p_value"] for g in gains] == pytest.approx(raw, abs=1e-12)
+    assert [g["p_holm"] for g in gains] == pytest.approx(
+        list(multipletests(raw, method="holm")[1]), abs=1e-12
+    )
+    assert [g["significant"] for g in gains] == [False, False]
+    assert "no significant gain" in gains[1]["message"] and "(base)" in gains[1]["message"]
+
+
+def test_learning_gains_of_perplexity_test_a_fall():
+    from puredl.finetune.forgetting import learning_gains
+
+    texts = 12
+    before = [[2.0 * (1 + i % 3), 2] for i in range(texts)]
+    after = [[1.0 * (1 + i % 3), 2] for i in range(texts)]  # every text halves its NLL
+    history = [
+        {
+            "stage": "base",
+            "taught": None,
+            "metrics": {"fluency": {"score": 9.0, "perplexity": 9.0, "per_text_nll": before}},
+        },
+        {
+            "stage": "phase0",
+            "taught": "fluency",
+            "metrics": {"fluency": {"score": 3.0, "perplexity": 3.0, "per_text_nll": after}},
+        },
+    ]
+    (gain,) = learning_gains(history)
+    assert gain["change"] < 0 and gain["ci"][1] < 0
+    assert gain["p_value"] == pytest.approx(
+        0.5**texts, rel=0.2
+    )  # every sign flip but the observed one is larger
+    assert gain["significant"] and "fell from 9 (base) to 3" in gain["message"]

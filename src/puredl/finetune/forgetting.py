@@ -316,6 +316,87 @@ def describe(record: dict) -> str:
     return f"{head} ({evidence}): {verdict}, {reason}"
 
 
+# ----------------------------------------------------------------------------- what each phase learned
+
+
+def learning_gains(
+    history: list[dict], *, alpha: float = 0.05, level: float = 0.95, n_boot: int = 4000, seed: int = 0
+) -> list[dict]:
+    """Each phase's own capability right after it against the base model, on the same items.
+
+    The one-sided p tests an improvement (accuracy up, perplexity down); ``p_holm`` corrects over
+    the phases; ``significant`` is ``p_holm < alpha``. Phases without per-item data are left out.
+
+    >>> def entry(x): return {"reasoning": {"score": float(x), "credits": [x] * 10}}
+    >>> base = {"stage": "base", "taught": None, "metrics": entry(0)}
+    >>> after = {"stage": "phase0", "taught": "reasoning", "metrics": entry(1)}
+    >>> [(g["stage"], g["gained"], round(g["p_value"], 6)) for g in learning_gains([base, after])]
+    [('phase0', 10.0, 0.000977)]
+    """
+    _check_history(history)
+    if len(history) < 2 or history[0].get("taught"):
+        return []
+    base = history[0]["metrics"]
+    gains = []
+    for entry in history[1:]:
+        cap = entry.get("taught")
+        before, after = base.get(cap), entry["metrics"].get(cap) if cap else None
+        if not cap or _score(before) is None or _score(after) is None:
+            continue
+        lower = lower_is_better(cap, after)
+        change = paired_change(before, after, lower, level=level, n_boot=n_boot, seed=seed)
+        if change is None:
+            continue
+        gains.append(
+            {
+                "capability": cap,
+                "stage": entry["stage"],
+                "metric": "perplexity" if lower else "accuracy",
+                "lower_is_better": lower,
+                "before": _score(before),
+                "after": _score(after),
+                "change": change.change,
+                "ci": list(change.ci),
+                "level": change.level,
+                "p_value": change.p_less if lower else change.p_greater,
+                "items": change.items,
+                "lost": change.lost,
+                "gained": change.gained,
+            }
+        )
+    for gain, p_holm in zip(gains, stats.holm([g["p_value"] for g in gains])):
+        gain["p_holm"] = p_holm
+        gain["significant"] = p_holm < alpha
+        gain["message"] = _describe_gain(gain)
+    return gains
+
+
+def _describe_gain(gain: dict) -> str:
+    lower, low, high = gain["lower_is_better"], *gain["ci"]
+    if lower:
+
+        def size(v: float) -> str:
+            return f"{100 * math.expm1(v):+.1f}%"
+
+        shown, sample = (lambda v: f"{v:.4g}"), f"{gain['items']} texts"
+    else:
+
+        def size(v: float) -> str:
+            return f"{100 * v:+.1f} points"
+
+        shown = lambda v: f"{100 * v:.1f}%"  # noqa: E731
+        sample = f"{gain['gained']:.3g} gained, {gain['lost']:.3g} lost of {gain['items']}"
+    better = gain["after"] < gain["before"] if lower else gain["after"] > gain["before"]
+    moved = ("fell" if lower else "rose") if better else ("rose" if lower else "fell")
+    verdict = "a significant gain" if gain["significant"] else "no significant gain"
+    return (
+        f"{gain['capability']} {gain['metric']} {moved} from {shown(gain['before'])} (base) to "
+        f"{shown(gain['after'])} after {gain['stage']} ({size(gain['change'])}, "
+        f"{100 * gain['level']:.0f}% CI {size(low)} to {size(high)}; {sample}; one-sided "
+        f"{_p(gain['p_value'])}, Holm {_p(gain['p_holm'])}): {verdict}"
+    )
+
+
 # ----------------------------------------------------------------------------- continual-learning matrix
 
 

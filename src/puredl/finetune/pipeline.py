@@ -32,7 +32,7 @@ from puredl.finetune.batching import encode_examples
 from puredl.finetune.config import FinetuneConfig, config_to_dict
 from puredl.finetune.devices import describe_device, is_main_process, resolve_device
 from puredl.finetune.errors import FinetuneError
-from puredl.finetune.forgetting import forgotten
+from puredl.finetune.forgetting import forgotten, learning_gains
 from puredl.finetune.hooks import PipelineHooks, default_hooks
 from puredl.finetune.loading import load_model_and_tokenizer, resolve_dtype
 from puredl.finetune.lora import LoRAConfig, add_lora, load_lora, merge_lora, save_lora, trainable_parameters
@@ -449,6 +449,11 @@ def finish(ctx: RunContext, summary: dict) -> int:
     ctx.out("")
     ctx.out(f"=== {summary['name']}: done in {summary['total_seconds']:.0f} s ===")
     ctx.out(format_summary_table(ctx, summary))
+    gains = learning_gains(summary["history"])
+    if gains:
+        ctx.out("What each phase learned (against the base model, same items):")
+        for gain in gains:
+            ctx.out(f"- {gain['message']}")
     names = " + ".join(f"LoRA_{p['index']}" for p in summary["phases"])
     ctx.out(
         f"Final model: base + {names} (adapters under {ctx.run_dir}; "

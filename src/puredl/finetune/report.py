@@ -36,7 +36,13 @@ from typing import Any
 from puredl._atomic import write_bytes, write_text
 from puredl._optional import require
 from puredl.finetune import compare
-from puredl.finetune.forgetting import _score, forgotten, lower_is_better, relative_worsening
+from puredl.finetune.forgetting import (
+    _score,
+    forgotten,
+    learning_gains,
+    lower_is_better,
+    relative_worsening,
+)
 
 REPORT_FILE = "report.md"
 METRICS_FILE = "metrics.json"
@@ -381,6 +387,10 @@ def render_report(summary: dict, plots: list[str]) -> str:
         ", strategies side by side" if compare.format_comparison(summary) else ""
     )
     lines += ["", title, "", format_table(summary), ""]
+    gains = learning_gains(summary.get("history") or [])
+    if gains:
+        lines += ["## What each phase learned (against the base model, same items)", ""]
+        lines += [f"- {g['message']}" for g in gains] + [""]
     changes = change_from_base(summary)
     if changes:
         lines += ["Base model to final model:", ""] + [f"- {c}" for c in changes] + [""]
