@@ -202,6 +202,11 @@ def test_dropout2d_zeros_whole_channels_and_scales_the_rest():
     layer = nn.Dropout2d(0.5)
     layer.eval()
     assert layer(x) is x
+    assert repr(layer) == "Dropout2d(p=0.5)"
+    with pytest.raises(ValueError, match="Dropout2d: p must be a probability"):
+        nn.Dropout2d(1.5)
+    with pytest.raises(NotImplementedError, match="inplace=True"):  # would leave the input untouched
+        nn.Dropout2d(0.5, inplace=True)
 
 
 def test_conv2d_layer_matches_torch_initialisation_shapes_and_refuses_bad_input():

@@ -14,6 +14,7 @@ import math
 from puredl import creation
 from puredl.nn import functional as F
 from puredl.nn import init
+from puredl.nn.layers import Dropout
 from puredl.nn.module import Module, Parameter
 from puredl.tensor import Tensor
 
@@ -241,20 +242,16 @@ class BatchNorm2d(_BatchNorm):
     _dims = (4,)
 
 
-class Dropout2d(Module):
+class Dropout2d(Dropout):
     """Zero whole channels with probability ``p`` while training; identity in eval."""
 
     def __init__(self, p: float = 0.5, inplace: bool = False) -> None:
-        super().__init__()
-        if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p <= 1.0:
-            raise ValueError(f"Dropout2d: p must be a probability in [0, 1], got {p!r}")
-        self.p = float(p)
+        if inplace:  # the result would be right but the input untouched: a silent difference from torch
+            raise NotImplementedError("Dropout2d(inplace=True) is not supported; use inplace=False")
+        super().__init__(p)
 
     def forward(self, x: Tensor) -> Tensor:
         return F.dropout2d(x, self.p, self.training)
-
-    def extra_repr(self) -> str:
-        return f"p={self.p}"
 
 
 __all__ = ["AdaptiveAvgPool2d", "AvgPool2d", "BatchNorm1d", "BatchNorm2d", "Conv2d", "Dropout2d", "MaxPool2d"]
