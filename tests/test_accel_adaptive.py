@@ -15,8 +15,9 @@ import sys
 import pytest
 
 import puredl as pd
-from puredl import accel
+from puredl import accel, adaptive
 from puredl.adaptive import MIN_OBS, CostModel, bucket
+from puredl.adaptive_threads import ThreadPolicy
 from puredl.backends import pure as P
 
 torch = pytest.importorskip("torch")
@@ -84,9 +85,9 @@ def test_auto_leaves_a_slow_torch_and_returns_when_it_recovers(clock, monkeypatc
     assert ran[:2] == ["torch", "torch"] and ran[-20:] == ["pure"] * 20
     moves = accel.get_stats().moves
     assert [str(m) for m in moves] == [
-        "sum 1.0k: torch -> pure (observed torch 8.00 ms vs pure 850 us, typical of 3 and 3 timed calls)"
+        "sum 1.0k: torch -> pure (observed torch 8.00 ms vs pure 850 us, typical of 4 and 4 timed calls)"
     ]
-    assert accel.adaptive_model().overrides == {("reduction", bucket(1000), False): False}
+    assert accel.adaptive_model().overrides == {("sum", bucket(1000), False): False}
     assert x.sum().item() == pytest.approx(want, rel=1e-6)  # same value from the other backend
 
     costs.seconds["torch"] = 10 * US  # the other process is gone
@@ -115,7 +116,7 @@ def test_auto_leaves_a_slow_pure_for_torch_below_the_threshold(clock, monkeypatc
         "add",
         "pure",
         "torch",
-        ("elementwise", bucket(10), False),
+        ("add", bucket(10), False),
     )
     assert (a + b).tolist() == pytest.approx([x + y for x, y in zip(a.tolist(), b.tolist())])
 
@@ -141,6 +142,190 @@ def test_a_difference_within_the_margin_does_not_move_the_choice(clock, monkeypa
         x.sum()
     assert accel.get_stats().moves == []
     assert accel.get_stats().explored_count >= MIN_OBS  # it did look at pure
+
+
+def test_one_fast_outlier_of_the_other_backend_does_not_move_the_choice(clock, monkeypatch):
+    def pure_cost(n: int) -> float:  # one pure call comes out 100x faster than the others
+        return 10 * US if n == 2 else 1.5 * MS
+
+    FakeCosts(monkeypatch, clock, "reduce_sum", pure=pure_cost, torch=1 * MS)
+    accel.set_threshold("reduction", 100)  # the threshold sends a 1000-element sum to torch
+    x = pd.rand(1000)
+    ran = where(x.sum() for _ in range(300))
+    assert accel.get_stats().moves == [] and accel.adaptive_model().overrides == {}
+    assert ran.count("pure") <= 15 and accel.get_stats().explored_count >= MIN_OBS  # tries only
+
+
+def test_evidence_on_one_op_does_not_move_another_op_of_its_category(clock, monkeypatch):
+    """(Measured: a pure max of 256 costs 3x a pure sum of 256; the max's evidence sent every
+    reduction of that size to torch, and sum 300 ran 1.25x slower than on pure.)"""
+    FakeCosts(monkeypatch, clock, "max_all", pure=1 * MS, torch=10 * US)
+    FakeCosts(monkeypatch, clock, "reduce_sum", pure=4 * US, torch=10 * US)
+    accel.set_threshold("reduction", 1000)  # both on pure by the threshold
+    x = pd.rand(256)
+    for _ in range(40):
+        x.max()
+    assert [(m.op, m.old, m.new) for m in accel.get_stats().moves] == [("max", "pure", "torch")]
+    ran = where(x.sum() for _ in range(200))
+    assert ran[-20:] == ["pure"] * 20 and len(accel.get_stats().moves) == 1
+    assert accel.adaptive_model().overrides == {("max", bucket(256), False): True}
+
+
+def test_near_the_crossover_the_threshold_needs_a_wider_margin():
+    def run(prior_pure_s, prior_torch_s):
+        m = CostModel(sample_gap=(1, 2))
+        key = ("sum", bucket(300), False)
+        moves = []
+        for _ in range(2 * MIN_OBS):
+            m.plan(key, False, prior_pure_s, prior_torch_s)
+            moves.append(m.observe(key, "sum", 300, False, 40 * US, prior=False))  # pure
+            moves.append(m.observe(key, "sum", 300, True, 25 * US, prior=False))  # torch 1.6x cheaper
+        return [mv for mv in moves if mv]
+
+    assert run(prior_pure_s=6 * US, prior_torch_s=5 * US) == []  # near: needs 1.6x and 5 us
+    (move,) = run(prior_pure_s=60 * US, prior_torch_s=5 * US)  # far: 1.25x is enough
+    assert (move.old, move.new) == ("pure", "torch")
+
+
+def test_exploring_a_dear_key_timed_at_every_call_stays_within_budget():
+    """A 0.85 ms key is timed at every call; trying its stalled 8 ms torch must still cost at
+    most the budget of its time (it cost as much as the key itself when the gap counted timed
+    calls as if each stood for 64 calls)."""
+    m = CostModel(sample_gap=(32, 96), budget=0.02)
+    key = ("sum", bucket(10**5), False)
+    for _ in range(MIN_OBS):
+        m.observe(key, "sum", 1e5, True, 8 * MS, prior=True)
+    tries = calls = 0
+    spent = 0.0
+    while calls < 20_000:
+        use_torch = m.decide(key, True)
+        explore, gap = m.plan(key, use_torch, 0.85 * MS, 10 * US)
+        on_torch = use_torch is not explore
+        m.observe(key, "sum", 1e5, on_torch, 8 * MS if on_torch else 0.85 * MS, prior=True)
+        assert gap == 1
+        tries += explore and on_torch
+        calls += 1
+        spent += 8 * MS if on_torch else 0.85 * MS
+    assert m.decide(key, True) is False and tries >= 10
+    assert spent / (calls * 0.85 * MS) - 1 <= 0.03
+
+
+def test_the_decision_parameters_are_read_when_used(monkeypatch):
+    monkeypatch.setattr(adaptive, "MARGIN", 3.0)
+    m = CostModel(sample_gap=(1, 2))
+    key = ("sum", bucket(10**5), False)
+    for _ in range(MIN_OBS):
+        m.observe(key, "sum", 1e5, True, 2 * MS, prior=True)
+        assert m.observe(key, "sum", 1e5, False, 1 * MS, prior=True) is None  # 2x: not 3x
+    monkeypatch.setattr(adaptive, "MIN_OBS", 6)
+    assert m.margin == 3.0 and m.next_gap(key) == 1
+
+
+# --------------------------------------------------------------------------- torch's threads
+
+
+class FakeThreads:
+    """torch's intra-op thread count, and a machine whose other core is (or is not) busy."""
+
+    def __init__(self, n: int = 2):
+        self.n, self.own, self.busy, self.sets = n, n, True, 0
+
+    def get(self) -> int:
+        return self.n
+
+    def set(self, n: int) -> None:
+        self.n, self.sets = n, self.sets + 1
+
+    def sum_cost(self, _call: int) -> float:  # a stall on 2 threads when busy, else 2x faster
+        if self.n > 1:
+            return 8 * MS if self.busy else 60 * US
+        return 120 * US
+
+
+@pytest.fixture
+def threads(clock):
+    t = FakeThreads()
+    policy = ThreadPolicy(get_threads=t.get, set_threads=t.set)
+    accel.reset_adaptive(CostModel(clock=clock, rng=random.Random(0), sample_gap=(1, 2), threads=policy))
+    return t
+
+
+def test_a_stalling_parallel_op_goes_to_one_thread_not_to_pure_and_back(clock, threads, monkeypatch):
+    FakeCosts(monkeypatch, clock, "reduce_sum", pure=0.85 * MS, torch=threads.sum_cost)
+    accel.set_threshold("reduction", 100)
+    x = pd.rand(100_000)
+    ran = where(x.sum() for _ in range(200))
+    assert threads.n == 1 and ran[-50:] == ["torch"] * 50
+    kinds = [type(m).__name__ for m in accel.get_stats().moves]
+    assert kinds[-1] in ("ThreadMove", "Move") and "ThreadMove" in kinds
+    thread_move = next(m for m in accel.get_stats().moves if type(m).__name__ == "ThreadMove")
+    assert (thread_move.old, thread_move.new) == (2, 1)
+    assert str(thread_move).startswith("torch threads 2 -> 1 for AUTO (sum 100.0k observed 8.00 ms on 2")
+    assert accel.adaptive_model().overrides == {}  # torch on one thread: the threshold's choice holds
+
+    threads.busy = False  # the other process is gone: 2 threads cost 60 us, 1 thread 120 us
+    # a try of 2 threads costs 8 ms while they stall: within a 2% budget, one in ~3300 calls
+    ran = where(x.sum() for _ in range(5000))
+    assert threads.n == 2 and ran[-50:] == ["torch"] * 50
+    moves = [(m.old, m.new) for m in accel.get_stats().moves if type(m).__name__ == "ThreadMove"]
+    assert moves == [(2, 1), (1, 2)]
+
+
+def test_a_quiet_machine_keeps_torchs_threads(clock, threads, monkeypatch):
+    threads.busy = False
+    FakeCosts(monkeypatch, clock, "reduce_sum", pure=0.85 * MS, torch=threads.sum_cost)
+    accel.set_threshold("reduction", 100)
+    x = pd.rand(100_000)
+    for _ in range(2000):
+        x.sum()
+    assert threads.n == 2 and accel.get_stats().moves == []
+    assert threads.sets <= 2 * 2000 // 8  # a try of one thread is a set and a set back, rarely
+
+
+def test_small_ops_never_change_the_thread_count(clock, threads, monkeypatch):
+    FakeCosts(monkeypatch, clock, "reduce_sum", pure=0.85 * MS, torch=threads.sum_cost)
+    accel.set_threshold("reduction", 100)
+    x = pd.rand(1000)  # below torch's grain: one thread whatever the count
+    for _ in range(500):
+        x.sum()
+    assert threads.sets == 0
+
+
+@pytest.mark.parametrize("mode", ["pure", "torch"])
+def test_pure_and_torch_modes_get_torchs_own_thread_count_back(clock, threads, monkeypatch, mode):
+    FakeCosts(monkeypatch, clock, "reduce_sum", pure=0.85 * MS, torch=threads.sum_cost)
+    accel.set_threshold("reduction", 100)
+    x = pd.rand(100_000)
+    for _ in range(200):
+        x.sum()
+    assert threads.n == 1
+    accel.set_acceleration(mode)
+    assert threads.n == 2
+    accel.set_acceleration("auto")
+    assert threads.n == 1  # what AUTO learned holds when it comes back
+    with accel.using(adaptive=False):
+        assert threads.n == 2
+    assert threads.n == 1
+    accel.reset_adaptive()
+    assert threads.n == 2
+
+
+def test_the_real_thread_count_comes_back_outside_auto():
+    own = torch.get_num_threads()
+    policy = ThreadPolicy()
+    accel.set_acceleration("auto")
+    accel.reset_adaptive(CostModel(threads=policy))
+    policy.single = True  # as if it had observed stalls
+    policy.own = own
+    policy.activate(False)
+    policy.activate(True)
+    assert torch.get_num_threads() == 1
+    try:
+        accel.set_acceleration("torch")
+        assert torch.get_num_threads() == own
+    finally:
+        accel.reset_adaptive()
+        torch.set_num_threads(own)
 
 
 # --------------------------------------------------------------------------- PURE and TORCH pay nothing
@@ -192,12 +377,16 @@ def test_between_timed_calls_auto_does_not_consult_the_model():
         x.sum()
         small.sum()
     assert model.asked == 3 and accel.get_stats().timed_count == 1  # decide, plan, decide in observe
-    model.by_category["reduction"] = {(bucket(10**6), False): False}  # an override at another size
+    model.by_op["sum"] = {(bucket(10**6), False): False}  # an override at another size
     for _ in range(50):
         small.sum()
     assert model.asked == 3
-    model.by_category["reduction"][(bucket(10), False)] = True  # and one at this size
-    model.overrides[("reduction", bucket(10), False)] = True
+    model.by_op["max"] = {(bucket(10), False): True}  # another op of the category, this size
+    for _ in range(50):
+        small.sum()
+    assert model.asked == 3
+    model.by_op["sum"][(bucket(10), False)] = True  # and one for this op at this size
+    model.overrides[("sum", bucket(10), False)] = True
     assert where([small.sum()]) == ["torch"] and model.asked == 4
 
 
@@ -210,19 +399,19 @@ def test_the_decision_log_and_stats_say_when_and_why_the_choice_moved(clock, mon
     buf = io.StringIO()
     accel.enable_logging(True, file=buf)
     x = pd.rand(1000)
-    for _ in range(8):
+    for _ in range(10):
         x.sum()
     accel.enable_logging(False)
     lines = buf.getvalue().splitlines()
     assert lines[0] == "[accel] sum 1000 -> torch (1.0k >= 100)"
-    assert lines[3] == "[accel] sum 1000 -> pure (exploring: timing the other backend; 1.0k >= 100)"
-    observed = "observed torch 8.00 ms vs pure 850 us, typical of 3 and 3 timed calls"
+    assert lines[4] == "[accel] sum 1000 -> pure (exploring: timing the other backend; 1.0k >= 100)"
+    observed = "observed torch 8.00 ms vs pure 850 us, typical of 4 and 4 timed calls"
     assert f"[accel] sum 1.0k: torch -> pure ({observed})" in lines
     assert lines[-1] == "[accel] sum 1000 -> pure (observed cheaper than the threshold's choice; 1.0k >= 100)"
     out = io.StringIO()
     accel.print_stats(file=out)
     text = out.getvalue()
-    assert "auto timed 8 calls (3 on the other backend)" in text
+    assert "auto timed 10 calls (4 on the other backend)" in text
     assert "moved: sum 1.0k: torch -> pure (observed torch 8.00 ms" in text
     snap = accel.get_stats().copy()
     accel.reset_stats()
@@ -240,7 +429,7 @@ def test_a_timed_call_that_never_reaches_its_kernel_is_dropped_and_the_kernels_p
     assert accel._timer is not None and T.reduce_sum is not real
     accel.set_acceleration("pure")
     assert accel._timer is None and T.reduce_sum is real
-    assert accel.adaptive_model().keys[("reduction", bucket(1000), False)].dropped == 1
+    assert accel.adaptive_model().keys[("sum", bucket(1000), False)].dropped == 1
 
 
 def test_exploration_never_tries_what_its_size_makes_expensive():

@@ -31,6 +31,7 @@ from enum import Enum
 from typing import NamedTuple
 
 from puredl import adaptive as _adaptive
+from puredl import adaptive_threads as _adaptive_threads
 from puredl._optional import available, require
 from puredl.backends import pure as _pure
 from puredl.backends.contract import COMPUTE_KERNELS
@@ -270,6 +271,7 @@ def _refresh() -> None:
     _fast_torch = _mode is AccelMode.TORCH and not _logging
     if _timer is not None:  # a timed call due in AUTO must not time a kernel of another mode
         _drop_timer()
+    _model.activate(_mode is AccelMode.AUTO and _adaptive_on)  # AUTO's torch threads: AUTO only
     units = _costs["pure_unit_s"]
     for cat in CATEGORIES:
         # a torch-resident input costs a copy to go to pure, and saves the view that torch would need
@@ -470,8 +472,8 @@ _last_op = ""
 # AUTO's cost model (puredl.adaptive): calls until the next timed one, and the model itself.
 # Only AUTO touches them; PURE and TORCH never read them.
 _sample_in = 1
-_model = _adaptive.CostModel()
-_overridden = _model.by_category  # categories where observed costs overrule a threshold
+_model = _adaptive.CostModel(threads=_adaptive_threads.ThreadPolicy())
+_overridden = _model.by_op  # ops where observed costs overrule a threshold
 _adaptive_on = True
 _PURE_FIXED_S = 4e-6  # a pure op's cost before its first element (priors of the cost model only)
 
@@ -489,9 +491,9 @@ def select(op: str, category: str, work: int, tensors: tuple):
         global _sample_in
         _sample_in -= 1
         # the common case costs this countdown and one lookup: no timed call due, no observed
-        # override in this category (or not for this size)
+        # override for this op (or not for this size)
         if _sample_in > 0 and work < _thresholds[category]:
-            ov = _overridden.get(category)
+            ov = _overridden.get(op)
             if ov is None or (int(work).bit_length() >> 1, False) not in ov:  # adaptive.bucket
                 for t in tensors:  # a small op on pure data: stay on pure
                     if t._be is not _pure:
@@ -530,7 +532,7 @@ def _select(op: str, category: str, work: int, tensors: tuple):
         else:
             if _logging:  # select() counts down only on the fast path
                 _sample_in -= 1
-            adapt = _sample_in <= 0 or category in _overridden
+            adapt = _sample_in <= 0 or op in _overridden
     if (
         not _logging and not adapt
     ):  # the common cases first: AUTO below threshold on pure data, TORCH on torch data
@@ -588,7 +590,7 @@ def _select(op: str, category: str, work: int, tensors: tuple):
             if _logging:
                 reason = f"{_human(work)} {'>=' if use_torch else '<'} {_human(limit)}"
         if adapt:
-            key = (category, _adaptive.bucket(work), n_torch > 0)
+            key = (op, _adaptive.bucket(work), n_torch > 0)
             prior = use_torch
             use_torch = _model.decide(key, prior)
             if use_torch is not prior and _logging:
@@ -708,8 +710,10 @@ def reset_adaptive(model: _adaptive.CostModel | None = None) -> None:
     """Forget what AUTO observed (or start from ``model``, e.g. one with a test clock)."""
     global _model, _overridden, _sample_in
     _put_back_every_kernel()
-    _model = model if model is not None else _adaptive.CostModel()
-    _overridden = _model.by_category
+    _model.activate(False)  # torch's own thread count back
+    _model = model if model is not None else _adaptive.CostModel(threads=_adaptive_threads.ThreadPolicy())
+    _overridden = _model.by_op
+    _model.activate(_mode is AccelMode.AUTO and _adaptive_on)
     _sample_in = 1
 
 
@@ -718,6 +722,7 @@ def set_adaptive(enabled: bool = True) -> None:
     global _adaptive_on, _sample_in
     _drop_timer()
     _adaptive_on = bool(enabled)
+    _model.activate(_mode is AccelMode.AUTO and _adaptive_on)
     if _sample_in > 1 << 40:  # parked while there was nothing to time
         _sample_in = 1
 

@@ -1,24 +1,29 @@
-"""AUTO's cost model: what each backend has cost lately, per op category and size bucket.
+"""AUTO's cost model: what each backend has cost lately, per op and size bucket.
 
 The calibrated thresholds are measured once, on a quiet machine. When another process holds a
 core, torch's intra-op thread pool can stall an op for milliseconds whatever its size, and the
 threshold's choice becomes the slow one. So AUTO times a few of its own calls (one in 32-95, the
 gap drawn at random so that it never locks onto one op of a repeating training step), keeps the
-last few timings of each backend per key ``(category, size bucket, inputs on torch)``, tries
-the other backend now and then (as rarely as its expected extra cost allows), and overrides the
-threshold when the other backend's typical recent cost is lower by a margin (25% and 5 us).
+last few timings of each backend per key ``(op, size bucket, inputs on torch)`` (like with like:
+a pure ``max`` costs more than a pure ``sum`` of the same size), tries the other backend now and
+then (as rarely as its expected extra cost allows), and overrides the threshold only on clear
+evidence: both backends timed at least MIN_OBS times, the other one's low-quantile cost lower by
+a margin (a wider one near the crossover, where the threshold's choice is close anyway) and its
+median lower too. One outlier, fast or slow, moves nothing.
 
-This module only keeps the books: ``puredl.accel`` asks it what to run and reports timings. It
-imports nothing from puredl, and takes its clock and random source as arguments, so tests drive
-it with made-up durations.
+This module only keeps the books: ``puredl.accel`` asks it what to run and reports timings; a
+:class:`~puredl.adaptive_threads.ThreadPolicy`, when given, also chooses torch's intra-op
+threads. It imports nothing from puredl, and takes its clock and random source as arguments, so
+tests drive it with made-up durations. The decision parameters are module constants, read when
+used (``benchmarks/accel.py --set MARGIN=1.3`` changes one for a run).
 
 >>> m = CostModel(sample_gap=(1, 2))
->>> key = ("reduction", bucket(100_000), False)
->>> for _ in range(3):
+>>> key = ("sum", bucket(100_000), False)
+>>> for _ in range(4):
 ...     _ = m.observe(key, "sum", 100_000, True, 8e-3, prior=True)   # torch: 8 ms (stalling)
 ...     move = m.observe(key, "sum", 100_000, False, 0.85e-3, prior=True)  # pure: 0.85 ms
 >>> str(move)
-'sum 100.0k: torch -> pure (observed torch 8.00 ms vs pure 850 us, typical of 3 and 3 timed calls)'
+'sum 100.0k: torch -> pure (observed torch 8.00 ms vs pure 850 us, typical of 4 and 4 timed calls)'
 >>> m.decide(key, True)
 False
 """
@@ -31,9 +36,13 @@ import time
 from collections.abc import Callable
 from typing import NamedTuple
 
-WINDOW = 5  # timings kept per backend and key (the cost is the second-lowest: see _typical)
-MIN_OBS = 3  # timings each backend needs before the evidence can move the choice
-MARGIN = 1.25  # the other backend's cost must be this much lower (hysteresis: no flapping)
+# ---- decision parameters (read when used: a benchmark may set them for a run)
+WINDOW = 8  # timings kept per backend and key
+QUANTILE = 1 / 3  # a backend's cost: this quantile of its kept timings, never the lowest one
+MIN_OBS = 4  # timings each backend needs before the evidence can move the choice
+MARGIN = 1.25  # the other backend's cost must be this much lower (hysteresis: no flapping) ...
+NEAR_MARGIN = 1.6  # ... or this much, against the threshold's choice near the crossover
+NEAR_FACTOR = 2.0  # "near": the calibrated estimates of the two backends within this factor
 # ... and cheaper by this much: a timing covers the inputs' conversion and the kernel, not the
 # ~3 us a torch result costs afterwards (its wrapper, freeing it), so tiny gaps are not evidence
 MIN_GAIN_S = 5e-6
@@ -64,18 +73,36 @@ def _secs(s: float) -> str:
     return f"{s * 1e6:.0f} us"
 
 
-def _typical(xs: list) -> float:
-    """The second-lowest of five (the lowest of three): a cost only counts when most calls pay
-    it, so a busy core's stall (nearly every call of a parallel op) counts and a preemption or a
-    garbage collection now and then (on any op) does not."""
-    return sorted(xs)[(len(xs) - 1) // 3]
+def typical(xs: list) -> float:
+    """The QUANTILE of the timings and never the lowest (the 2nd of 4-6, the 3rd of 7-9): a cost
+    counts when most calls pay it, so a busy core's stall (nearly every call of a parallel op)
+    counts, a preemption or a garbage collection now and then does not, and neither does one
+    call that came out fast."""
+    s = sorted(xs)
+    return s[min(len(s) - 1, max(1, int((len(s) - 1) * QUANTILE)))]
+
+
+def median(xs: list) -> float:
+    s = sorted(xs)
+    return s[(len(s) - 1) // 2]
+
+
+def mean_gap(sample_gap: tuple[int, int]) -> float:
+    return 0.5 * (sample_gap[0] + sample_gap[1] - 1)
+
+
+def explore_gap(ratio: float, calls_per_timed: float, budget: float) -> int:
+    """Timed calls between two tries of an arm that looks ``ratio`` times dearer, so that the
+    tries cost at most ``budget`` of the key's time (10x dearer, a key timed one call in 64:
+    one try in 8 timed calls, ~500 calls; a 1 ms key timed at every call: one in 450)."""
+    return max(STEADY_EXPLORE_GAP, math.ceil((ratio - 1.0) / budget / max(calls_per_timed, 1.0)))
 
 
 class Move(NamedTuple):
     """AUTO's choice for a key changed because of what it observed."""
 
-    op: str  # the op whose timing tipped the balance (the key covers its whole category)
-    key: tuple  # (category, bucket, inputs on torch)
+    op: str
+    key: tuple  # (op, bucket, inputs on torch)
     work: float
     old: str  # "pure" or "torch"
     new: str
@@ -92,23 +119,80 @@ class Move(NamedTuple):
         )
 
 
-class _Key:
-    """The books of one key: recent timings of each backend (index 0 pure, 1 torch)."""
+class Books:
+    """Recent timings of two arms (index 0 and 1: pure and torch, or torch's threads and one
+    thread) for one key, and when to try the arm not in use."""
 
-    __slots__ = ("recent", "median", "seen", "dropped", "since_explore", "explore_gap", "follow_up")
+    __slots__ = (
+        "recent",
+        "cost",
+        "mid",
+        "seen",
+        "dropped",
+        "since_explore",
+        "explore_gap",
+        "follow_up",
+        "near",
+        "calls_per_timed",
+    )
 
-    def __init__(self):
+    def __init__(self, calls_per_timed: float):
         self.recent: tuple[list, list] = ([], [])
-        self.median: list = [None, None]  # _typical(recent), once it holds MIN_OBS timings
+        self.cost: list = [None, None]  # typical(recent) once it holds MIN_OBS timings
+        self.mid: list = [None, None]  # median(recent), likewise
         self.seen = [0, 0]
         self.dropped = 0  # timed calls whose kernel never ran where timed (an op outside the contract)
         self.since_explore = 0
         self.explore_gap = MIN_EXPLORE_GAP
-        self.follow_up = False  # the other backend just came out cheaper: try it again next time
+        self.follow_up = False  # the other arm just came out cheaper: try it again next time
+        self.near = False  # the calibrated estimates of both arms are close (near the crossover)
+        self.calls_per_timed = calls_per_timed  # how many calls one timed call stands for
 
-    def estimate(self, torch: bool, prior_s: float) -> float:
-        m = self.median[torch]
-        return prior_s if m is None else m
+    def add(self, arm: bool, seconds: float) -> None:
+        r = self.recent[arm]
+        r.append(seconds)
+        if len(r) > WINDOW:
+            del r[0]
+        self.seen[arm] += 1
+        if len(r) >= MIN_OBS:
+            self.cost[arm], self.mid[arm] = typical(r), median(r)
+
+    def forget(self, arm: bool) -> None:
+        """What ``arm`` cost no longer holds (torch's threads changed): measure it again soon."""
+        self.recent[arm].clear()
+        self.cost[arm] = self.mid[arm] = None
+        self.seen[arm] = 0
+        self.follow_up, self.since_explore, self.explore_gap = False, 0, MIN_EXPLORE_GAP
+
+    def cheaper(self, current: bool, margin: float) -> bool:
+        """Is the other arm clearly cheaper than ``current``: its typical cost lower by ``margin``
+        and MIN_GAIN_S, and its median lower too?"""
+        cur, other = self.cost[current], self.cost[not current]
+        if cur is None or other is None:
+            return False
+        return other * margin + MIN_GAIN_S < cur and self.mid[not current] < self.mid[current]
+
+    def promising(self, current: bool, seconds: float, margin: float) -> bool:
+        cur = self.cost[current]
+        return cur is not None and seconds * margin + MIN_GAIN_S < cur
+
+    def try_other(self, current: bool, cur_s: float, other_s: float, budget: float) -> bool:
+        """Run this timed call on the other arm? ``cur_s`` and ``other_s``: the estimates."""
+        self.since_explore += 1
+        if self.seen[current] < MIN_OBS:  # first learn what the current choice costs
+            return False
+        if not self.follow_up:
+            ratio = other_s / cur_s if cur_s > 0 else math.inf
+            if self.seen[not current] < MIN_OBS and ratio < 2.0:
+                wanted = MIN_EXPLORE_GAP  # it looks competitive and is unmeasured: look soon
+            else:
+                wanted = explore_gap(ratio, self.calls_per_timed, budget)
+            self.explore_gap = wanted
+            if self.since_explore < wanted:
+                return False
+        self.follow_up = False
+        self.since_explore = 0
+        return True
 
 
 class CostModel:
@@ -119,27 +203,30 @@ class CostModel:
         *,
         clock: Callable[[], float] = time.perf_counter,
         rng: random.Random | None = None,
-        sample_gap: tuple[int, int] = SAMPLE_GAP,
-        margin: float = MARGIN,
-        budget: float = BUDGET,
+        sample_gap: tuple[int, int] | None = None,
+        margin: float | None = None,
+        budget: float | None = None,
+        threads=None,
     ):
         self.clock = clock
         self.rng = rng or random.Random(0)
-        self.sample_gap = sample_gap
-        self.margin = margin
-        self.budget = budget
-        self.keys: dict[tuple, _Key] = {}
+        self.sample_gap = sample_gap or SAMPLE_GAP
+        self.margin = MARGIN if margin is None else margin
+        self.budget = BUDGET if budget is None else budget
+        # a puredl.adaptive_threads.ThreadPolicy (or None: torch's threads are left alone)
+        self.threads = threads
+        self.keys: dict[tuple, Books] = {}
         # key -> use torch, only where the evidence overrides the threshold (empty on a machine
         # where the thresholds hold)
         self.overrides: dict[tuple, bool] = {}
-        # the same, by category: {category: {(bucket, inputs on torch): use torch}}; a category
-        # is absent while none of its keys is overridden (AUTO's hot path looks only at that)
-        self.by_category: dict[str, dict[tuple, bool]] = {}
+        # the same, by op: {op: {(bucket, inputs on torch): use torch}}; an op is absent while
+        # none of its keys is overridden (AUTO's hot path looks only at that)
+        self.by_op: dict[str, dict[tuple, bool]] = {}
 
-    def _book(self, key: tuple) -> _Key:
+    def _book(self, key: tuple) -> Books:
         k = self.keys.get(key)
         if k is None:
-            k = self.keys[key] = _Key()
+            k = self.keys[key] = Books(mean_gap(self.sample_gap))
         return k
 
     def decide(self, key: tuple, prior: bool) -> bool:
@@ -151,19 +238,27 @@ class CostModel:
         self, key: tuple, use_torch: bool, prior_pure_s: float, prior_torch_s: float
     ) -> tuple[bool, int]:
         """On a timed call: run this one on the other backend? And how many calls until the next
-        timed one? ``use_torch`` is the choice so far; the priors are the calibrated estimates."""
+        timed one? ``use_torch`` is the choice so far; the priors are the calibrated estimates.
+        With a thread policy, a timed call that runs on torch may also try the other thread count."""
         k = self._book(key)
-        return self._explore(k, use_torch, prior_pure_s, prior_torch_s), self._gap(k)
+        if use_torch and self.threads is not None and not self.threads.measured(key):
+            explore = False  # torch's two thread counts are compared first
+            k.since_explore += 1
+        else:
+            explore = self._explore(k, use_torch, prior_pure_s, prior_torch_s)
+        if self.threads is not None and use_torch is not explore:
+            self.threads.begin(key, k.calls_per_timed)
+        return explore, self._gap(k)
 
     def next_gap(self, key: tuple) -> int:
         """Calls until the next timed one: 1 while ``key`` still lacks the timings it could act on."""
         return self._gap(self.keys.get(key))
 
     def explore(self, key: tuple, use_torch: bool, prior_pure_s: float, prior_torch_s: float) -> bool:
-        """Run this timed call on the other backend? (:meth:`plan` without the gap.)"""
+        """Run this timed call on the other backend? (:meth:`plan` without the gap or threads.)"""
         return self._explore(self._book(key), use_torch, prior_pure_s, prior_torch_s)
 
-    def _gap(self, k: _Key | None) -> int:
+    def _gap(self, k: Books | None) -> int:
         if k is not None and k.dropped < MIN_OBS:
             seen = k.seen[0] + k.seen[1]
             if seen < MIN_OBS or k.follow_up or (min(k.seen) < MIN_OBS and k.explore_gap <= MIN_EXPLORE_GAP):
@@ -171,79 +266,92 @@ class CostModel:
         lo, hi = self.sample_gap
         gap = lo + int(self.rng.random() * (hi - lo))
         if k is not None:
-            known = [m for m in k.median if m]
+            every = mean_gap(self.sample_gap)
+            known = [m for m in k.cost if m]
             if known:  # dear ops are timed often: a stall costs most there, and timing least
-                gap = min(gap, max(1, math.ceil(TIMED_CALL_S / (TIMING_SHARE * min(known)))))
+                dear = max(1, math.ceil(TIMED_CALL_S / (TIMING_SHARE * min(known))))
+                gap, every = min(gap, dear), min(every, dear)
+            k.calls_per_timed = every  # exploration's budget counts calls, not timed calls
         return gap
 
-    def _explore(self, k: _Key, use_torch: bool, prior_pure_s: float, prior_torch_s: float) -> bool:
+    def _explore(self, k: Books, use_torch: bool, prior_pure_s: float, prior_torch_s: float) -> bool:
         """As often as the budget allows: the gap between explorations grows with how much dearer
         the other backend looks (10x dearer: one call in ~450 tries it, 2% of the time), and it
         is never tried when its size alone (the prior) makes it cost MAX_EXPLORE_EXTRA_S more (a
         1000x1000 matmul on pure)."""
-        k.since_explore += 1
-        if k.seen[use_torch] < MIN_OBS:  # first learn what the current choice costs
-            return False
-        cur = k.estimate(use_torch, prior_torch_s if use_torch else prior_pure_s)
+        k.near = max(prior_pure_s, prior_torch_s) <= NEAR_FACTOR * min(prior_pure_s, prior_torch_s)
+        prior_cur = prior_torch_s if use_torch else prior_pure_s
         prior_other = prior_pure_s if use_torch else prior_torch_s
+        cur = k.cost[use_torch]
+        cur = prior_cur if cur is None else cur
         if prior_other - cur > MAX_EXPLORE_EXTRA_S:  # by its size, not by a stall it once had
+            k.since_explore += 1
             return False
-        if not k.follow_up:
-            other = k.estimate(not use_torch, prior_other)
-            ratio = other / cur if cur > 0 else math.inf
-            if k.seen[not use_torch] < MIN_OBS and ratio < 2.0:
-                wanted = MIN_EXPLORE_GAP  # it looks competitive and is unmeasured: look soon
-            else:
-                mean_gap = 0.5 * (self.sample_gap[0] + self.sample_gap[1])
-                wanted = max(STEADY_EXPLORE_GAP, math.ceil((ratio - 1.0) / self.budget / mean_gap))
-            k.explore_gap = wanted
-            if k.since_explore < wanted:
-                return False
-        k.follow_up = False
-        k.since_explore = 0
-        return True
+        other = k.cost[not use_torch]
+        return k.try_other(use_torch, cur, prior_other if other is None else other, self.budget)
 
     def drop(self, key: tuple) -> None:
         """A timed call of ``key`` that could not be timed (its kernel did not run on the backend)."""
         self._book(key).dropped += 1
+        if self.threads is not None:
+            self.threads.cancel()
 
-    def observe(
-        self, key: tuple, op: str, work: float, torch: bool, seconds: float, prior: bool
-    ) -> Move | None:
-        """Book one timed call; return the Move when the evidence now overrides (or restores) ``prior``."""
+    def observe(self, key: tuple, op: str, work: float, torch: bool, seconds: float, prior: bool):
+        """Book one timed call; return the Move when the evidence now overrides (or restores)
+        ``prior`` (or the thread policy's move when torch's threads changed)."""
+        if torch and self.threads is not None:
+            booked, thread_move = self.threads.end(key, op, work, seconds)
+            if thread_move is not None:  # torch's timings of parallel ops no longer hold
+                for other_key, books in self.keys.items():
+                    if self.threads.applies(other_key):
+                        books.forget(True)
+                return thread_move
+            if not booked:  # a try of the other thread count: the thread policy's evidence only
+                return None
         k = self._book(key)
-        r = k.recent[torch]
-        r.append(seconds)
-        if len(r) > WINDOW:
-            del r[0]
-        k.seen[torch] += 1
-        if len(r) >= MIN_OBS:
-            k.median[torch] = _typical(r)
+        k.add(torch, seconds)
         current = self.decide(key, prior)
-        cur_s, other_s = k.median[current], k.median[not current]
-        if torch is not current and cur_s is not None and seconds * self.margin + MIN_GAIN_S < cur_s:
+        margin = self.margin
+        if current is prior and k.near:  # leaving the threshold's choice near the crossover
+            margin = max(margin, NEAR_MARGIN)
+        if torch is not current and k.promising(current, seconds, margin):
             k.follow_up = True  # a promising try: look again at the next timed call
-        if cur_s is None or other_s is None or other_s * self.margin + MIN_GAIN_S >= cur_s:
+        if not k.cheaper(current, margin):
             return None
         new = not current
         k.follow_up, k.since_explore = False, 0  # the tries that led here are done
-        category, rest = key[0], key[1:]
+        name, rest = key[0], key[1:]
         if new is prior:
             self.overrides.pop(key, None)
-            inner = self.by_category.get(category)
+            inner = self.by_op.get(name)
             if inner is not None:
                 inner.pop(rest, None)
                 if not inner:
-                    del self.by_category[category]
+                    del self.by_op[name]
         else:
             self.overrides[key] = new
-            self.by_category.setdefault(category, {})[rest] = new
+            self.by_op.setdefault(name, {})[rest] = new
         names = ("pure", "torch")
-        return Move(op, key, work, names[current], names[new], cur_s, other_s, k.seen[current], k.seen[new])
+        return Move(
+            op,
+            key,
+            work,
+            names[current],
+            names[new],
+            k.cost[current],
+            k.cost[new],
+            k.seen[current],
+            k.seen[new],
+        )
+
+    def activate(self, auto: bool) -> None:
+        """AUTO is (or is no longer) the mode: the thread policy's setting applies only in AUTO."""
+        if self.threads is not None:
+            self.threads.activate(auto)
 
     def table(self) -> list[tuple]:
         """``(key, pure cost or None, torch cost or None, overridden choice or None)`` per key."""
         rows = []
         for key, k in sorted(self.keys.items()):
-            rows.append((key, k.median[0], k.median[1], self.overrides.get(key)))
+            rows.append((key, k.cost[0], k.cost[1], self.overrides.get(key)))
         return rows
