@@ -228,7 +228,7 @@ class FakeThreads:
     """torch's intra-op thread count, and a machine whose other core is (or is not) busy."""
 
     def __init__(self, n: int = 2):
-        self.n, self.own, self.busy, self.sets = n, n, True, 0
+        self.n, self.own, self.busy, self.sets, self.stalls = n, n, True, 0, 0
 
     def get(self) -> int:
         return self.n
@@ -238,6 +238,7 @@ class FakeThreads:
 
     def sum_cost(self, _call: int) -> float:  # a stall on 2 threads when busy, else 2x faster
         if self.n > 1:
+            self.stalls += self.busy
             return 8 * MS if self.busy else 60 * US
         return 120 * US
 
@@ -269,6 +270,22 @@ def test_a_stalling_parallel_op_goes_to_one_thread_not_to_pure_and_back(clock, t
     assert threads.n == 2 and ran[-50:] == ["torch"] * 50
     moves = [(m.old, m.new) for m in accel.get_stats().moves if type(m).__name__ == "ThreadMove"]
     assert moves == [(2, 1), (1, 2)]
+
+
+def test_once_threads_stalled_a_new_parallel_size_does_not_try_them_soon(clock, threads, monkeypatch):
+    FakeCosts(monkeypatch, clock, "reduce_sum", pure=0.85 * MS, torch=threads.sum_cost)
+    FakeCosts(monkeypatch, clock, "binary", pure=3 * MS, torch=threads.sum_cost)
+    accel.set_threshold("reduction", 100)
+    x, a, b = pd.rand(100_000), pd.rand(100_000), pd.rand(100_000)
+    for _ in range(200):
+        x.sum()
+    assert threads.n == 1
+    stalls = threads.stalls
+    ran = where(a + b for _ in range(1000))
+    # its two-thread cost is presumed what the sum's was (67x its one-thread cost): within the
+    # budget, a try once in ~3000 calls, not 4 tries (4 stalls) at once
+    assert threads.stalls == stalls and ran[-50:] == ["torch"] * 50
+    assert accel.adaptive_model().overrides == {}
 
 
 def test_a_quiet_machine_keeps_torchs_threads(clock, threads, monkeypatch):

@@ -106,10 +106,24 @@ class ThreadPolicy:
         """Has ``key`` been timed on both thread counts (or is there nothing to choose)? Until
         it has, AUTO keeps a parallel key on torch: a stall on torch's threads must be weighed
         against one thread, not against pure."""
-        if not self.active or key[1] < PARALLEL_BUCKET or (self.own is not None and self.own <= 1):
-            return True
+        if (
+            self.single
+            or not self.active
+            or key[1] < PARALLEL_BUCKET
+            or (self.own is not None and self.own <= 1)
+        ):
+            return True  # (on one thread nothing stalls: torch against pure is a fair comparison)
         k = self.books.get(key)
         return k is not None and k.cost[0] is not None and k.cost[1] is not None
+
+    def _other_over_current(self) -> float | None:
+        """Over the keys timed both ways, the other count's cost / the current one's (one call each)."""
+        cur = other = 0.0
+        for b in self.books.values():
+            if b.cost[0] is not None and b.cost[1] is not None:
+                cur += b.cost[self.single]
+                other += b.cost[not self.single]
+        return other / cur if cur > 0 else None
 
     def threads(self) -> int | None:
         """The count AUTO runs torch with now (None: torch's own, not read yet)."""
@@ -130,7 +144,10 @@ class ThreadPolicy:
         k.calls_per_timed = calls_per_timed
         cur = self.single
         cur_s = k.cost[cur] or 1.0
-        other_s = k.cost[not cur] or cur_s  # unmeasured: looks competitive, tried soon
+        other_s = k.cost[not cur]
+        if other_s is None:  # unmeasured: competitive (tried soon), unless it stalled elsewhere
+            ratio = self._other_over_current() if cur else None
+            other_s = cur_s * (ratio or 1.0)
         tried = k.try_other(cur, cur_s, other_s, self.budget)
         ran_single = cur is not tried
         if tried:
