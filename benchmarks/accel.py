@@ -16,7 +16,13 @@ one core taken by something else is reproducible anywhere. AUTO is timed with it
 (it times a few calls and leaves a backend that observes slow, docs/acceleration.md "AUTO on a
 busy machine") and, for comparison, on the thresholds alone.
 
-Usage: python benchmarks/accel.py [--quick] [--load] [--threads N] [--out-dir benchmarks/results]
+Every decision parameter of the cost model (``puredl/adaptive.py``) and of AUTO's torch thread
+policy (``puredl/adaptive_threads.py``) can be set for a run with ``--set NAME=VALUE`` (repeat it;
+e.g. ``--set MARGIN=1.3 --set SAMPLE_GAP=16,48 --set THREAD_MARGIN=2``); the report lists the values
+used, every choice the cost model moved and why, and the thread count AUTO ended on.
+
+Usage: python benchmarks/accel.py [--quick] [--load] [--threads N] [--set NAME=VALUE ...]
+                                  [--out-dir benchmarks/results]
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ from datetime import date
 
 from busy import busy_core, load_average  # beside this file
 
-from puredl import accel
+from puredl import accel, adaptive, adaptive_threads
 from puredl.calibration import BENCH_OPS, plot_series, time_modes
 
 SIZES = [10, 30, 100, 300, 1_000, 3_000, 10_000, 30_000, 100_000, 300_000, 1_000_000, 4_000_000]
@@ -42,6 +48,57 @@ GOAL = 1.1
 
 
 AUTO_KEYS = ("auto_default", "auto_calibrated", "auto_static")
+PARAM_MODULES = (adaptive, adaptive_threads)
+
+
+def set_params(pairs: list) -> None:
+    """``NAME=VALUE`` for a module constant of puredl.adaptive or puredl.adaptive_threads (a
+    tuple as comma-separated values), before the cost model is made."""
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        name = name.strip()
+        module = next((m for m in PARAM_MODULES if name.isupper() and hasattr(m, name)), None)
+        if not sep or module is None:
+            raise SystemExit(
+                f"--set {pair!r}: expected NAME=VALUE with NAME one of {', '.join(param_names())}"
+            )
+        old = getattr(module, name)
+        try:
+            if isinstance(old, tuple):
+                new = tuple(type(old[0])(v) for v in value.split(","))
+            else:
+                new = type(old)(value)
+        except ValueError:
+            raise SystemExit(f"--set {pair!r}: {name} takes a {type(old).__name__}, got {value!r}") from None
+        setattr(module, name, new)
+
+
+def param_names() -> list:
+    return [
+        n
+        for m in PARAM_MODULES
+        for n, v in vars(m).items()
+        if n.isupper() and isinstance(v, (int, float, tuple))
+    ]
+
+
+def params_text() -> str:
+    return ", ".join(f"{n}={getattr(m, n)}" for m in PARAM_MODULES for n in vars(m) if n in param_names())
+
+
+def cost_model_report(moves: list) -> str:
+    """Which choices AUTO's cost model moved and why (the timings that decided), in order."""
+    backend = [m for m in moves if isinstance(m, adaptive.Move)]
+    threads = [m for m in moves if isinstance(m, adaptive_threads.ThreadMove)]
+    policy = accel.adaptive_model().threads
+    end = policy.threads() if policy is not None else None
+    ended = "1 thread" if end == 1 else "torch's own thread count" + (f" ({end})" if end else "")
+    lines = [
+        f"\n\nThe cost model moved {len(backend)} choices of backend and {len(threads)} of torch's "
+        f"thread count (AUTO ended on {ended}), in order" + (":\n" if moves else ": none.")
+    ]
+    lines += [f"- {m}" for m in moves]
+    return "\n".join(lines)
 
 
 def fmt(s: float | None, est: bool = False) -> str:
@@ -138,12 +195,20 @@ def main(argv: list[str] | None = None) -> int:
         "--load-limit", type=float, default=3 * 3600, help="seconds after which the busy process ends itself"
     )
     ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a decision parameter of the cost model or the thread policy for this run (repeatable)",
+    )
+    ap.add_argument(
         "--threads",
         type=int,
         default=0,
         help="torch intra-op threads (0: torch's default); 1 avoids stalls on a busy machine",
     )
     args = ap.parse_args(argv)
+    set_params(args.set)
     accel.torch_backend()
     import torch
 
@@ -194,6 +259,7 @@ def run(args, torch, condition: str) -> int:
         f"Machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
         f"torch {torch.__version__} ({torch.get_num_threads()} threads). Run took {elapsed:.0f} s.\n\n"
         f"Condition: {condition}.\n\n"
+        f"Cost model and thread policy parameters: {params_text()}.\n\n"
         f"uptime at start: `{uptime_start}`; at the end: `{uptime_end}`.\n\n"
         f"Times are per op through the public API: the {stat} of at least 3 rounds, the five settings "
         "taking turns round by round (so load from other processes hits them alike); inputs are "
@@ -214,8 +280,7 @@ def run(args, torch, condition: str) -> int:
         "other processes during that setting's rounds, not AUTO's cost.\n\n"
         "Calibrated crossovers: "
         + ", ".join(f"{c} {accel._human(r.threshold)}" for c, r in cal.categories.items())
-        + f"\n\nThe cost model moved {len(moves)} choices"
-        + (":\n\n" + "\n".join(f"- {m}" for m in moves) if moves else ".")
+        + cost_model_report(moves)
     )
     text = header + "\n" + table(results, thresholds) + "\n"
     print(text)
@@ -238,6 +303,7 @@ def run(args, torch, condition: str) -> int:
                     "condition": condition,
                     "uptime": [uptime_start, uptime_end],
                     "moves": [str(m) for m in moves],
+                    "params": params_text(),
                 }
             ),
         ),

@@ -288,6 +288,22 @@ def test_once_threads_stalled_a_new_parallel_size_does_not_try_them_soon(clock, 
     assert accel.adaptive_model().overrides == {}
 
 
+def test_a_stall_on_torchs_threads_is_no_evidence_for_pure_before_one_thread_was_tried():
+    t = FakeThreads()
+    m = CostModel(sample_gap=(1, 2), threads=ThreadPolicy(get_threads=t.get, set_threads=t.set))
+    m.activate(True)
+    key = ("matmul", bucket(32 * 32 * 32), False)
+    for _ in range(MIN_OBS):  # pure timed while the threshold (another one) said pure
+        assert m.observe(key, "matmul", 32768, False, 1.2 * MS, prior=True) is None
+    moves = []
+    for _ in range(40):  # torch's timed calls: the thread policy tries one thread after 4 stalls
+        m.threads.begin(key, calls_per_timed=1)
+        moves.append(m.observe(key, "matmul", 32768, True, 90 * MS if t.n > 1 else 30 * US, prior=True))
+    kinds = [type(mv).__name__ for mv in moves if mv is not None]
+    assert kinds[0] == "ThreadMove" and "Move" not in kinds[: kinds.index("ThreadMove")]
+    assert t.n == 1 and m.overrides == {}  # never sent to pure: on one thread torch is 40x cheaper
+
+
 def test_a_quiet_machine_keeps_torchs_threads(clock, threads, monkeypatch):
     threads.busy = False
     FakeCosts(monkeypatch, clock, "reduce_sum", pure=0.85 * MS, torch=threads.sum_cost)

@@ -306,7 +306,10 @@ class CostModel:
                     if self.threads.applies(other_key):
                         books.forget(True)
                 return thread_move
-            if not booked:  # a try of the other thread count: the thread policy's evidence only
+            if not booked or not self.threads.measured(key):
+                # a try of the other thread count, or a parallel key whose torch cost is not known
+                # at its better thread count yet (a stall on torch's threads is no evidence for
+                # pure before one thread was tried): the thread policy's evidence only
                 return None
         k = self._book(key)
         k.add(torch, seconds)
