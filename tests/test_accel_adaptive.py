@@ -60,8 +60,9 @@ class FakeCosts:
 
 
 @pytest.fixture
-def clock():
+def clock(monkeypatch):
     """AUTO with a fresh cost model on the test clock, timing every call."""
+    monkeypatch.setattr(adaptive, "TIMED_CALL_S", 0.0)  # (timing is free: no key is timed less often)
     c = TestClock()
     accel.reset_adaptive(CostModel(clock=c, rng=random.Random(0), sample_gap=(1, 2)))
     accel.reset_stats()
@@ -499,6 +500,14 @@ def test_new_keys_are_timed_densely_until_they_can_be_compared():
     # an op that cannot be timed is not retried at every call; a 50 us op is timed one call in 12
     # (6 us of bookkeeping is 1% of its time), dearer than the ordinary 16-47
     assert m.next_gap(key) == 12
+    cheap = ("relu", bucket(10), False)
+    for _ in range(MIN_OBS):
+        m.observe(cheap, "relu", 10, False, 2 * US, prior=False)
+        m.observe(cheap, "relu", 10, True, 5 * US, prior=False)
+    # a 2 us op is timed less often than the ordinary gap: 6 us every 300 calls would be 1% of its
+    # time; the gap is capped at MAX_GAP_SCALE (4) times the ordinary 16-47
+    gaps = [m.next_gap(cheap) for _ in range(200)]
+    assert 64 <= min(gaps) and max(gaps) <= 4 * 48 and 110 < sum(gaps) / len(gaps) < 140
 
 
 def test_adaptive_can_be_turned_off_from_the_environment():

@@ -3,7 +3,8 @@
 The calibrated thresholds are measured once, on a quiet machine. When another process holds a
 core, torch's intra-op thread pool can stall an op for milliseconds whatever its size, and the
 threshold's choice becomes the slow one. So AUTO times a few of its own calls (one in 32-95, the
-gap drawn at random so that it never locks onto one op of a repeating training step), keeps the
+gap drawn at random so that it never locks onto one op of a repeating training step; dear ops
+more often, the cheapest less often), keeps the
 last few timings of each backend per key ``(op, size bucket, inputs on torch)`` (like with like:
 a pure ``max`` costs more than a pure ``sum`` of the same size), tries the other backend now and
 then (as rarely as its expected extra cost allows), and overrides the threshold only on clear
@@ -50,7 +51,8 @@ BUDGET = 0.02  # exploration may cost at most this share of a key's time, on its
 MAX_EXPLORE_EXTRA_S = 0.02  # never try a backend expected to cost this much more per call
 SAMPLE_GAP = (32, 96)  # one call in 32..95 is timed (uniform gap; mean 63.5) ...
 TIMED_CALL_S = 6e-6  # ... each costing ~6 us of bookkeeping, so a key whose calls cost more
-TIMING_SHARE = 0.01  # is timed more often: at most this share of its time (a 1 ms op: every call)
+TIMING_SHARE = 0.01  # is timed more often: at most this share of its time (a 1 ms op: every call),
+MAX_GAP_SCALE = 4.0  # and a cheap key less often, up to this many times the ordinary gap
 MIN_EXPLORE_GAP = 2  # timed calls of a key between two explorations, at least
 STEADY_EXPLORE_GAP = 8  # ... once both backends are measured (even when they look alike)
 
@@ -268,9 +270,16 @@ class CostModel:
         if k is not None:
             every = mean_gap(self.sample_gap)
             known = [m for m in k.cost if m]
-            if known:  # dear ops are timed often: a stall costs most there, and timing least
-                dear = max(1, math.ceil(TIMED_CALL_S / (TIMING_SHARE * min(known))))
-                gap, every = min(gap, dear), min(every, dear)
+            if known:  # a timed call's bookkeeping stays near TIMING_SHARE of the key's time:
+                # dear ops are timed often (a stall costs most there, and timing least), the
+                # cheapest up to MAX_GAP_SCALE times less often than the ordinary gap
+                share = TIMED_CALL_S / (TIMING_SHARE * min(known))
+                if share < every:
+                    dear = max(1, math.ceil(share))
+                    gap, every = min(gap, dear), min(every, dear)
+                else:
+                    scale = min(share / every, MAX_GAP_SCALE)
+                    gap, every = max(1, round(gap * scale)), every * scale
             k.calls_per_timed = every  # exploration's budget counts calls, not timed calls
         return gap
 
