@@ -73,7 +73,9 @@ def git(repo: str, *args: str) -> str:
 
 
 def describe(repo: str, ref: str) -> str:
-    return git(repo, "log", "-1", "--format=%h (%cs) %s", ref)
+    """``abc1234 (2026-11-21) subject``, the subject cut at 72 characters."""
+    sha_date, subject = git(repo, "log", "-1", "--format=%h (%cs)%n%s", ref).split("\n", 1)
+    return f"{sha_date} {subject[:72]}{'...' if len(subject) > 72 else ''}"
 
 
 @contextlib.contextmanager
@@ -218,16 +220,20 @@ def report(args, trees, records, failures, counts, steps, uptimes, elapsed) -> t
     probe = "import torch; print('torch', torch.__version__)"  # in the benchmarks' interpreter
     found = subprocess.run([args.python, "-c", probe], capture_output=True, text=True)
     torch_text = found.stdout.strip() if found.returncode == 0 else "torch not installed"
+    what = [f"{name}.py" for name in args.benchmarks] + (["instruction counts"] if counts else [])
+    when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC") + (", --quick" if args.quick else "")
+    rounds = (
+        f"{args.rounds} round(s), old and new taking turns, each row's best over the rounds; "
+        if args.benchmarks
+        else ""
+    )
     lines = [
-        f"# Old against new: {', '.join(args.benchmarks) or 'no timings'}"
-        f"{' and instruction counts' if counts else ''} "
-        f"({datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}{', --quick' if args.quick else ''})",
+        f"# Old against new: {', '.join(what)} ({when})",
         "",
         f"- old: {old.label}",
         f"- new: {new.label}",
         f"- Python {platform.python_version()} ({args.python}), {torch_text}, {platform.machine()}, "
-        f"{os.cpu_count()} CPUs; {args.rounds} round(s), old and new taking turns, each row's best "
-        f"over the rounds; limit: new <= {args.limit:g}x old. Run took {elapsed / 60:.1f} min.",
+        f"{os.cpu_count()} CPUs; {rounds}limit: new <= {args.limit:g}x old. Run took {elapsed / 60:.1f} min.",
         f"- uptime before: `{uptimes[0]}`",
         f"- uptime after: `{uptimes[1]}`",
     ]

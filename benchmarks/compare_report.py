@@ -134,7 +134,7 @@ def summary(rows: list[dict], limit: float) -> str:
     kinds = {}  # by what follows the last ": " (accel.py's modes)
     for r in judged:
         kinds.setdefault(r["name"].rsplit(": ", 1)[-1], []).append(r)
-    if len(kinds) > 1:
+    if 1 < len(kinds) < len(judged):  # a kind per row (or one kind) would only repeat the table
         text += " (" + ", ".join(f"{kind} {geomean(rs):.3f}" for kind, rs in kinds.items()) + ")"
     if controls:
         text += "; torch-alone controls (noise of this run): " + ", ".join(

@@ -95,21 +95,25 @@ def test_compare_rows_verdicts(mods):
 def test_summary_and_markdown_table(mods):
     report, _, _ = mods
     rows = report.compare_rows(
-        {"m: pure": 1e-3, "m: torch": 1e-3, "t (control: torch alone)": 1e-4},
-        {"m: pure": 1e-3, "m: torch": 1.21e-3, "t (control: torch alone)": 1e-4},
+        {"a: pure": 1e-3, "b: pure": 1e-3, "a: torch": 1e-3, "t (control: torch alone)": 1e-4},
+        {"a: pure": 1e-3, "b: pure": 1.21e-3, "a: torch": 1e-3, "t (control: torch alone)": 1e-4},
         limit=1.05,
     )
     assert report.summary(rows, 1.05) == (
-        "1 of 2 rows slower than 1.05x old; worst 1.210, at m: torch; geometric mean new/old 1.100"
-        " (pure 1.000, torch 1.210); torch-alone controls (noise of this run): 1.000."
+        "1 of 3 rows slower than 1.05x old; worst 1.210, at b: pure; geometric mean new/old 1.066"
+        " (pure 1.100, torch 1.000); torch-alone controls (noise of this run): 1.000."
     )
     assert report.markdown_table(rows).splitlines() == [
         "| row | old | new | new/old | verdict |",
         "|:---|---:|---:|---:|:---|",
-        "| m: pure | 1.00 ms | 1.00 ms | 1.000 | ok |",
-        "| m: torch | 1.00 ms | 1.21 ms | 1.210 | **SLOWER** |",
+        "| a: pure | 1.00 ms | 1.00 ms | 1.000 | ok |",
+        "| b: pure | 1.00 ms | 1.21 ms | 1.210 | **SLOWER** |",
+        "| a: torch | 1.00 ms | 1.00 ms | 1.000 | ok |",
         "| t (control: torch alone) | 100.0 us | 100.0 us | 1.000 | control |",
     ]
+    # one kind per row: no per-kind means that would only repeat the table
+    two = report.compare_rows({"x: pure": 1.0, "y: torch": 1.0}, {"x: pure": 1.0, "y: torch": 1.0}, 1.05)
+    assert report.summary(two, 1.05).endswith("geometric mean new/old 1.000.")
     counts = report.compare_rows({"xor": 2054343.0}, {"xor": 2095271.0}, 1.05)
     assert (
         report.markdown_table(counts, unit="count").splitlines()[2]
