@@ -8,7 +8,9 @@ old package lacks something a script uses, a stand-in with the old behaviour is 
 - ``accel.using(mode, thresholds, adaptive)``: the third argument is dropped;
 - ``calibration.time_modes(..., stat="best")``: settings cut to ``(mode, thresholds)``, ``stat``
   dropped (the old one keeps the best round; any other ``stat`` is refused);
-- ``AccelStats.moves``: an empty list (no cost model, so nothing moved).
+- ``AccelStats.moves``: an empty list (no cost model, so nothing moved);
+- ``puredl.accel.calibration`` (where accel became a package): the old ``puredl.calibration``;
+- ``accel.format_work``: the old ``accel._human``.
 
 On a tree that has them all this adds nothing. Usage:
 
@@ -17,6 +19,7 @@ On a tree that has them all this adds nothing. Usage:
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import os
 import runpy
@@ -25,11 +28,36 @@ import sys
 SHIMS_PREFIX = "run_against: stand-ins for the old API:"
 
 
-def fill_in_old_api() -> list[str]:
-    """Put in the stand-ins the loaded puredl needs; returns their names (empty on today's code)."""
-    from puredl import accel, calibration
+def calibration_module():
+    """puredl's calibration module wherever this tree keeps it (accel/ or beside it), or None."""
+    for name in ("puredl.accel.calibration", "puredl.calibration"):
+        try:
+            return importlib.import_module(name)
+        except ImportError:
+            continue
+    return None
 
+
+def fill_in_old_api(accel=None, calibration=None, modules: dict | None = None) -> list[str]:
+    """Put in the stand-ins the loaded puredl needs; returns their names (empty on today's code).
+
+    ``accel``, ``calibration`` and ``modules`` (default: the loaded ones and ``sys.modules``) let a
+    test hand in stand-ins of its own.
+    """
+    if accel is None:
+        from puredl import accel
+    calibration = calibration or calibration_module()
+    modules = sys.modules if modules is None else modules
     added = []
+    package_name = "puredl.accel.calibration"
+    old_name = calibration is not None and getattr(calibration, "__name__", "") != package_name
+    if old_name and package_name not in modules:
+        modules[package_name] = calibration  # accel was one module then
+        accel.calibration = calibration
+        added.append("puredl.accel.calibration")
+    if not hasattr(accel, "format_work") and hasattr(accel, "_human"):
+        accel.format_work = accel._human
+        added.append("accel.format_work")
     for name in ("set_adaptive", "reset_adaptive"):
         if not hasattr(accel, name):
             setattr(accel, name, lambda *args, **kwargs: None)
@@ -42,7 +70,7 @@ def fill_in_old_api() -> list[str]:
 
         accel.using = using
         added.append("accel.using(adaptive)")
-    if "stat" not in inspect.signature(calibration.time_modes).parameters:
+    if calibration is not None and "stat" not in inspect.signature(calibration.time_modes).parameters:
         old_time_modes = calibration.time_modes
 
         def time_modes(op, tensors, settings, min_time=0.03, rounds=3, stat="best"):
