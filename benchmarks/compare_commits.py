@@ -44,6 +44,7 @@ from compare_report import (
     markdown_table,
     summary,
 )
+from run_against import SHIMS_PREFIX
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 OLD_DEFAULT = "7678e67"  # the last commit before the core redesign (issue 15)
@@ -134,8 +135,8 @@ def run_benchmark(python: str, name: str, tree: Tree, args: list[str], out_json:
     with open(log, encoding="utf-8", errors="replace") as f:
         text = f.read()
     for line in text.splitlines():
-        if line.startswith("run_against: stand-ins for the old API:"):
-            tree.shims.update(s.strip() for s in line.split(":", 2)[2].split(","))
+        if line.startswith(SHIMS_PREFIX):
+            tree.shims.update(s.strip() for s in line[len(SHIMS_PREFIX) :].split(","))
     if not os.path.exists(out_json):  # train_step exits 1 when a goal is missed, with its numbers written
         tail = " | ".join(text.strip().splitlines()[-3:])
         raise RuntimeError(f"{name} on {tree.side} exited {proc.returncode} without results: {tail}")
@@ -200,11 +201,12 @@ def count_instructions(args, trees: list[Tree], scratch: str) -> tuple[dict, int
         proc = subprocess.run(
             cmd, cwd=tree.root, env=env, capture_output=True, text=True, timeout=RUN_TIMEOUT_S
         )
-        if proc.returncode != 0:
+        printed = proc.stdout.strip().splitlines()
+        if proc.returncode != 0 or not printed:
             raise RuntimeError(
                 f"callgrind on {tree.side} exited {proc.returncode}: {proc.stderr.strip()[-500:]}"
             )
-        marks = json.loads(proc.stdout.strip().splitlines()[-1])
+        marks = json.loads(printed[-1])
         dumps = []
         for k in range(1, len(marks["segments"]) + 1):
             with open(os.path.join(folder, f"out.{k}"), encoding="utf-8") as f:
@@ -344,7 +346,12 @@ def main(argv: list[str] | None = None) -> int:
         uptime_before = load_average()
         print(f"uptime: {uptime_before}", file=sys.stderr)
         records, failures = time_benchmarks(args, trees, scratch)
-        counts, steps = count_instructions(args, trees, scratch) if args.instructions else ({}, 0)
+        counts, steps = {}, 0
+        if args.instructions:
+            try:
+                counts, steps = count_instructions(args, trees, scratch)
+            except (RuntimeError, ValueError, OSError, subprocess.TimeoutExpired) as e:
+                failures.append(f"instruction counts: {e}")
         uptime_after = load_average()
         text, ok = report(
             args,
