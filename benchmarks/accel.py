@@ -22,7 +22,8 @@ e.g. ``--set MARGIN=1.3 --set SAMPLE_GAP=16,48 --set THREAD_MARGIN=2``); the rep
 used, every choice the cost model moved and why, and the thread count AUTO ended on.
 
 Usage: python benchmarks/accel.py [--quick] [--load] [--threads N] [--set NAME=VALUE ...]
-                                  [--out-dir benchmarks/results]
+                                  [--out-dir benchmarks/results] [--json FILE]
+(--json FILE: the numbers to FILE too; benchmarks/compare_commits.py reads them)
 """
 
 from __future__ import annotations
@@ -38,7 +39,12 @@ from datetime import date
 
 from busy import busy_core, load_average  # beside this file
 
-from puredl import accel, adaptive, adaptive_threads
+from puredl import accel
+
+try:
+    from puredl import adaptive, adaptive_threads
+except ImportError:  # an older puredl: benchmarks/compare_commits.py runs this script against one
+    adaptive = adaptive_threads = None
 from puredl.accel.calibration import BENCH_OPS, plot_series, time_modes
 
 SIZES = [10, 30, 100, 300, 1_000, 3_000, 10_000, 30_000, 100_000, 300_000, 1_000_000, 4_000_000]
@@ -48,7 +54,7 @@ GOAL = 1.1
 
 
 AUTO_KEYS = ("auto_default", "auto_calibrated", "auto_static")
-PARAM_MODULES = (adaptive, adaptive_threads)
+PARAM_MODULES = tuple(m for m in (adaptive, adaptive_threads) if m is not None)
 
 
 def set_params(pairs: list) -> None:
@@ -83,14 +89,17 @@ def param_names() -> list:
 
 
 def params_text() -> str:
-    return ", ".join(f"{n}={getattr(m, n)}" for m in PARAM_MODULES for n in vars(m) if n in param_names())
+    names = param_names()
+    text = ", ".join(f"{n}={getattr(m, n)}" for m in PARAM_MODULES for n in vars(m) if n in names)
+    return text or "none (this puredl has no cost model)"
 
 
 def cost_model_report(moves: list) -> str:
     """Which choices AUTO's cost model moved and why (the timings that decided), in order."""
-    backend = [m for m in moves if isinstance(m, adaptive.Move)]
-    threads = [m for m in moves if isinstance(m, adaptive_threads.ThreadMove)]
-    policy = accel.adaptive_model().threads
+    threads = [m for m in moves if type(m).__name__ == "ThreadMove"]
+    backend = [m for m in moves if type(m).__name__ != "ThreadMove"]
+    model = accel.adaptive_model() if hasattr(accel, "adaptive_model") else None
+    policy = getattr(model, "threads", None)
     end = policy.threads() if policy is not None else None
     ended = "1 thread" if end == 1 else "torch's own thread count" + (f" ({end})" if end else "")
     lines = [
@@ -207,6 +216,7 @@ def main(argv: list[str] | None = None) -> int:
         default=0,
         help="torch intra-op threads (0: torch's default); 1 avoids stalls on a busy machine",
     )
+    ap.add_argument("--json", help="also write the numbers (the .json file's content) to this file")
     args = ap.parse_args(argv)
     set_params(args.set)
     accel.torch_backend()
@@ -292,26 +302,22 @@ def run(args, torch, condition: str) -> int:
         + ("_load" if args.load else "")
     )
     stem = os.path.join(args.out_dir, f"accel_{date.today().isoformat()}_{os.cpu_count()}cpu{suffix}")
-    for ext, content in (
-        (".md", text),
-        (
-            ".json",
-            json.dumps(
-                {
-                    "results": results,
-                    "thresholds": thresholds,
-                    "condition": condition,
-                    "uptime": [uptime_start, uptime_end],
-                    "moves": [str(m) for m in moves],
-                    "params": params_text(),
-                }
-            ),
-        ),
-    ):
-        tmp = f"{stem}{ext}.tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(content)
-        os.replace(tmp, stem + ext)
+    numbers = json.dumps(
+        {
+            "results": results,
+            "thresholds": thresholds,
+            "condition": condition,
+            "uptime": [uptime_start, uptime_end],
+            "moves": [str(m) for m in moves],
+            "params": params_text(),
+        }
+    )
+    for path, content in ((stem + ".md", text), (stem + ".json", numbers), (args.json, numbers)):
+        if path:
+            tmp = f"{path}.tmp"
+            with open(tmp, "w", encoding="utf-8") as f:
+                f.write(content)
+            os.replace(tmp, path)
     panels = []
     for name, rows in results.items():
         s = [r["size"] for r in rows]
