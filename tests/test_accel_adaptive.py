@@ -305,6 +305,20 @@ def test_a_stall_on_torchs_threads_is_no_evidence_for_pure_before_one_thread_was
     assert t.n == 1 and m.overrides == {}  # never sent to pure: on one thread torch is 40x cheaper
 
 
+def test_a_try_of_one_thread_whose_kernel_raised_puts_the_count_back():
+    t = FakeThreads()
+    policy = ThreadPolicy(get_threads=t.get, set_threads=t.set)
+    policy.activate(True)
+    key = ("sum", bucket(100_000), False)
+    while True:
+        policy.begin(key, calls_per_timed=1)
+        if t.n == 1:  # this timed call tries one thread ... and its kernel raises: no end()
+            break
+        policy.end(key, "sum", 1e5, 60 * US)
+    policy.begin(("add", bucket(100_000), False), calls_per_timed=1)  # the next timed call
+    assert t.n == 2 and not policy.single
+
+
 def test_a_quiet_machine_keeps_torchs_threads(clock, threads, monkeypatch):
     threads.busy = False
     FakeCosts(monkeypatch, clock, "reduce_sum", pure=0.85 * MS, torch=threads.sum_cost)

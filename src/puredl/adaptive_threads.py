@@ -131,7 +131,7 @@ class ThreadPolicy:
 
     def begin(self, key: tuple, calls_per_timed: float = 1.0) -> None:
         """A timed torch call of ``key`` is about to run: maybe with the other thread count."""
-        self.pending = None
+        self.cancel()  # a try whose kernel raised never reached end(): its count goes back
         if not self.active or key[1] < PARALLEL_BUCKET:
             return
         if not self.single:
@@ -163,9 +163,10 @@ class ThreadPolicy:
     def end(self, key: tuple, op: str, work: float, seconds: float) -> tuple[bool, ThreadMove | None]:
         """Book the timed call. Returns (did it run with AUTO's current count, the ThreadMove if
         the count now changes)."""
-        pending, self.pending = self.pending, None
-        if pending is None or pending[0] != key:
+        if self.pending is None or self.pending[0] != key:
+            self.cancel()
             return True, None
+        pending, self.pending = self.pending, None
         _, ran_single, tried = pending
         if tried:
             self._set(1 if self.single else self.own)
