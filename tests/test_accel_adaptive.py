@@ -305,6 +305,22 @@ def test_a_stall_on_torchs_threads_is_no_evidence_for_pure_before_one_thread_was
     assert t.n == 1 and m.overrides == {}  # never sent to pure: on one thread torch is 40x cheaper
 
 
+def test_threads_that_stall_on_every_other_call_count_as_stalling():
+    """A backend's cost ignores stalls on 2 calls in 5 (noise from other processes hits both
+    backends); a thread count that stalls on half its calls costs those stalls."""
+    t = FakeThreads()
+    policy = ThreadPolicy(get_threads=t.get, set_threads=t.set)
+    policy.activate(True)
+    key = ("relu", bucket(10**6), False)
+    calls, move = 0, None
+    while move is None and calls < 200:
+        policy.begin(key, calls_per_timed=1)
+        calls += 1
+        cost = (40 * MS if calls % 2 else 50 * US) if t.n > 1 else 90 * US
+        move = policy.end(key, "relu", 1e6, cost)[1]
+    assert move is not None and (move.old, move.new) == (2, 1) and t.n == 1
+
+
 def test_a_try_of_one_thread_whose_kernel_raised_puts_the_count_back():
     t = FakeThreads()
     policy = ThreadPolicy(get_threads=t.get, set_threads=t.set)

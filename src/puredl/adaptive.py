@@ -75,18 +75,20 @@ def _secs(s: float) -> str:
     return f"{s * 1e6:.0f} us"
 
 
-def typical(xs: list) -> float:
-    """The QUANTILE of the timings and never the lowest (the 2nd of 4-6, the 3rd of 7-9): a cost
+def typical(xs: list, quantile: float | None = None) -> float:
+    """The QUANTILE of the timings and never the lowest (the 2nd of 4-5, the 3rd of 6-8): a cost
     counts when most calls pay it, so a busy core's stall (nearly every call of a parallel op)
     counts, a preemption or a garbage collection now and then does not, and neither does one
     call that came out fast."""
     s = sorted(xs)
-    return s[min(len(s) - 1, max(1, int((len(s) - 1) * QUANTILE)))]
+    q = QUANTILE if quantile is None else quantile
+    return s[min(len(s) - 1, max(1, int((len(s) - 1) * q + 0.5)))]
 
 
 def median(xs: list) -> float:
+    """(The upper one of an even count: a stall on half the calls shows.)"""
     s = sorted(xs)
-    return s[(len(s) - 1) // 2]
+    return s[len(s) // 2]
 
 
 def mean_gap(sample_gap: tuple[int, int]) -> float:
@@ -136,9 +138,10 @@ class Books:
         "follow_up",
         "near",
         "calls_per_timed",
+        "quantile",
     )
 
-    def __init__(self, calls_per_timed: float):
+    def __init__(self, calls_per_timed: float, quantile: float | None = None):
         self.recent: tuple[list, list] = ([], [])
         self.cost: list = [None, None]  # typical(recent) once it holds MIN_OBS timings
         self.mid: list = [None, None]  # median(recent), likewise
@@ -149,6 +152,7 @@ class Books:
         self.follow_up = False  # the other arm just came out cheaper: try it again next time
         self.near = False  # the calibrated estimates of both arms are close (near the crossover)
         self.calls_per_timed = calls_per_timed  # how many calls one timed call stands for
+        self.quantile = quantile  # of the kept timings that is the cost (None: QUANTILE)
 
     def add(self, arm: bool, seconds: float) -> None:
         r = self.recent[arm]
@@ -157,7 +161,7 @@ class Books:
             del r[0]
         self.seen[arm] += 1
         if len(r) >= MIN_OBS:
-            self.cost[arm], self.mid[arm] = typical(r), median(r)
+            self.cost[arm], self.mid[arm] = typical(r, self.quantile), median(r)
 
     def forget(self, arm: bool) -> None:
         """What ``arm`` cost no longer holds (torch's threads changed): measure it again soon."""

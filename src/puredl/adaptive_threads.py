@@ -40,6 +40,9 @@ from puredl import adaptive as _adaptive
 
 PARALLEL_BUCKET = 8  # adaptive.bucket(32768): from torch's grain on, an op may run on several threads
 THREAD_MARGIN = 1.5  # a thread count switches all of AUTO: wider than the backends' margin
+# a thread count's cost: this quantile of its kept timings (the backends' is 1/3): a stall that
+# hits half the calls counts here, since a count that stalls now and then costs its stalls
+THREAD_QUANTILE = 0.5
 
 
 def _torch_get_threads() -> int:
@@ -140,7 +143,7 @@ class ThreadPolicy:
             return  # one thread already: nothing to choose
         k = self.books.get(key)
         if k is None:
-            k = self.books[key] = _adaptive.Books(calls_per_timed)
+            k = self.books[key] = _adaptive.Books(calls_per_timed, THREAD_QUANTILE)
         k.calls_per_timed = calls_per_timed
         cur = self.single
         cur_s = k.cost[cur] or 1.0
