@@ -2,9 +2,8 @@
 
 - backends hold kernels only: they import nothing from accel (or anything above them);
 - bottom modules (shapes, dtypes, the backend contract) import nothing that imports them back;
-- import cycles: the redesign's target (#15) is no cycle longer than 3 modules. The core still
-  has one strongly connected group; its size is held as a ratchet (it may shrink, never grow),
-  and the target itself is an expected failure until it is met.
+- import cycles: no cycle longer than 3 modules (#15's target), and the tensor module at the
+  bottom of the core imports nothing that computes.
 """
 
 from __future__ import annotations
@@ -137,21 +136,9 @@ def test_both_backends_supply_every_kernel_of_the_contract():
         assert isinstance(be.NAME, str)
 
 
-# the largest circle of imports in the core today: 8 on the core-redesign branch (backends.torch
-# left it), 12 after main brought legacy, placement and autograd_function into it, 10 since
-# autograd_function installs Function.apply instead of autograd importing it (both left it), 9
-# since check_cuda lives in placement (placement left it)
-CORE_GROUP_LIMIT = 9
-
-
-def test_import_circles_do_not_grow():
-    groups = strongly_connected(_without_package_root(import_graph()))
-    assert len(groups[0]) <= CORE_GROUP_LIMIT, f"the largest import circle grew: {sorted(groups[0])}"
-    assert all(len(g) <= 3 for g in groups[1:]), [sorted(g) for g in groups[1:] if len(g) > 3]
-
-
-@pytest.mark.xfail(strict=True, reason="#15 target not met yet: the core's tensor/ops/devices circle remains")
 def test_no_import_cycle_longer_than_three_modules():
+    # #15's target: tensor.py sits below the ops (its op methods are attached by tensor_methods),
+    # ops reach nothing above them, torch/NumPy interop lives in creation
     groups = strongly_connected(_without_package_root(import_graph()))
     assert all(len(g) <= 3 for g in groups), [sorted(g) for g in groups if len(g) > 3]
 

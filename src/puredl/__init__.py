@@ -11,6 +11,8 @@ tensor([[2., 4.]])
 
 # subpackages of the pure tier (standard library only; they import Tensor lazily where needed);
 # accelerator, utils, legacy, modes and placement are torch's surface outside the core (issue #13)
+# the core first: tensor_methods attaches the op methods to Tensor (tensor.py sits below the ops)
+from puredl import tensor_methods as _tensor_methods  # noqa: F401, I001 - installs Tensor's op methods
 from puredl import accelerator, data, datasets, nn, optim, utils  # noqa: E402
 from puredl import autograd_function as _autograd_function  # noqa: F401 - installs Function.apply
 from puredl import ops as _ops_module
@@ -21,6 +23,7 @@ from puredl.creation import (
     empty,
     empty_like,
     eye,
+    from_torch,
     full,
     full_like,
     linspace,
@@ -37,7 +40,6 @@ from puredl.creation import (
     zeros,
     zeros_like,
 )
-from puredl.devices import from_torch
 from puredl.dtypes import (
     DType,
     float32,

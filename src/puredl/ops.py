@@ -12,8 +12,10 @@ from collections.abc import Callable
 from puredl import accel, autograd
 from puredl import dtypes as dt
 from puredl.autograd import Function
-from puredl.shapes import broadcast_shapes
-from puredl.tensor import Tensor, _wrap
+from puredl.backends import pure as _pure
+from puredl.shapes import broadcast_shapes, infer_shape, normalize_dim, normalize_dims
+from puredl.shapes import numel as _numel
+from puredl.tensor import Tensor, ValuesIndices, _wrap
 
 ELEMENTWISE, MATMUL, REDUCTION, ACTIVATION, SHAPE = (
     "elementwise",
@@ -54,13 +56,6 @@ def _record(node: Function, inputs: tuple, out: Tensor, saved: tuple = (), saved
     return out
 
 
-def _numel(shape: tuple) -> int:
-    n = 1
-    for s in shape:
-        n *= s
-    return n
-
-
 def unbroadcast(grad: Tensor, shape: tuple) -> Tensor:
     """Sum ``grad`` over the dimensions that broadcasting added or stretched, back to ``shape``."""
     if grad.shape == shape:
@@ -78,6 +73,7 @@ def unbroadcast(grad: Tensor, shape: tuple) -> Tensor:
 class BinaryOp:
     """One elementwise op of two operands, declared once (kernels: ``binary`` and ``binary_scalar``).
 
+    ``operators``: the Python operator methods that run it on a Tensor (``x + y``, ``2 + x``).
     ``dtype``: "promote" (torch's promotion), "float" (integers compute in the default float
     dtype) or "bool" (comparisons: not differentiable). ``grad_a(g, a, b, out)`` and
     ``grad_b(...)``: the gradient for each side, written with other ops; either operand may be a
@@ -85,11 +81,14 @@ class BinaryOp:
     what each rule reads (bits: 1 ``a``, 2 ``b``, 4 ``out``), so backward can check versions.
     """
 
-    __slots__ = ("dtype", "grad_a", "grad_b", "reads_a", "reads_b", "doc", "bool_ok")
+    __slots__ = ("dtype", "grad_a", "grad_b", "reads_a", "reads_b", "doc", "bool_ok", "operators")
 
-    def __init__(self, dtype, grad_a, grad_b, reads_a: int, reads_b: int, doc: str, bool_ok: bool = True):
+    def __init__(
+        self, dtype, grad_a, grad_b, reads_a: int, reads_b: int, doc: str, bool_ok: bool = True, operators=()
+    ):
         self.dtype, self.grad_a, self.grad_b, self.doc, self.bool_ok = dtype, grad_a, grad_b, doc, bool_ok
         self.reads_a, self.reads_b = reads_a, reads_b
+        self.operators = operators  # Python's operator method and its reflected form: ("__add__", "__radd__")
 
 
 def _pow_grad_base(g, a, b, out):  # torch: 0 where the exponent is 0
@@ -114,20 +113,54 @@ def _no_floor_divide_grad(g, a, b, out):  # torch records the op and raises in b
     raise RuntimeError("the derivative for 'floor_divide' is not implemented (as in torch)")
 
 
-def _compare(doc: str) -> BinaryOp:
-    return BinaryOp("bool", None, None, 0, 0, doc)
+def _compare(doc: str, operator: str | None = None, reflected: str | None = None) -> BinaryOp:
+    operators = (operator, reflected) if reflected else (operator,) if operator else ()
+    return BinaryOp("bool", None, None, 0, 0, doc, operators=operators)
 
 
 # the table: adding a plain binary op is one entry here and one kernel per backend (``binary`` and
 # ``binary_scalar``); its function here, its Tensor method and its package export come from it
 BINARY_OPS = {
-    "add": BinaryOp("promote", lambda g, a, b, out: g, lambda g, a, b, out: g, 0, 0, "a + b"),
-    "sub": BinaryOp("promote", lambda g, a, b, out: g, lambda g, a, b, out: -g, 0, 0, "a - b", bool_ok=False),
-    "mul": BinaryOp("promote", lambda g, a, b, out: g * b, lambda g, a, b, out: g * a, 2, 1, "a * b"),
-    "div": BinaryOp(
-        "float", lambda g, a, b, out: g / b, lambda g, a, b, out: -g * a / (b * b), 2, 3, "a / b"
+    "add": BinaryOp(
+        "promote",
+        lambda g, a, b, out: g,
+        lambda g, a, b, out: g,
+        0,
+        0,
+        "a + b",
+        operators=("__add__", "__radd__"),
     ),
-    "pow": BinaryOp("promote", _pow_grad_base, _pow_grad_exponent, 3, 7, "a ** b"),
+    "sub": BinaryOp(
+        "promote",
+        lambda g, a, b, out: g,
+        lambda g, a, b, out: -g,
+        0,
+        0,
+        "a - b",
+        bool_ok=False,
+        operators=("__sub__", "__rsub__"),
+    ),
+    "mul": BinaryOp(
+        "promote",
+        lambda g, a, b, out: g * b,
+        lambda g, a, b, out: g * a,
+        2,
+        1,
+        "a * b",
+        operators=("__mul__", "__rmul__"),
+    ),
+    "div": BinaryOp(
+        "float",
+        lambda g, a, b, out: g / b,
+        lambda g, a, b, out: -g * a / (b * b),
+        2,
+        3,
+        "a / b",
+        operators=("__truediv__", "__rtruediv__"),
+    ),
+    "pow": BinaryOp(
+        "promote", _pow_grad_base, _pow_grad_exponent, 3, 7, "a ** b", operators=("__pow__", "__rpow__")
+    ),
     "floor_divide": BinaryOp(
         "promote",
         _no_floor_divide_grad,
@@ -136,6 +169,7 @@ BINARY_OPS = {
         0,
         "a // b (rounded toward -inf)",
         bool_ok=False,
+        operators=("__floordiv__", "__rfloordiv__"),
     ),
     "maximum": BinaryOp(
         "promote",
@@ -153,14 +187,14 @@ BINARY_OPS = {
         3,
         "the smaller of a and b",
     ),
-    "eq": _compare("a == b"),
-    "ne": _compare("a != b"),
-    "lt": _compare("a < b"),
-    "le": _compare("a <= b"),
-    "gt": _compare("a > b"),
-    "ge": _compare("a >= b"),
-    "logical_and": _compare("a and b (a bool tensor)"),
-    "logical_or": _compare("a or b (a bool tensor)"),
+    "eq": _compare("a == b", "__eq__"),
+    "ne": _compare("a != b", "__ne__"),
+    "lt": _compare("a < b", "__lt__"),
+    "le": _compare("a <= b", "__le__"),
+    "gt": _compare("a > b", "__gt__"),
+    "ge": _compare("a >= b", "__ge__"),
+    "logical_and": _compare("a and b (a bool tensor)", "__and__", "__rand__"),
+    "logical_or": _compare("a or b (a bool tensor)", "__or__", "__ror__"),
 }
 
 
@@ -265,10 +299,8 @@ def _binary_function(op: str) -> Callable:
     return fn
 
 
-# ops.add, ops.eq, ... and Tensor.add, Tensor.eq, ... for every table op
+# ops.add, ops.eq, ... for every table op (Tensor.add, x + y: puredl.tensor_methods)
 globals().update({op: _binary_function(op) for op in BINARY_OPS})
-for _op in BINARY_OPS:
-    setattr(Tensor, _op, globals()[_op])
 
 
 # =========================================================================== elementwise, one tensor
@@ -283,10 +315,13 @@ class UnaryOp:
     op is not differentiable.
     """
 
-    __slots__ = ("category", "dtype", "saves", "grad", "doc")  # slots: read on every op, faster than a tuple
+    __slots__ = ("category", "dtype", "saves", "grad", "doc", "operators")  # slots: read on every op
 
-    def __init__(self, category: str, dtype: str, saves: str, grad: Callable | None, doc: str):
+    def __init__(
+        self, category: str, dtype: str, saves: str, grad: Callable | None, doc: str, operators: tuple = ()
+    ):
         self.category, self.dtype, self.saves, self.grad, self.doc = category, dtype, saves, grad, doc
+        self.operators = operators  # Python's operator methods that run it on a Tensor: ("__neg__",)
 
 
 def _relu_grad(g: Tensor, a: Tensor, out) -> Tensor:
@@ -296,9 +331,8 @@ def _relu_grad(g: Tensor, a: Tensor, out) -> Tensor:
 
 
 def _sign_grad(g: Tensor, a: Tensor, out) -> Tensor:
-    from puredl.creation import zeros_like
-
-    return zeros_like(g)  # flat almost everywhere: zeros, as torch (not g * 0, which keeps NaN)
+    # flat almost everywhere: zeros, as torch (not g * 0, which keeps NaN)
+    return _wrap(g._be.full(g.shape, 0, g.dtype), g._be)
 
 
 _TWO_OVER_SQRT_PI = 2.0 / math.sqrt(math.pi)
@@ -308,8 +342,8 @@ _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 # the table: adding a plain unary op is one entry here and one ``unary`` kernel per backend;
 # its function here, its Tensor method and its package export are made from this entry
 UNARY_OPS = {
-    "neg": UnaryOp(ELEMENTWISE, "same", "", lambda g, a, out: -g, "-x"),
-    "abs": UnaryOp(ELEMENTWISE, "same", "input", lambda g, a, out: g * unary("sign", a), "|x|"),
+    "neg": UnaryOp(ELEMENTWISE, "same", "", lambda g, a, out: -g, "-x", ("__neg__",)),
+    "abs": UnaryOp(ELEMENTWISE, "same", "input", lambda g, a, out: g * unary("sign", a), "|x|", ("__abs__",)),
     "sign": UnaryOp(ELEMENTWISE, "same", "", _sign_grad, "-1, 0 or 1 by the sign of x"),
     "exp": UnaryOp(ELEMENTWISE, "float", "output", lambda g, a, out: g * out, "e**x"),
     "log": UnaryOp(ELEMENTWISE, "float", "input", lambda g, a, out: g / a, "natural logarithm"),
@@ -323,7 +357,7 @@ UNARY_OPS = {
         lambda g, a, out: g * unary("exp", -a * a) * _TWO_OVER_SQRT_PI,
         "the error function",
     ),
-    "logical_not": UnaryOp(ELEMENTWISE, "bool", "", None, "elementwise not (a bool tensor)"),
+    "logical_not": UnaryOp(ELEMENTWISE, "bool", "", None, "elementwise not (a bool tensor)", ("__invert__",)),
     "relu": UnaryOp(ACTIVATION, "same", "input", _relu_grad, "max(x, 0)"),
     "sigmoid": UnaryOp(
         ACTIVATION, "float", "output", lambda g, a, out: g * out * (1.0 - out), "1 / (1 + e**-x)"
@@ -383,10 +417,8 @@ def _unary_function(op: str) -> Callable:
     return fn
 
 
-# ops.exp, ops.relu, ... and Tensor.exp, Tensor.relu, ... for every table op
+# ops.exp, ops.relu, ... for every table op (Tensor.exp, -x: puredl.tensor_methods)
 globals().update({op: _unary_function(op) for op in UNARY_OPS})
-for _op in UNARY_OPS:
-    setattr(Tensor, _op, globals()[_op])
 
 
 class Clamp(Function):
@@ -428,15 +460,19 @@ class Where(Function):
         return None, ga, gb
 
 
+def _constant(value, dtype: dt.DType, like: Tensor) -> Tensor:
+    """A 0-d tensor of ``value`` on ``like``'s device (on the CPU, pure storage, as the factories make)."""
+    be = _pure if like._be is _pure or like.device == "cpu" else like._be
+    return _wrap(be.full((), value, dtype), be)
+
+
 def where(cond: Tensor, a, b) -> Tensor:
     """Elements of ``a`` where ``cond`` is true, else of ``b`` (either may be a Python scalar)."""
-    from puredl.creation import scalar_tensor
-
     # a Python scalar becomes a 0-d tensor of the dtype it would promote its partner to
     if not isinstance(a, Tensor):
-        a = scalar_tensor(a, dt.promote_scalar(b.dtype, a) if isinstance(b, Tensor) else None, like=cond)
+        a = _constant(a, dt.promote_scalar(b.dtype if isinstance(b, Tensor) else dt.bool_, a), cond)
     if not isinstance(b, Tensor):
-        b = scalar_tensor(b, dt.promote_scalar(a.dtype, b), like=cond)
+        b = _constant(b, dt.promote_scalar(a.dtype, b), cond)
     out_dtype = dt.promote_tensors(a.dtype, a.ndim, b.dtype, b.ndim)
     shape = broadcast_shapes("where", broadcast_shapes("where", cond.shape, a.shape), b.shape)
     be, (ic, ia, ib) = accel.select("where", ELEMENTWISE, _numel(shape), (cond, a, b))
@@ -542,29 +578,6 @@ def linear(x: Tensor, w: Tensor, b: Tensor | None = None) -> Tensor:
 # =========================================================================== reductions
 
 
-def normalize_dims(dim, ndim: int, op: str) -> tuple:
-    if dim is None:
-        return tuple(range(ndim))
-    dims = (dim,) if isinstance(dim, int) else tuple(dim)
-    out = []
-    for d in dims:
-        if not -max(ndim, 1) <= d < max(ndim, 1):
-            raise IndexError(f"{op}: dimension {d} is out of range for a tensor with {ndim} dimensions")
-        d = d % ndim if ndim else 0
-        if d in out:
-            raise ValueError(f"{op}: dimension {d} appears more than once")
-        out.append(d)
-    return tuple(sorted(out)) if ndim else ()  # a 0-d tensor accepts dim 0 / -1 and has nothing to reduce
-
-
-def normalize_dim(dim: int, ndim: int, op: str) -> int:
-    if 0 <= dim < ndim:  # the common case, checked first: this runs on every shape op
-        return dim
-    if not -max(ndim, 1) <= dim < max(ndim, 1):
-        raise IndexError(f"{op}: dimension {dim} is out of range for a tensor with {ndim} dimensions")
-    return dim % ndim if ndim else 0
-
-
 class Sum(Function):
     __slots__ = ("dims", "keepdim")
 
@@ -630,11 +643,10 @@ class MaxDim(Function):
 
 
 def _arange_along(a: Tensor, dim: int) -> Tensor:
-    from puredl.creation import arange
-
+    """0, 1, ... along ``dim`` of ``a`` (size 1 elsewhere), int64, in ``a``'s backend."""
     shape = [1] * a.ndim
     shape[dim] = a.shape[dim]
-    return arange(a.shape[dim], device=a.device).reshape(tuple(shape))
+    return _wrap(a._be.from_values(range(a.shape[dim]), tuple(shape), dt.int64), a._be)
 
 
 class MaxAll(Function):
@@ -661,8 +673,6 @@ def _max_min(a: Tensor, dim, keepdim: bool, largest: bool):
     values_impl, idx_impl = be.max_dim(ia, d, keepdim, largest)
     node = MaxDim()
     node.dim, node.keepdim, node.saved = d, keepdim, (idx_impl, be)
-    from puredl.tensor import ValuesIndices
-
     return ValuesIndices(_record(node, (a,), _wrap(values_impl, be)), _wrap(idx_impl, be))
 
 
@@ -818,20 +828,6 @@ def _view_of(base: Tensor, view: Tensor, kind: str, arg=None) -> Tensor:
     in-place changes to it can be recorded."""
     view._view = (base, kind, arg)
     return view
-
-
-def infer_shape(shape: tuple, n: int, old: tuple) -> tuple:
-    shape = tuple(int(s) for s in shape)
-    if shape.count(-1) > 1:
-        raise ValueError(f"reshape: only one dimension can be -1, got {shape}")
-    if -1 in shape:
-        known = _numel(tuple(s for s in shape if s != -1))
-        if known == 0 or n % known:
-            raise ValueError(f"reshape: cannot reshape tensor of shape {old} ({n} elements) into {shape}")
-        shape = tuple(n // known if s == -1 else s for s in shape)
-    if any(s < 0 for s in shape) or _numel(shape) != n:
-        raise ValueError(f"reshape: cannot reshape tensor of shape {old} ({n} elements) into {shape}")
-    return shape
 
 
 class Permute(Function):
