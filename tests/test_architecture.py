@@ -143,20 +143,59 @@ def test_no_import_cycle_longer_than_three_modules():
     assert all(len(g) <= 3 for g in groups), [sorted(g) for g in groups if len(g) > 3]
 
 
-def test_a_unary_op_is_named_only_in_ops_table_and_the_backends():
-    import re
+def _names_in_code(path: str, word: str) -> list:
+    """Lines where ``word`` is used in code: as a name, an attribute, a string key or argument
+    (docstrings and comments do not count)."""
+    with open(path, encoding="utf-8") as f:
+        tree = ast.parse(f.read())
+    docstrings = {
+        id(node.body[0].value)
+        for node in ast.walk(tree)
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+        and node.body
+        and isinstance(node.body[0], ast.Expr)
+        and isinstance(node.body[0].value, ast.Constant)
+    }
+    lines = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and node.id == word:
+            lines.append(node.lineno)
+        elif isinstance(node, ast.Attribute) and node.attr == word:
+            lines.append(node.lineno)
+        elif isinstance(node, (ast.FunctionDef, ast.ClassDef)) and node.name == word:
+            lines.append(node.lineno)
+        elif isinstance(node, ast.Constant) and node.value == word and id(node) not in docstrings:
+            lines.append(node.lineno)
+    return lines
 
+
+def test_a_plain_unary_op_is_named_in_ops_table_and_one_kernel_per_backend_only():
+    """#15's "must show": erf is one entry of ops.UNARY_OPS and one kernel per backend, nowhere else
+    (its method, operator-free function and package export are made from the table)."""
     import puredl as pd
     from puredl import ops
 
     for op in ops.UNARY_OPS:
         assert callable(getattr(pd, op)) and callable(getattr(pd.Tensor, op)), op
-    # erf: one table entry and one kernel per backend, nowhere else in the core
-    core = ["tensor.py", "__init__.py", "autograd.py", "indexing.py", "inplace.py", "creation.py", "accel.py"]
-    for name in core:
-        with open(os.path.join(SRC, name), encoding="utf-8") as f:
-            assert not re.search(r"\berf\b", f.read()), f"erf is named in {name}"
+    allowed = {
+        os.path.join(SRC, "ops.py"),  # the table entry (and gelu's gradient rule, which uses it)
+        os.path.join(SRC, "backends", "pure.py"),  # the pure kernel
+        os.path.join(SRC, "backends", "torch.py"),  # the torch kernel
+    }
+    named = {path: _names_in_code(path, "erf") for path in _modules().values()}
+    elsewhere = {os.path.relpath(p, SRC): lines for p, lines in named.items() if lines and p not in allowed}
+    assert not elsewhere, f"erf is named outside ops' table and the backends: {elsewhere}"
+    for backend in ("pure.py", "torch.py"):
+        assert named[os.path.join(SRC, "backends", backend)], f"no erf kernel in backends/{backend}"
+    assert "erf" in ops.UNARY_OPS
     x = pd.tensor([0.5, -1.0], requires_grad=True)
     pd.erf(x).sum().backward()
     assert x.erf().tolist() == pytest.approx([0.5204998778, -0.8427007929])
     assert x.grad.tolist() == pytest.approx([0.8787825789, 0.4151074974])
+
+
+def test_the_grep_sees_a_name_outside_the_table(tmp_path):
+    # the check above must be able to fail: a module that calls ops.erf or unary("erf") is caught
+    path = tmp_path / "m.py"
+    path.write_text('"""erf in a docstring is fine."""\n\n\ndef f(x):\n    return ops.erf(x) + unary("erf", x)\n')
+    assert _names_in_code(str(path), "erf") == [5, 5]
