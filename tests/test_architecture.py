@@ -197,5 +197,7 @@ def test_a_plain_unary_op_is_named_in_ops_table_and_one_kernel_per_backend_only(
 def test_the_grep_sees_a_name_outside_the_table(tmp_path):
     # the check above must be able to fail: a module that calls ops.erf or unary("erf") is caught
     path = tmp_path / "m.py"
-    path.write_text('"""erf in a docstring is fine."""\n\n\ndef f(x):\n    return ops.erf(x) + unary("erf", x)\n')
+    path.write_text(
+        '"""erf in a docstring is fine."""\n\n\ndef f(x):\n    return ops.erf(x) + unary("erf", x)\n'
+    )
     assert _names_in_code(str(path), "erf") == [5, 5]

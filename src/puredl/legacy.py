@@ -2,9 +2,9 @@
 
 ``puredl.Tensor(...)`` goes through ``tensor.TensorMeta``, which calls :func:`construct`:
 ``Tensor([1, 2])`` is a float32 tensor of those values, ``Tensor(2, 3)`` a float32 tensor of
-that shape (zeros: puredl has no uninitialized memory), ``Tensor()`` an empty one. ``FloatTensor``/``DoubleTensor``/
-``LongTensor``/``BoolTensor`` do the same with their dtype, and ``isinstance(x,
-puredl.LongTensor)`` checks the dtype, as in torch.
+that shape (zeros: puredl has no uninitialized memory), ``Tensor()`` an empty one.
+``FloatTensor``/``DoubleTensor``/``LongTensor``/``BoolTensor`` do the same with their dtype, and
+``isinstance(x, puredl.LongTensor)`` checks the dtype, as in torch.
 
 >>> import puredl as pd
 >>> pd.Tensor([1, 2]), pd.LongTensor(2).shape, isinstance(pd.tensor([1]), pd.LongTensor)

@@ -64,7 +64,7 @@ def unbroadcast(grad: Tensor, shape: tuple) -> Tensor:
     dims = tuple(range(lead)) + tuple(
         lead + i for i, n in enumerate(shape) if n == 1 and grad.shape[lead + i] != 1
     )
-    return reduce_sum(grad, dims, keepdim=True).reshape(shape)
+    return reduce("sum", grad, dims, keepdim=True).reshape(shape)
 
 
 # =========================================================================== elementwise, two tensors
@@ -537,7 +537,7 @@ class Linear(Function):
         gw = matmul(g2.transpose(0, 1), x2) if w._rg else None
         gb = None
         if len(self.inputs) == 3 and self.inputs[2]._rg:
-            gb = reduce_sum(g2, 0)
+            gb = reduce("sum", g2, 0)
         return (gx, gw) if gb is None else (gx, gw, gb)
 
 
@@ -578,36 +578,115 @@ def linear(x: Tensor, w: Tensor, b: Tensor | None = None) -> Tensor:
 # =========================================================================== reductions
 
 
-class Sum(Function):
-    __slots__ = ("dims", "keepdim")
+class ReduceOp:
+    """One reduction over a set of dimensions, declared once (the backends' ``reduce`` kernel runs it).
+
+    ``dtype``: "sum" (integers and bool reduce into int64, as torch's sum and prod), "float" (a
+    floating point input only: mean) or "same" (amax, amin). A ``dtype=`` argument overrides it.
+    ``saves``: what the gradient rule reads, "" or "both" (input and output; their versions are
+    checked). ``grad(g, a, out, dims)``: the gradient with respect to ``a``, written with other ops;
+    ``g`` and ``out`` come with the reduced dimensions kept (size 1), so they broadcast against ``a``.
+    """
+
+    __slots__ = ("dtype", "saves", "grad", "doc")
+
+    def __init__(self, dtype: str, saves: str, grad: Callable, doc: str):
+        self.dtype, self.saves, self.grad, self.doc = dtype, saves, grad, doc
+
+
+def _count(shape: tuple, dims: tuple) -> int:
+    return _numel(tuple(shape[d] for d in dims))
+
+
+def _share_among_ties(g: Tensor, a: Tensor, out: Tensor, dims: tuple) -> Tensor:
+    # amax/amin: the elements equal to the result share its gradient equally, as torch's
+    mask = cast(binary("eq", a, out), g.dtype)
+    return (g / reduce("sum", mask, dims, keepdim=True)) * mask
+
+
+def _prod_grad(g: Tensor, a: Tensor, out: Tensor, dims: tuple) -> Tensor:
+    # the product of the other elements: out / a, except at a zero (torch's prod_backward): there
+    # it is the product of the non-zero elements when that zero is the only one, else 0
+    zero = binary("eq", a, 0)
+    if not reduce("sum", zero).item():
+        return g * out / a
+    nonzero = reduce("prod", where(zero, 1, a), dims, keepdim=True)
+    lone = binary("eq", reduce("sum", zero, dims, keepdim=True), 1)
+    return g * where(zero, where(lone, nonzero, 0), out / where(zero, 1, a))
+
+
+# the table: adding a reduction is one entry here and one branch of the ``reduce`` kernel per
+# backend; its function here (``ops.reduce_sum`` for sum, so that ops keeps Python's ``sum``), its
+# Tensor method and its package export are made from this entry
+REDUCE_OPS = {
+    "sum": ReduceOp("sum", "", lambda g, a, out, dims: g.expand(a.shape), "the sum"),
+    "mean": ReduceOp(
+        "float", "", lambda g, a, out, dims: g.expand(a.shape) / float(_count(a.shape, dims)), "the mean"
+    ),
+    "prod": ReduceOp("sum", "both", _prod_grad, "the product"),
+    "amax": ReduceOp("same", "both", _share_among_ties, "the largest value (ties share the gradient)"),
+    "amin": ReduceOp("same", "both", _share_among_ties, "the smallest value (ties share the gradient)"),
+}
+
+
+class Reduce(Function):
+    __slots__ = ("op", "dims", "keepdim")
 
     def backward(self, g):
-        (a,) = self.inputs
+        a = self.inputs[0]
+        out = _wrap(*self.saved) if self.saved is not None else None
         if not self.keepdim:
-            g = g.reshape(tuple(1 if i in self.dims else n for i, n in enumerate(a.shape)))
-        return (g.expand(a.shape),)
+            kept = tuple(1 if i in self.dims else n for i, n in enumerate(a.shape))
+            g = g.reshape(kept)
+            out = out.reshape(kept) if out is not None else None
+        return (REDUCE_OPS[self.op].grad(g, a, out, self.dims),)
 
 
-def reduce_sum(a: Tensor, dim=None, keepdim: bool = False, dtype=None) -> Tensor:
-    dims = normalize_dims(dim, a.ndim, "sum")
-    # torch sums every integer (and bool) dtype into int64
-    out_dtype = (
-        dt.as_dtype(dtype) if dtype is not None else (a.dtype if a.dtype.is_floating_point else dt.int64)
-    )
-    if a.dtype is not out_dtype:
+def reduce(op: str, a: Tensor, dim=None, keepdim: bool = False, dtype=None) -> Tensor:
+    """Run the table reduction ``op`` over ``dim`` (None: every dimension) of ``a``: dtype rule,
+    select a backend, run its kernel, wrap, record."""
+    spec = REDUCE_OPS[op]
+    dims = normalize_dims(dim, len(a.shape), op)
+    in_dtype = a.dtype
+    if dtype is not None:
+        out_dtype = dt.as_dtype(dtype)
+    elif spec.dtype == "sum":  # torch sums (and multiplies) every integer and bool dtype into int64
+        out_dtype = in_dtype if in_dtype.is_floating_point else dt.int64
+    else:
+        out_dtype = in_dtype
+    if spec.dtype == "float" and not out_dtype.is_floating_point:
+        raise TypeError(f"{op}: expected a floating point tensor, got {in_dtype.name}")
+    if in_dtype is not out_dtype:
         a = cast(a, out_dtype)
-    be, (ia,) = accel.select("sum", REDUCTION, _numel(a.shape), (a,))
-    node = Sum()
-    node.dims, node.keepdim = dims, keepdim
-    return _record(node, (a,), _wrap(be.reduce_sum(ia, dims, keepdim, out_dtype), be))
+    be, (ia,) = accel.select(op, REDUCTION, _numel(a.shape), (a,))
+    out_impl = be.reduce(op, ia, dims, keepdim, out_dtype)
+    out = _wrap(out_impl, be)
+    if not (a._rg and autograd._grad_enabled):
+        return out
+    node = Reduce()
+    node.op, node.dims, node.keepdim = op, dims, keepdim
+    if spec.saves:
+        node.saved = (out_impl, be)
+        return _record(node, (a,), out, (a,), saved_out=True)
+    return _record(node, (a,), out)
 
 
-def mean(a: Tensor, dim=None, keepdim: bool = False) -> Tensor:
-    if not a.dtype.is_floating_point:
-        raise TypeError(f"mean: expected a floating point tensor, got {a.dtype.name}")
-    dims = normalize_dims(dim, a.ndim, "mean")
-    count = _numel(tuple(a.shape[d] for d in dims))
-    return reduce_sum(a, dims, keepdim) / float(count) if count else reduce_sum(a, dims, keepdim) * math.nan
+def _reduce_function(op: str) -> Callable:
+    def fn(
+        input: Tensor, dim=None, keepdim: bool = False, dtype=None, *, keepdims: bool | None = None
+    ) -> Tensor:  # noqa: A002
+        # keepdims: NumPy's spelling, which torch also accepts (the makemore lectures use it)
+        return reduce(op, input, dim, keepdim if keepdims is None else keepdims, dtype)
+
+    fn.__name__ = fn.__qualname__ = op
+    fn.__doc__ = f"{REDUCE_OPS[op].doc} over ``dim`` (None: every dimension) (torch.{op})."
+    return fn
+
+
+# ops.reduce_sum, ops.mean, ops.prod, ...: every table reduction (Tensor.sum, pd.sum: puredl.tensor_methods)
+REDUCE_FUNCTIONS = {op: _reduce_function(op) for op in REDUCE_OPS}
+globals().update({("reduce_sum" if op == "sum" else op): fn for op, fn in REDUCE_FUNCTIONS.items()})
+reduce_sum, mean = REDUCE_FUNCTIONS["sum"], REDUCE_FUNCTIONS["mean"]  # spelled out for readers and linters
 
 
 def var(
@@ -617,8 +696,8 @@ def var(
         correction = 1 if unbiased else 0
     dims = normalize_dims(dim, a.ndim, "var")
     count = _numel(tuple(a.shape[d] for d in dims))
-    centered = a - mean(a, dims, keepdim=True)
-    return reduce_sum(centered * centered, dims, keepdim) / float(max(count - correction, 0))
+    centered = a - reduce("mean", a, dims, keepdim=True)
+    return reduce("sum", centered * centered, dims, keepdim) / float(max(count - correction, 0))
 
 
 def std(
@@ -649,25 +728,15 @@ def _arange_along(a: Tensor, dim: int) -> Tensor:
     return _wrap(a._be.from_values(range(a.shape[dim]), tuple(shape), dt.int64), a._be)
 
 
-class MaxAll(Function):
-    def backward(self, g):
-        (a,) = self.inputs
-        out = _wrap(*self.saved)
-        mask = cast(binary("eq", a, out), g.dtype)
-        return (mask * (g / reduce_sum(mask)),)  # ties share the gradient, like torch
-
-
 def _max_min(a: Tensor, dim, keepdim: bool, largest: bool):
     name = "max" if largest else "min"
     if dim is not None and a.ndim == 0:  # like torch: the value itself and index 0
         normalize_dim(dim, 0, name)
         return _max_min(a.reshape(1), 0, False, largest)
-    if dim is None:
-        be, (ia,) = accel.select(name, REDUCTION, _numel(a.shape), (a,))
-        out_impl = be.max_all(ia, largest)
-        node = MaxAll()
-        node.saved = (out_impl, be)
-        return _record(node, (a,), _wrap(out_impl, be), (a,), saved_out=True)
+    if dim is None:  # the table's amax/amin over every dimension
+        if not _numel(a.shape):
+            raise RuntimeError(f"{name}(): an empty tensor has no {name}; give dim= (as torch asks)")
+        return reduce("amax" if largest else "amin", a)
     d = normalize_dim(dim, a.ndim, name)
     be, (ia,) = accel.select(name, REDUCTION, _numel(a.shape), (a,))
     values_impl, idx_impl = be.max_dim(ia, d, keepdim, largest)
@@ -711,8 +780,8 @@ class Softmax(Function):
     def backward(self, g):
         out = _wrap(*self.saved)
         if self.log:
-            return (g - unary("exp", out) * reduce_sum(g, self.dim, keepdim=True),)
-        return (out * (g - reduce_sum(g * out, self.dim, keepdim=True)),)
+            return (g - unary("exp", out) * reduce("sum", g, self.dim, keepdim=True),)
+        return (out * (g - reduce("sum", g * out, self.dim, keepdim=True)),)
 
 
 def _softmax(a: Tensor, dim: int, log_: bool) -> Tensor:

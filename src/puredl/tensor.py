@@ -216,7 +216,10 @@ class Tensor(metaclass=TensorMeta):  # the metaclass gives torch's Tensor(data) 
                     "grad can be implicitly created only for scalar outputs; "
                     f"this tensor has shape {self.shape}"
                 )
-            gradient = _wrap(self._be.full(self.shape, 1, self.dtype), self._be)  # ones, where self lives
+            be = self._be
+            if be is not _pure and be.device(self._impl) == "cpu":
+                be = _pure  # ones in pure storage on the CPU, as the factories make them
+            gradient = _wrap(be.full(self.shape, 1, self.dtype), be)
         elif gradient.shape != self.shape:
             raise ValueError(
                 f"backward: gradient shape {gradient.shape} does not match tensor shape {self.shape}"

@@ -4,8 +4,8 @@
 import circle. The methods that compute are therefore installed here, one layer above the ops:
 
 - the elementwise table ops (``x.exp()``, ``x.add(y)``) and their Python operators (``x + y``,
-  ``-x``, ``x == y``) are made from the entries of ``ops.UNARY_OPS`` and ``ops.BINARY_OPS``:
-  adding a table op adds its method;
+  ``-x``, ``x == y``) and the reductions (``x.sum(dim)``, ``x.amax()``) are made from the entries
+  of ``ops.UNARY_OPS``, ``ops.BINARY_OPS`` and ``ops.REDUCE_OPS``: adding a table op adds its method;
 - everything else is written out in :class:`TensorMethods` below, copied onto ``Tensor``.
 
 >>> import puredl as pd
@@ -181,13 +181,6 @@ class TensorMethods:
 
     clip = clamp
 
-    def sum(self, dim=None, keepdim: bool = False, dtype=None, *, keepdims: bool | None = None):
-        # keepdims: NumPy's spelling, which torch also accepts (the makemore lectures use it)
-        return ops.reduce_sum(self, dim, keepdim if keepdims is None else keepdims, dtype)
-
-    def mean(self, dim=None, keepdim: bool = False, *, keepdims: bool | None = None):
-        return ops.mean(self, dim, keepdim if keepdims is None else keepdims)
-
     def max(self, dim=None, keepdim: bool = False):
         return ops.reduce_max(self, dim, keepdim)
 
@@ -331,6 +324,8 @@ def install() -> None:
     # the table ops: x.exp(), x.add(y), x.sum(dim); their module functions take the tensor first
     for op in (*ops.UNARY_OPS, *ops.BINARY_OPS):
         setattr(Tensor, op, getattr(ops, op))
+    for op, fn in ops.REDUCE_FUNCTIONS.items():
+        setattr(Tensor, op, fn)
     # Python's operators of the table ops (x + y, 2 * x, -x, x == y, ~mask)
     for op, spec in ops.UNARY_OPS.items():
         for name in spec.operators:
