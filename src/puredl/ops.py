@@ -198,8 +198,9 @@ BINARY_OPS = {
 }
 
 
-class Binary(Function):
-    """A recorded binary table op; ``scalar`` is ``(value, is_left)`` when one operand was a Python number."""
+class BinaryOpNode(Function):
+    """The recorded node of a ``BINARY_OPS`` entry; ``scalar`` is ``(value, is_left)`` when one
+    operand was a Python number."""
 
     __slots__ = ("op", "scalar")
 
@@ -248,7 +249,7 @@ def binary(op: str, a, b) -> Tensor:
     out = _wrap(out_impl, be)
     if spec.grad_a is None or not ((a._rg or b._rg) and autograd._grad_enabled):
         return out  # nothing to record (gradient rules run here with recording off: the common case)
-    node = Binary()
+    node = BinaryOpNode()
     node.op, node.scalar = op, None
     reads = (spec.reads_a if a._rg else 0) | (spec.reads_b if b._rg else 0)
     if not reads:
@@ -281,7 +282,7 @@ def _scalar_op(op: str, a: Tensor, s, reverse: bool) -> Tensor:
     out = _wrap(out_impl, be)
     if spec.grad_a is None or not (a._rg and autograd._grad_enabled):
         return out
-    node = Binary()
+    node = BinaryOpNode()
     node.op, node.scalar = op, (s, reverse)
     reads = spec.reads_b if reverse else spec.reads_a
     if reads & 4:
@@ -377,7 +378,9 @@ UNARY_OPS = {
 }
 
 
-class Unary(Function):
+class UnaryOpNode(Function):
+    """The recorded node of a ``UNARY_OPS`` entry (``op`` names it; its rule is the table's)."""
+
     __slots__ = ("op",)
 
     def backward(self, g):
@@ -400,7 +403,7 @@ def unary(op: str, a: Tensor) -> Tensor:
     out = _wrap(out_impl, be)
     if spec.grad is None or not (a._rg and autograd._grad_enabled):
         return out
-    node = Unary()
+    node = UnaryOpNode()
     node.op = op
     if spec.saves == "output":
         node.saved = (out_impl, be)
@@ -629,7 +632,9 @@ REDUCE_OPS = {
 }
 
 
-class Reduce(Function):
+class ReduceOpNode(Function):
+    """The recorded node of a ``REDUCE_OPS`` entry (``op`` names it; its rule is the table's)."""
+
     __slots__ = ("op", "dims", "keepdim")
 
     def backward(self, g):
@@ -663,7 +668,7 @@ def reduce(op: str, a: Tensor, dim=None, keepdim: bool = False, dtype=None) -> T
     out = _wrap(out_impl, be)
     if not (a._rg and autograd._grad_enabled):
         return out
-    node = Reduce()
+    node = ReduceOpNode()
     node.op, node.dims, node.keepdim = op, dims, keepdim
     if spec.saves:
         node.saved = (out_impl, be)
