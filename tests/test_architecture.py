@@ -143,6 +143,15 @@ def test_no_import_cycle_longer_than_three_modules():
     assert all(len(g) <= 3 for g in groups), [sorted(g) for g in groups if len(g) > 3]
 
 
+def test_the_tensor_module_imports_nothing_that_computes():
+    # Tensor's op methods are attached from above (tensor_methods); tensor.py itself stays below the ops
+    graph = import_graph()
+    below = {"puredl.autograd", "puredl.dtypes", "puredl.shapes", "puredl.printing", "puredl.backends.pure"}
+    assert graph["puredl.tensor"] <= below, sorted(graph["puredl.tensor"] - below)
+    for mod in ("puredl.ops", "puredl.creation", "puredl.accel"):
+        assert "puredl.tensor_methods" not in graph[mod], mod
+
+
 def _names_in_code(path: str, word: str) -> list:
     """Lines where ``word`` is used in code: as a name, an attribute, a string key or argument
     (docstrings and comments do not count)."""
