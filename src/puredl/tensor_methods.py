@@ -318,8 +318,8 @@ def install() -> None:
     """Attach every method of this module to ``Tensor`` (run once, when the package loads)."""
     for name, value in vars(TensorMethods).items():
         if name not in ("__module__", "__qualname__", "__doc__", "__dict__", "__weakref__"):
-            if callable(value):
-                value.__qualname__ = f"Tensor.{name}"
+            if callable(value) and value.__qualname__.startswith("TensorMethods."):  # not an alias (__iadd__)
+                value.__qualname__ = "Tensor." + value.__qualname__.removeprefix("TensorMethods.")
             setattr(Tensor, name, value)
     # the table ops: x.exp(), x.add(y), x.sum(dim); their module functions take the tensor first
     for op in (*ops.UNARY_OPS, *ops.BINARY_OPS):
