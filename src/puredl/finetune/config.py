@@ -86,6 +86,18 @@ class TrainingSection:
     max_samples: int | None = _f(None, "Use at most this many training examples per phase (null = all).")
     max_steps: int | None = _f(None, "Stop a phase after this many optimizer steps (null = epochs decide).")
     max_length: int = _f(128, "Truncate each example to this many tokens.")
+    group_by_length: bool = _f(
+        True,
+        "Batches of similar lengths (transformers' LengthGroupedSampler: shuffle with the seed, "
+        "mega-batches of up to 50 optimizer steps sorted by length), so less padding is computed; "
+        "false = a plain shuffle.",
+    )
+    packing: bool = _f(
+        False,
+        "Pack several examples into each row of up to max_length tokens (best-fit decreasing, once "
+        "per phase); attention and loss never cross examples (position ids restart). batch_size then "
+        "counts rows.",
+    )
     seed: int = _f(42, "Seed for LoRA initialisation, dropout and data order.")
     device: str = _f("auto", "cpu, cuda, cuda:N or auto (first GPU when there is one); --device overrides.")
     bf16: bool = _f(True, "On GPU: bfloat16 weights and autocast (ignored on CPU, which trains in float32).")
@@ -125,6 +137,8 @@ class PhaseSection:
     max_samples: int | None = _f(None, "Override training.max_samples.")
     max_steps: int | None = _f(None, "Override training.max_steps.")
     max_length: int | None = _f(None, "Override training.max_length.")
+    group_by_length: bool | None = _f(None, "Override training.group_by_length.")
+    packing: bool | None = _f(None, "Override training.packing.")
 
 
 @dataclass

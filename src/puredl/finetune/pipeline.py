@@ -28,7 +28,7 @@ from typing import Any
 from puredl._atomic import is_replaceable, mark_as_puredl_output, move_into, replace_dir, temp_path
 from puredl._optional import require
 from puredl.finetune import run_state
-from puredl.finetune.batching import encode_examples
+from puredl.finetune.batching import describe_padding, encode_examples
 from puredl.finetune.config import FinetuneConfig, config_to_dict
 from puredl.finetune.devices import describe_device, is_main_process, resolve_device
 from puredl.finetune.errors import FinetuneError
@@ -37,6 +37,7 @@ from puredl.finetune.hooks import PipelineHooks, default_hooks
 from puredl.finetune.loading import load_model_and_tokenizer, resolve_dtype
 from puredl.finetune.lora import LoRAConfig, add_lora, load_lora, merge_lora, save_lora, trainable_parameters
 from puredl.finetune.olora import make_penalty, shared_modules
+from puredl.finetune.packing import check_packing_isolates, pack_examples
 from puredl.finetune.preflight import check_output_folder, check_phases
 from puredl.finetune.replay import mix_replay
 from puredl.finetune.run_state import (  # noqa: F401  (re-exported: the run-folder API lived here)
@@ -208,15 +209,20 @@ def train_phase(
     settings = settings or ctx.cfg.phase_training(k)
     if examples is None:
         examples = load_phase_data(ctx, k, tokenizer)
-    plan = make_plan(settings, len(examples))
+    units = examples
+    if settings.packing:
+        check_packing_isolates(model, examples, ctx.device)
+        units = pack_examples(examples, settings.max_length)
+    plan = make_plan(settings, len(units))
     ctx.out(
         f"Training {plan.epochs} epoch(s) = {plan.total_steps} steps (batch {plan.batch_size} x accum "
         f"{plan.grad_accum}, lr {plan.learning_rate:g} {plan.scheduler}, warmup {plan.warmup}, "
         f"max_length {plan.max_length}){_data_parallel_note()}"
     )
+    ctx.out(f"  {describe_padding(examples, units, plan)}")
     result = train_adapter(
         model,
-        examples,
+        units,
         plan,
         adapter_name=adapter_name,
         pad_id=tokenizer.pad_token_id,
@@ -282,6 +288,8 @@ def finish_phase(
         "steps": result.steps,
         "seconds": round(result.seconds, 2),
         "tokens": result.tokens,
+        "input_tokens": result.input_tokens,
+        "positions": result.positions,  # 1 - input_tokens / positions of them were padding
         "n_examples": n_examples,
         "resumed_from": result.resumed_from,
         **extra,
