@@ -16,11 +16,10 @@ pytestmark = pytest.mark.gpu
 def test_packed_equals_unpacked_on_cuda(torch_cuda, dtype):
     pytest.importorskip("transformers")
     pytest.importorskip("peft")
-    from test_finetune_batching import encoded, model_with
-
     from puredl.finetune.batching import collate
     from puredl.finetune.packing import check_packing_isolates, pack_examples
     from puredl.finetune.trainer import batch_loss_sum
+    from test_finetune_batching import encoded, model_with
 
     torch = torch_cuda
     examples = encoded(12)
