@@ -555,6 +555,8 @@ def report(
                     continue
                 lines.append(row(policy, label(tool, how), runs, mine, how, tol))
         lines.append("")
+        if len(policies) > 1:
+            lines += policy_table(k, policies, tools, results)
     lines += [f"- {n}" for n in dict.fromkeys(notes)]
     return "\n".join(lines).rstrip() + "\n"
 
@@ -586,6 +588,29 @@ def row(policy: str, name: str, runs: list[dict], puredl: list[dict], how: str, 
         f"{med('total_tok_s', runs):.0f} | "
         f"{ratio} | {mem} | {runs[0]['threads']} | {first:.5f} | {agrees} |"
     )
+
+
+def policy_table(k: int, policies: list[str], tools: list[tuple[str, str]], results: dict) -> list[str]:
+    """Each tool's median real tokens/s under every policy, relative to the first policy."""
+    lines = [
+        f"Thread policies on phase {k}: real tok/s (x the first policy's)",
+        "",
+        "| tool | " + " | ".join(policies) + " |",
+        "|---|" + "---:|" * len(policies),
+    ]
+    for tool, how in tools:
+        speeds = []
+        for policy in policies:
+            runs = results.get((k, policy, tool, how), [])
+            speeds.append(statistics.median(r["real_tok_s"] for r in runs) if runs else None)
+        if speeds[0] is None and not any(speeds):
+            continue
+        cells = [
+            "-" if v is None else f"{v:.0f}" + (f" ({v / speeds[0]:.2f}x)" if speeds[0] else "")
+            for v in speeds
+        ]
+        lines.append(f"| {label(tool, how)} | " + " | ".join(cells) + " |")
+    return lines + [""]
 
 
 def _installed(module: str) -> bool:

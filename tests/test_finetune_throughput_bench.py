@@ -102,3 +102,16 @@ def test_tool_list_always_starts_with_puredl_and_rejects_unknown_orders():
     ]
     with pytest.raises(SystemExit, match="unknown 'trainer:sorted'"):
         bench.parse_tools("trainer:sorted")
+
+
+def test_policy_table_compares_each_tool_with_the_first_policy():
+    bench = _bench_module()
+    results = {
+        (0, "torch", "puredl", ""): [{"real_tok_s": 100.0}, {"real_tok_s": 120.0}],
+        (0, "passive", "puredl", ""): [{"real_tok_s": 165.0}],
+        (0, "torch", "trainer", "same"): [{"real_tok_s": 80.0}],
+    }
+    tools = [("puredl", ""), ("trainer", "same")]
+    lines = bench.policy_table(0, ["torch", "passive"], tools, results)
+    assert "| puredl | 110 (1.00x) | 165 (1.50x) |" in lines  # medians: 110 and 165
+    assert "| Trainer + PEFT (same order) | 80 (1.00x) | - |" in lines
