@@ -112,3 +112,47 @@ def test_make_context_sets_the_wait_policy_before_openmp_reads_it():
         pytest.skip("this torch's OpenMP does not print its settings (not GNU libgomp)")
     assert "OMP_WAIT_POLICY = 'PASSIVE'" in done.stderr
     assert "thread policy passive" in done.stdout and "OMP_WAIT_POLICY=PASSIVE" in done.stdout
+
+
+def test_the_training_loop_consults_the_policy_after_every_step(tmp_path):
+    pytest.importorskip("peft")
+    import torch
+
+    from finetune_helpers import TINY_CORPUS, tiny_gemma3, tiny_tokenizer
+    from puredl.finetune.batching import encode_example
+    from puredl.finetune.lora import LoRAConfig, add_lora
+    from puredl.finetune.trainer import TrainPlan, train_adapter
+
+    tok = tiny_tokenizer()
+    examples = [encode_example(tok, TINY_CORPUS[i], "", 32) for i in range(6)]
+    torch.manual_seed(0)
+    model = add_lora(tiny_gemma3(), LoRAConfig(r=2, alpha=4, dropout=0.0))
+    readings = [0, 2, 2, 2]  # the machine gets busy: 2 other runnable processes on 2 cores
+    fake = _Torch(2)
+    policy = ThreadPolicy(
+        "adaptive",
+        read_others=lambda: readings.pop(0),
+        cores=2,
+        set_threads=fake.set,
+        get_threads=lambda: fake.threads,
+    )
+    plan = TrainPlan(
+        epochs=1,
+        batch_size=2,
+        grad_accum=1,
+        learning_rate=1e-3,
+        scheduler="constant",
+        warmup=0,
+        total_steps=3,
+    )
+    train_adapter(
+        model,
+        examples,
+        plan,
+        adapter_name="default",
+        pad_id=0,
+        work_dir=tmp_path,
+        between_steps=policy.between_steps,
+    )
+    assert readings == []  # one reading at the start, one after each of the 3 steps
+    assert fake.calls == [1]  # down to one thread once the median says the cores are taken
