@@ -262,7 +262,9 @@ def _run_hf(
         kwargs = dict(train_dataset=rows, data_collator=collator, processing_class=tok)
         cls = transformers.Trainer
     try:
-        measured = _measured(cls, torch)(model=model, args=args, batches=spec.get("batches"), **kwargs)
+        measured = _measured(cls, torch)(
+            model=model, args=args, batches=spec.get("batches"), threads=ctx.threads, **kwargs
+        )
     except ValueError as exc:  # TRL refuses a LoRA on the tied output layer (phase 0's embeddings)
         return {"skipped": f"{cls.__name__} refuses this setup: {str(exc).splitlines()[0]}"}
     measured.train()
@@ -279,8 +281,10 @@ def _measured(cls: type, torch: Any) -> type:
     import transformers
 
     class Measured(cls):
-        def __init__(self, *args: Any, batches: list[list[int]] | None = None, **kwargs: Any) -> None:
-            self._batches = batches
+        def __init__(
+            self, *args: Any, batches: list[list[int]] | None = None, threads: Any = None, **kwargs: Any
+        ) -> None:
+            self._batches, self._threads = batches, threads
             self.step_ends: list[float] = []
             self.step_losses: list[float] = []
             self.step_labelled: list[int] = []
@@ -314,6 +318,8 @@ def _measured(cls: type, torch: Any) -> type:
             t.step_losses.append(t._loss)
             t.step_labelled.append(t._labelled)
             t._loss, t._labelled = 0.0, 0
+            if t._threads is not None:  # the adaptive policy re-reads the load, as in puredl's loop
+                t._threads.between_steps()
 
     return Measured
 
@@ -527,7 +533,13 @@ def report(
         f"{args.steps} timed steps after {args.warmup} warm-up steps; {args.repeats} repeat(s), tools "
         "alternating, each run a fresh process; LoRA dropout 0",
         f"- Thread policies: {', '.join(policies)}"
-        + (f" (--threads {args.threads})" if args.threads else ""),
+        + (f" (--threads {args.threads})" if args.threads else "")
+        + f"; OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}"
+        + (
+            f"; the shell's OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']} ignored (policies decide)"
+            if "OMP_WAIT_POLICY" in os.environ
+            else ""
+        ),
         "",
         "s/step: median over repeats (min-max). tok/s: real = non-pad positions, labelled = loss "
         "targets, total = all positions incl. padding. ratio = puredl real tok/s / this row's. "
