@@ -314,6 +314,8 @@ def _measured(cls: type, torch: Any) -> type:
 
         def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
             t = self.trainer
+            if torch.cuda.is_available() and torch.cuda.is_initialized():
+                torch.cuda.synchronize()  # the step's kernels are done (puredl's loop syncs on its checks)
             t.step_ends.append(time.perf_counter() - t._t0)
             t.step_losses.append(t._loss)
             t.step_labelled.append(t._labelled)
