@@ -26,7 +26,8 @@ by wasting work. Peak memory is the child process's peak RSS (``resource.getrusa
 ``torch.cuda.max_memory_allocated`` on a GPU.
 
 Thread policies (``--policies torch,passive,adaptive,torch:1``) are applied identically to both
-tools (``puredl.finetune.threads``, the wait policy set before torch loads). ``--load`` keeps one
+tools (``puredl.finetune.threads``, the wait policy set before torch loads), so a row's ratio is
+at equal thread settings; a Trainer user gets the ``torch`` policy's row. ``--load`` keeps one
 core busy for the whole run (benchmarks/busy.py).
 
 Usage (about 2-3 min per phase x tool x repeat x policy at --steps 5 on 2 CPU cores)::
