@@ -94,6 +94,8 @@ def child(spec: dict) -> dict:
             return out
     steps, warm = spec["steps"], spec["warmup"]
     ends = [0.0] + out.pop("step_ends")
+    if len(ends) < warm + steps + 1:
+        raise SystemExit(f"phase {k} has only {len(ends) - 1} optimizer steps; use fewer --warmup/--steps")
     seconds = ends[warm + steps] - ends[warm]
     per_step = counter.per_step(cfg.phase_training(k).grad_accum)
     measured = per_step[warm : warm + steps]
