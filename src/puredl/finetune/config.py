@@ -24,6 +24,7 @@ from typing import Any, Union
 
 from puredl.finetune.errors import ConfigError
 from puredl.finetune.lora import LoRAConfig
+from puredl.finetune.threads import DEFAULT_POLICY, POLICIES
 
 CONFIG_SUFFIXES = (".sdn", ".yaml", ".yml")
 DATA_KINDS = ("korean_text", "medical_terms", "medical_mcq")
@@ -103,7 +104,13 @@ class TrainingSection:
     bf16: bool = _f(True, "On GPU: bfloat16 weights and autocast (ignored on CPU, which trains in float32).")
     gradient_checkpointing: bool = _f(False, "Recompute activations in backward to save memory.")
     checkpoint_every: int = _f(25, "Save a resumable checkpoint every N optimizer steps (0 = never).")
-    num_threads: int | None = _f(None, "torch CPU threads (null = torch's default).")
+    num_threads: int | None = _f(None, "torch CPU threads (null = what thread_policy picks).")
+    thread_policy: str = _f(
+        DEFAULT_POLICY,
+        "CPU threads on a shared machine: torch (torch's default threads, idle threads spin), passive "
+        "(OMP_WAIT_POLICY=PASSIVE: idle threads sleep) or adaptive (passive, and between steps as many "
+        "threads as other busy processes leave cores free). See docs/finetune.md 'Threads'.",
+    )
     replay_ratio: float = _f(
         0.0,
         "Replay: each epoch of phase k>0 adds round(replay_ratio * n_k) examples drawn (fixed seed) from "
@@ -487,6 +494,7 @@ def _check_training(t: TrainingSection, where: str, need: Any) -> None:
     for key in ("max_samples", "max_steps", "num_threads"):
         value = getattr(t, key)
         need(value is None or value >= 1, f"{where}{key}", "must be >= 1 or null", value)
+    need(t.thread_policy in POLICIES, f"{where}thread_policy", f"must be one of {POLICIES}", t.thread_policy)
     need(0.0 <= t.replay_ratio <= 1.0, f"{where}replay_ratio", "must be in [0, 1]", t.replay_ratio)
     need(
         0.0 <= t.olora_lambda < math.inf,

@@ -27,7 +27,7 @@ from typing import Any
 
 from puredl._atomic import is_replaceable, mark_as_puredl_output, move_into, replace_dir, temp_path
 from puredl._optional import require
-from puredl.finetune import run_state
+from puredl.finetune import run_state, threads
 from puredl.finetune.batching import describe_padding, encode_examples
 from puredl.finetune.config import FinetuneConfig, config_to_dict
 from puredl.finetune.devices import describe_device, is_main_process, resolve_device
@@ -68,6 +68,7 @@ class RunContext:
     resume: bool = False
     out: Printer = print
     restart: bool = False  # a fresh run may discard an interrupted run's checkpoints (--restart)
+    threads: Any = None  # the applied puredl.finetune.threads.ThreadPolicy (None: torch as it is)
 
     @property
     def run_dir(self) -> Path:
@@ -96,13 +97,12 @@ def make_context(
     out: Printer = print,
 ) -> RunContext:
     """Resolve the device (``--device`` beats the config) and the hooks."""
-    torch = require("torch", "llm", "fine-tuning")
-    if cfg.training.num_threads:
-        torch.set_num_threads(cfg.training.num_threads)
+    # before torch loads: OpenMP reads OMP_WAIT_POLICY once, at load (puredl.finetune.threads)
+    policy = threads.start(cfg.training.thread_policy, cfg.training.num_threads)
     resolved = join_data_parallel(resolve_device(device or cfg.training.device))
     if not is_main_process():
         out = _silent  # rank 0 speaks for the run
-    return RunContext(cfg, resolved, hooks or default_hooks(), resume, out)
+    return RunContext(cfg, resolved, hooks or default_hooks(), resume, out, threads=policy)
 
 
 def join_data_parallel(device: str) -> str:
@@ -232,6 +232,7 @@ def train_phase(
         resume=ctx.resume,
         desc=title,
         penalty=penalty,
+        between_steps=ctx.threads.between_steps if ctx.threads is not None else None,
     )
     if result.resumed_from is not None:
         ctx.out(f"  (resumed from step {result.resumed_from})")
@@ -404,6 +405,8 @@ def run_all(ctx: RunContext, compare: str | None = None) -> tuple[dict, int]:
         f"Model {cfg.model.name} ({type(base).__name__}, {n_params / 1e6:.0f}M parameters) on "
         f"{describe_device(ctx.device)}; {len(cfg.phases)} phase(s) -> {ctx.run_dir}"
     )
+    if ctx.threads is not None and ctx.device == "cpu":
+        ctx.out(ctx.threads.describe())
 
     # 2. every capability of the base model (the row every strategy starts from)
     history = _base_history(ctx, base, tokenizer, state)

@@ -236,11 +236,13 @@ def train_adapter(
     resume: bool = False,
     desc: str = "train",
     penalty: Callable[[], Any] | None = None,
+    between_steps: Callable[[], None] | None = None,
 ) -> TrainResult:
     """Train the model's trainable LoRA parameters on ``examples`` according to ``plan``.
 
     ``penalty`` (O-LoRA's orthogonality term) is added to each optimizer step's loss once; the
-    logged ``loss`` stays the data loss and the penalty is logged beside it.
+    logged ``loss`` stays the data loss and the penalty is logged beside it. ``between_steps``
+    runs after every step (the adaptive thread policy re-reads the machine's load there).
     """
     torch = require("torch", "llm", "fine-tuning")
     tqdm = require("tqdm", "llm", "progress bars").tqdm
@@ -387,6 +389,8 @@ def train_adapter(
                     fh.write(json.dumps(entry) + "\n")
             bar.set_postfix(loss=f"{step_loss:.4f}", lr=f"{lr:.2e}")
             bar.update(1)
+            if between_steps is not None:
+                between_steps()
             done = step + 1
             if plan.checkpoint_every and done % plan.checkpoint_every == 0 and done < plan.total_steps:
                 if is_main_process():
