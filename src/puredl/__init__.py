@@ -40,9 +40,12 @@ from puredl.creation import (
 from puredl.devices import from_torch
 from puredl.dtypes import (
     DType,
+    bfloat16,
+    float16,
     float32,
     float64,
     get_default_dtype,
+    int8,
     int16,
     int32,
     int64,
@@ -53,10 +56,13 @@ from puredl.dtypes import bool_ as bool  # noqa: A001 - torch's name (puredl.boo
 from puredl.generator import Generator
 from puredl.io import load, save
 from puredl.legacy import (
+    BFloat16Tensor,
     BoolTensor,
     ByteTensor,
+    CharTensor,
     DoubleTensor,
     FloatTensor,
+    HalfTensor,
     IntTensor,
     LongTensor,
     ShortTensor,
@@ -93,6 +99,7 @@ globals().update({_name: getattr(_ops_module, _name) for _name in (*_UNARY_OPS, 
 
 float = float32  # noqa: A001 - torch's alias
 double = float64
+half = float16
 long = int64
 short = int16
 

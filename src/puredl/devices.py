@@ -105,8 +105,8 @@ def to_torch(t):
 def from_torch(t):
     """A puredl tensor over a ``torch.Tensor``'s memory (CPU or CUDA), without copying.
 
-    float32/float64/int64/int32/int16/uint8/bool share memory; float16/bfloat16 become float32
-    and int8 int16 (a copy). Gradients are not carried over: the result is a leaf.
+    Every dtype puredl has (float32/float64/float16/bfloat16, int64/int32/int16/int8, uint8, bool)
+    is kept and shares memory. Gradients are not carried over: the result is a leaf.
 
     >>> import torch, puredl as pd
     >>> x = pd.from_torch(torch.ones(2)); x.tolist()
@@ -120,11 +120,9 @@ def from_torch(t):
     if not isinstance(t, torch.Tensor):
         raise TypeError(f"from_torch: expected a torch.Tensor, got {type(t).__name__}")
     t = t.detach()
-    if t.dtype in tb.WIDENED:
-        t = t.to(tb.WIDENED[t.dtype])
-    elif t.dtype not in tb.PUREDL_DTYPE:
+    if t.dtype not in tb.PUREDL_DTYPE:
         raise TypeError(
             f"from_torch: dtype {t.dtype} is not supported "
-            "(puredl has float32, float64, int64, int32, int16, uint8, bool)"
+            "(puredl has float32, float64, float16, bfloat16, int64, int32, int16, int8, uint8, bool)"
         )
     return _wrap(t, tb.backend_for(t))

@@ -24,6 +24,9 @@ TYPE_NAMES = {
     "LongTensor": "int64",
     "IntTensor": "int32",
     "ShortTensor": "int16",
+    "CharTensor": "int8",
+    "HalfTensor": "float16",
+    "BFloat16Tensor": "bfloat16",
     "ByteTensor": "uint8",
     "BoolTensor": "bool",
 }
@@ -85,6 +88,9 @@ IntTensor = _typed("IntTensor")
 ShortTensor = _typed("ShortTensor")
 ByteTensor = _typed("ByteTensor")
 BoolTensor = _typed("BoolTensor")
+CharTensor = _typed("CharTensor")
+HalfTensor = _typed("HalfTensor")
+BFloat16Tensor = _typed("BFloat16Tensor")
 
 
 def type_name(t: Any) -> str:
@@ -136,10 +142,16 @@ def to_numpy(t: Any, force: bool = False) -> Any:
         "int64": np.int64,
         "int32": np.int32,
         "int16": np.int16,
+        "int8": np.int8,
         "uint8": np.uint8,
         "bool": np.bool_,
-    }[t.dtype.name]
+        "float16": np.float16,
+    }.get(t.dtype.name)
+    if kind is None:  # NumPy has no bfloat16
+        raise TypeError(f"Got unsupported ScalarType {t.dtype.name} (NumPy has no such type), as torch says")
     arr = t.to_array()
+    if t.dtype.name == "float16":  # stored as float32: every value converts exactly
+        return np.frombuffer(arr, dtype=np.float32).astype(np.float16).reshape(t.shape)
     if t.dtype.name == "bool":
         return np.frombuffer(arr.tobytes(), dtype=np.int8).astype(np.bool_).reshape(t.shape)
     return np.frombuffer(arr, dtype=kind).reshape(t.shape).copy()
@@ -148,8 +160,8 @@ def to_numpy(t: Any, force: bool = False) -> Any:
 def from_numpy(a: Any) -> Any:
     """``puredl.from_numpy``: a tensor with the array's values and dtype (a copy, unlike torch).
 
-    float32/float64/int64/int32/int16/uint8/bool keep their dtype; float16 becomes float32, int8
-    int16 and other integer types int64 (puredl's storage types).
+    float16/float32/float64/int64/int32/int16/int8/uint8/bool keep their dtype; the other integer
+    types become int64.
     """
     np = _numpy()
     from array import array
@@ -164,15 +176,15 @@ def from_numpy(a: Any) -> Any:
             f"can't convert np.ndarray of type {a.dtype}; puredl supports float, int and bool arrays"
         )
     if a.dtype.kind == "f":
-        name = "float64" if a.dtype == np.float64 else "float32"
-    elif a.dtype in (np.int32, np.int16, np.uint8):
+        name = {np.float64: "float64", np.float16: "float16"}.get(a.dtype.type, "float32")
+    elif a.dtype in (np.int32, np.int16, np.int8, np.uint8):
         name = a.dtype.name
-    elif a.dtype == np.int8:
-        name = "int16"
     else:
         name = kinds[a.dtype.kind]
     dtype = dt.as_dtype(name)
-    np_type = {"float32": np.float32, "float64": np.float64, "bool": np.int8}.get(name, np.dtype(name))
+    np_type = {"float32": np.float32, "float64": np.float64, "float16": np.float32, "bool": np.int8}.get(
+        name, np.dtype(name)
+    )
     flat = np.ascontiguousarray(a, dtype=np_type).reshape(-1)
     storage = array(dtype.typecode)
     storage.frombytes(flat.tobytes())

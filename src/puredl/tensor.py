@@ -166,7 +166,10 @@ class Tensor(metaclass=TensorMeta):  # the metaclass gives torch's Tensor(data) 
     @classmethod
     def from_array(cls, arr, shape: tuple, dtype: dt.DType | None = None) -> Tensor:
         """Wrap a flat ``array.array`` (ownership passes to the tensor)."""
-        d = dt.BY_TYPECODE[arr.typecode] if dtype is None else dt.as_dtype(dtype)
+        if dtype is None:  # a tagged buffer (float16, bfloat16, int8) names its dtype; a plain one its typecode's
+            d = getattr(arr, "dtype", None) or dt.BY_TYPECODE[arr.typecode]
+        else:
+            d = dt.as_dtype(dtype)
         return _wrap(_pure.from_values(arr, tuple(shape), d), _pure)
 
     def __float__(self) -> float:
@@ -262,6 +265,15 @@ class Tensor(metaclass=TensorMeta):  # the metaclass gives torch's Tensor(data) 
 
     def double(self) -> Tensor:
         return self.to(dt.float64)
+
+    def half(self) -> Tensor:
+        return self.to(dt.float16)
+
+    def bfloat16(self) -> Tensor:
+        return self.to(dt.bfloat16)
+
+    def char(self) -> Tensor:
+        return self.to(dt.int8)
 
     def long(self) -> Tensor:
         return self.to(dt.int64)
