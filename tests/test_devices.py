@@ -67,7 +67,9 @@ def test_from_torch_shares_memory_and_is_a_leaf():
     assert src[1, 2].item() == -1.0
 
 
-@pytest.mark.parametrize("tdtype,pdtype", [(torch.float16, pd.float16), (torch.bfloat16, pd.bfloat16), (torch.int8, pd.int8)])
+@pytest.mark.parametrize(
+    "tdtype,pdtype", [(torch.float16, pd.float16), (torch.bfloat16, pd.bfloat16), (torch.int8, pd.int8)]
+)
 def test_from_torch_keeps_the_half_floats_and_int8(tdtype, pdtype):
     t = pd.from_torch(torch.tensor([1, 2, 3], dtype=tdtype))
     assert t.dtype is pdtype and t.tolist() == [1, 2, 3]

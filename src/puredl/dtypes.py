@@ -26,7 +26,8 @@ class DType:
         self.itemsize = itemsize
         self.is_floating_point = is_floating_point
         self.pytype = pytype
-        # promotion order: bool < uint8 = int8 < int16 < int32 < int64 < float16 = bfloat16 < float32 < float64
+        # promotion order: bool < uint8 = int8 < int16 < int32 < int64 < float16 = bfloat16 < float32
+        # < float64 (a tie between two kinds goes to the next wider type: see promote)
         self.rank = rank
 
     def __repr__(self) -> str:

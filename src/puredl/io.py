@@ -30,7 +30,13 @@ from array import array
 from collections.abc import Mapping
 from typing import Any, Union
 
-from puredl.backends.pure_narrow import BFloat16Buffer, Float16Buffer, Int8Buffer, round_bfloat16, round_float16
+from puredl.backends.pure_narrow import (
+    BFloat16Buffer,
+    Float16Buffer,
+    Int8Buffer,
+    round_bfloat16,
+    round_float16,
+)
 
 PathLike = Union[str, "os.PathLike[str]"]
 TensorRecord = tuple[str, tuple[int, ...], array]
@@ -130,7 +136,9 @@ def write_safetensors(
             f.write(struct.pack("<Q", len(header_bytes)))
             f.write(header_bytes)
             for _, code, _, data, _ in entries:
-                f.write(_little_endian_bytes(data) if code not in ("F16", "BF16") else _encode_half(code, data))
+                f.write(
+                    _little_endian_bytes(data) if code not in ("F16", "BF16") else _encode_half(code, data)
+                )
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp_path, path)
@@ -254,8 +262,8 @@ def read_safetensors(path: PathLike) -> dict[str, TensorRecord]:
     """Read a safetensors file into ``{name: (dtype_name, shape, array)}``, sorted by name.
 
     F16 and BF16 come back as ``float16``/``bfloat16`` (values in float32 storage), U32/U16 as
-    ``int64``, the other types as themselves. A truncated or malformed file raises :class:`SafetensorsError` (a ValueError)
-    naming the file and the problem.
+    ``int64``, the other types as themselves. A truncated or malformed file raises
+    :class:`SafetensorsError` (a ValueError) naming the file and the problem.
     """
     path = os.fspath(path)
     with open(path, "rb") as f:

@@ -594,6 +594,8 @@ def mean(a: Tensor, dim=None, keepdim: bool = False) -> Tensor:
         raise TypeError(f"mean: expected a floating point tensor, got {a.dtype.name}")
     dims = normalize_dims(dim, a.ndim, "mean")
     count = _numel(tuple(a.shape[d] for d in dims))
+    if a.dtype.itemsize == 2:  # float16/bfloat16: torch sums and divides in float32, then rounds once
+        return cast(mean(cast(a, dt.float32), dims, keepdim), a.dtype)
     return reduce_sum(a, dims, keepdim) / float(count) if count else reduce_sum(a, dims, keepdim) * math.nan
 
 

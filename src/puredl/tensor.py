@@ -99,6 +99,10 @@ class Tensor(metaclass=TensorMeta):  # the metaclass gives torch's Tensor(data) 
 
     nelement = numel  # torch's older name, still in lecture code
 
+    def element_size(self) -> int:
+        """Bytes per element as torch counts them (2 for float16, although the pure tier stores 4)."""
+        return self.dtype.itemsize
+
     def size(self, dim: int | None = None):
         if dim is None:
             return self.shape
@@ -166,7 +170,9 @@ class Tensor(metaclass=TensorMeta):  # the metaclass gives torch's Tensor(data) 
     @classmethod
     def from_array(cls, arr, shape: tuple, dtype: dt.DType | None = None) -> Tensor:
         """Wrap a flat ``array.array`` (ownership passes to the tensor)."""
-        if dtype is None:  # a tagged buffer (float16, bfloat16, int8) names its dtype; a plain one its typecode's
+        if (
+            dtype is None
+        ):  # a tagged buffer (float16, bfloat16, int8) names its dtype; a plain one its typecode's
             d = getattr(arr, "dtype", None) or dt.BY_TYPECODE[arr.typecode]
         else:
             d = dt.as_dtype(dtype)

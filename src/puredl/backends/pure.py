@@ -177,6 +177,10 @@ def full(shape: tuple, value, dtype: DType) -> PureArray:
     elif not dtype.is_floating_point:
         value = int(value)  # truncation toward zero, like torch
     if dtype in BUFFER:
+        if dtype is _dt.float16 and math.isfinite(value) and abs(value) > 65504.0:
+            raise RuntimeError(
+                f"value {value!r} cannot be converted to type float16 without overflow (as torch)"
+            )
         one = narrow(dtype, [value])
         return PureArray(type(one)(one.typecode, one * numel(shape)), tuple(shape))
     return PureArray(array(dtype.typecode, [value]) * numel(shape), tuple(shape))
