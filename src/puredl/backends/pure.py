@@ -177,13 +177,21 @@ def full(shape: tuple, value, dtype: DType) -> PureArray:
     elif not dtype.is_floating_point:
         value = int(value)  # truncation toward zero, like torch
     if dtype in BUFFER:
-        if dtype is _dt.float16 and math.isfinite(value) and abs(value) > 65504.0:
-            raise RuntimeError(
-                f"value {value!r} cannot be converted to type float16 without overflow (as torch)"
-            )
+        _check_fill(dtype, value, numel(shape))
         one = narrow(dtype, [value])
         return PureArray(type(one)(one.typecode, one * numel(shape)), tuple(shape))
     return PureArray(array(dtype.typecode, [value]) * numel(shape), tuple(shape))
+
+
+# the largest finite float16 and bfloat16
+_HALF_MAX = {_dt.float16: 65504.0, _dt.bfloat16: 3.3895313892515355e38}
+
+
+def _check_fill(dtype: DType, value, n: int) -> None:
+    """torch refuses to fill two or more half elements with a finite value beyond the type's range."""
+    top = _HALF_MAX.get(dtype)
+    if top is not None and n > 1 and math.isfinite(value) and abs(value) > top:
+        raise RuntimeError(f"value {value!r} cannot be converted to type {dtype.name} without overflow")
 
 
 def to_array(a: PureArray) -> array:
@@ -346,6 +354,7 @@ def setitem(a: PureArray, key: tuple, value) -> None:
         elif not dtype.is_floating_point:
             value = int(value)
         if dtype in BUFFER:
+            _check_fill(dtype, value, len(positions))
             value = narrow(dtype, [value])[0]  # the value as the dtype holds it (int8: out of range raises)
         for p in positions:
             buf[p] = value
