@@ -32,7 +32,7 @@ with torch.no_grad():
         p.copy_(torch.tensor([r.uniform(-0.5, 0.5) for _ in range(p.numel())]).reshape(p.shape))
 optimizer = torch.optim.Adam(model.parameters(), lr=0.05)
 loss_fn = nn.CrossEntropyLoss()
-for step in range(40):
+for _ in range(40):
     optimizer.zero_grad()
     loss = loss_fn(model(x_train), y_train)
     loss.backward()
