@@ -33,7 +33,7 @@ from datetime import date
 from busy import busy_core, load_average  # beside this file
 
 from puredl import accel
-from puredl.calibration import BENCH_OPS, plot_series, time_modes
+from puredl.accel.calibration import BENCH_OPS, plot_series, time_modes
 
 SIZES = [10, 30, 100, 300, 1_000, 3_000, 10_000, 30_000, 100_000, 300_000, 1_000_000, 4_000_000]
 QUICK_SIZES = [10, 100, 1_000, 10_000, 100_000]
@@ -105,8 +105,8 @@ def table(results: dict, thresholds: dict) -> str:
     for name, rows in results.items():
         cat = BENCH_OPS[name].category
         lines.append(
-            f"\n### {name} ({cat}; thresholds: default {accel._human(thresholds['default'][cat])}, "
-            f"calibrated {accel._human(thresholds['calibrated'][cat])})\n"
+            f"\n### {name} ({cat}; thresholds: default {accel.format_work(thresholds['default'][cat])}, "
+            f"calibrated {accel.format_work(thresholds['calibrated'][cat])})\n"
         )
         lines.append(
             "| size | work | pure | torch | auto (default) | ran on | ratio "
@@ -114,7 +114,7 @@ def table(results: dict, thresholds: dict) -> str:
         )
         lines.append("|---:|---:|---:|---:|---:|:---|---:|---:|:---|---:|---:|:---|---:|")
         for r in rows:
-            cells = [r["label"], accel._human(r["work"]), fmt(r["pure"], r["pure_est"]), fmt(r["torch"])]
+            cells = [r["label"], accel.format_work(r["work"]), fmt(r["pure"], r["pure_est"]), fmt(r["torch"])]
             for key in AUTO_KEYS:
                 rk = ratio(r, key)
                 cells += [fmt(r[key]), r[key + "_on"], f"{rk:.2f}" + (" **over**" if rk > GOAL else "")]
@@ -213,7 +213,7 @@ def run(args, torch, condition: str) -> int:
         + ". Where AUTO and TORCH run the same code path (large sizes), a ratio above 1 is load from "
         "other processes during that setting's rounds, not AUTO's cost.\n\n"
         "Calibrated crossovers: "
-        + ", ".join(f"{c} {accel._human(r.threshold)}" for c, r in cal.categories.items())
+        + ", ".join(f"{c} {accel.format_work(r.threshold)}" for c, r in cal.categories.items())
         + f"\n\nThe cost model moved {len(moves)} choices"
         + (":\n\n" + "\n".join(f"- {m}" for m in moves) if moves else ".")
     )
