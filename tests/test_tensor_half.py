@@ -73,6 +73,34 @@ def test_dtype_attributes_match_torch():
     assert pd.dtypes.as_dtype(torch.half) is pd.float16
 
 
+@pytest.mark.parametrize("dtype", [pd.float16, pd.bfloat16, pd.float32, pd.float64, None])
+def test_finfo_matches_torch(dtype):
+    got = pd.finfo(dtype) if dtype is not None else pd.finfo()
+    want = torch.finfo(TORCH_DTYPE[dtype]) if dtype is not None else torch.finfo()
+    for name in ("bits", "eps", "max", "min", "tiny", "smallest_normal", "resolution", "dtype"):
+        assert getattr(got, name) == getattr(want, name), name
+    assert repr(got) == repr(want)
+
+
+@pytest.mark.parametrize("dtype", [pd.int8, pd.uint8, pd.int16, pd.int32, pd.int64])
+def test_iinfo_matches_torch(dtype):
+    got, want = pd.iinfo(dtype), torch.iinfo(TORCH_DTYPE[dtype])
+    assert (got.bits, got.min, got.max, got.dtype) == (want.bits, want.min, want.max, want.dtype)
+    assert repr(got) == repr(want)
+
+
+def test_finfo_and_iinfo_refuse_the_other_kind_as_torch():
+    for fn, tfn, d in (
+        (pd.finfo, torch.finfo, pd.int32),
+        (pd.iinfo, torch.iinfo, pd.float16),
+        (pd.iinfo, torch.iinfo, pd.bool),
+    ):
+        with pytest.raises(TypeError):
+            tfn(TORCH_DTYPE[d])
+        with pytest.raises(TypeError):
+            fn(d)
+
+
 def test_methods_and_legacy_names():
     p, t = _both([0.1, 1e5, -2.5], pd.float32)
     _same_values(p.half(), t.half())

@@ -38,6 +38,7 @@ from puredl.creation import (
     zeros_like,
 )
 from puredl.devices import from_torch
+from puredl.dtype_info import finfo, iinfo
 from puredl.dtypes import (
     DType,
     bfloat16,
