@@ -431,6 +431,8 @@ _BINARY_SAFE = {"div": _safe_div, "pow": _safe_pow, "floor_divide": _safe_floord
 
 def _map2(op: str, fn, xs, ys, dtype: DType):
     typecode = dtype.typecode
+    if dtype is _dt.int8 and op == "pow":
+        return narrow(dtype, map(_ipow, xs, ys), wrap=True)
     if not dtype.is_floating_point and op == "pow":  # exact integer powers (math.pow gives floats)
         return _wrapped(typecode, map(_ipow, xs, ys))
     if (typecode in _INT_CODES or dtype is _dt.int8) and op == "div":
