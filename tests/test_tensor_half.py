@@ -445,7 +445,7 @@ def test_int8_arithmetic_wraps_like_torch(data):
         lambda a, b: a.maximum(b),
         lambda a, b: a ** b.clamp(0, 3),
         lambda a, b: a**2,
-        lambda a, b: 3**a.clamp(0, 9),
+        lambda a, b: 3 ** a.clamp(0, 9),
         lambda a, b: a // (b.abs() + 1),
         lambda a, b: a.sum(),  # int64, no wrap
         lambda a, b: a / b.clamp(min=1),  # float32
