@@ -101,6 +101,14 @@ def test_finfo_and_iinfo_refuse_the_other_kind_as_torch():
             fn(d)
 
 
+@pytest.mark.parametrize("dtype", [pd.float16, pd.bfloat16, pd.int8, pd.float64, pd.int32])
+def test_tensor_of_a_tensor_keeps_its_dtype(dtype):
+    p, t = _both([1, 2], dtype)
+    with pytest.warns(UserWarning):  # torch suggests clone().detach() here
+        expected = torch.tensor(t)
+    _same_values(pd.tensor(p), expected)
+
+
 def test_methods_and_legacy_names():
     p, t = _both([0.1, 1e5, -2.5], pd.float32)
     _same_values(p.half(), t.half())

@@ -130,6 +130,8 @@ def tensor(data, dtype=None, device=None, requires_grad: bool = False) -> Tensor
         device = default_device_or(device)
         return _finish(t.to(device) if device is not None else t, requires_grad)
     flat, shape = _flatten_nested(data)
+    if dtype is None and isinstance(data, Tensor):
+        dtype = data.dtype  # torch.tensor(t) keeps t's dtype (float16, float64, int32, ...)
     d = dt.as_dtype(dtype) if dtype is not None else _infer_dtype(flat)
     if not d.is_floating_point and d is not dt.bool_:
         if any(isinstance(x, float) and not math.isfinite(x) for x in flat):
