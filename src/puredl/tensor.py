@@ -178,9 +178,8 @@ class Tensor(metaclass=TensorMeta):  # the metaclass gives torch's Tensor(data) 
     @classmethod
     def from_array(cls, arr, shape: tuple, dtype: dt.DType | None = None) -> Tensor:
         """Wrap a flat ``array.array`` (ownership passes to the tensor)."""
-        if (
-            dtype is None
-        ):  # a tagged buffer (float16, bfloat16, int8) names its dtype; a plain one its typecode's
+        # a tagged buffer (float16, bfloat16, int8) names its dtype; a plain one is its typecode's
+        if dtype is None:
             d = getattr(arr, "dtype", None) or dt.BY_TYPECODE[arr.typecode]
         else:
             d = dt.as_dtype(dtype)
