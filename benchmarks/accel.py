@@ -17,6 +17,7 @@ one core taken by something else is reproducible anywhere. AUTO is timed with it
 busy machine") and, for comparison, on the thresholds alone.
 
 Usage: python benchmarks/accel.py [--quick] [--load] [--threads N] [--out-dir benchmarks/results]
+       [--json FILE]  (the numbers to FILE too; benchmarks/compare_commits.py reads them)
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from datetime import date
 from busy import busy_core, load_average  # beside this file
 
 from puredl import accel
-from puredl.calibration import BENCH_OPS, plot_series, time_modes
+from puredl.accel.calibration import BENCH_OPS, plot_series, time_modes
 
 SIZES = [10, 30, 100, 300, 1_000, 3_000, 10_000, 30_000, 100_000, 300_000, 1_000_000, 4_000_000]
 QUICK_SIZES = [10, 100, 1_000, 10_000, 100_000]
@@ -105,8 +106,8 @@ def table(results: dict, thresholds: dict) -> str:
     for name, rows in results.items():
         cat = BENCH_OPS[name].category
         lines.append(
-            f"\n### {name} ({cat}; thresholds: default {accel._human(thresholds['default'][cat])}, "
-            f"calibrated {accel._human(thresholds['calibrated'][cat])})\n"
+            f"\n### {name} ({cat}; thresholds: default {accel.format_work(thresholds['default'][cat])}, "
+            f"calibrated {accel.format_work(thresholds['calibrated'][cat])})\n"
         )
         lines.append(
             "| size | work | pure | torch | auto (default) | ran on | ratio "
@@ -114,7 +115,7 @@ def table(results: dict, thresholds: dict) -> str:
         )
         lines.append("|---:|---:|---:|---:|---:|:---|---:|---:|:---|---:|---:|:---|---:|")
         for r in rows:
-            cells = [r["label"], accel._human(r["work"]), fmt(r["pure"], r["pure_est"]), fmt(r["torch"])]
+            cells = [r["label"], accel.format_work(r["work"]), fmt(r["pure"], r["pure_est"]), fmt(r["torch"])]
             for key in AUTO_KEYS:
                 rk = ratio(r, key)
                 cells += [fmt(r[key]), r[key + "_on"], f"{rk:.2f}" + (" **over**" if rk > GOAL else "")]
@@ -143,6 +144,7 @@ def main(argv: list[str] | None = None) -> int:
         default=0,
         help="torch intra-op threads (0: torch's default); 1 avoids stalls on a busy machine",
     )
+    ap.add_argument("--json", help="also write the numbers (the .json file's content) to this file")
     args = ap.parse_args(argv)
     accel.torch_backend()
     import torch
@@ -213,7 +215,7 @@ def run(args, torch, condition: str) -> int:
         + ". Where AUTO and TORCH run the same code path (large sizes), a ratio above 1 is load from "
         "other processes during that setting's rounds, not AUTO's cost.\n\n"
         "Calibrated crossovers: "
-        + ", ".join(f"{c} {accel._human(r.threshold)}" for c, r in cal.categories.items())
+        + ", ".join(f"{c} {accel.format_work(r.threshold)}" for c, r in cal.categories.items())
         + f"\n\nThe cost model moved {len(moves)} choices"
         + (":\n\n" + "\n".join(f"- {m}" for m in moves) if moves else ".")
     )
@@ -227,25 +229,21 @@ def run(args, torch, condition: str) -> int:
         + ("_load" if args.load else "")
     )
     stem = os.path.join(args.out_dir, f"accel_{date.today().isoformat()}_{os.cpu_count()}cpu{suffix}")
-    for ext, content in (
-        (".md", text),
-        (
-            ".json",
-            json.dumps(
-                {
-                    "results": results,
-                    "thresholds": thresholds,
-                    "condition": condition,
-                    "uptime": [uptime_start, uptime_end],
-                    "moves": [str(m) for m in moves],
-                }
-            ),
-        ),
-    ):
-        tmp = f"{stem}{ext}.tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(content)
-        os.replace(tmp, stem + ext)
+    numbers = json.dumps(
+        {
+            "results": results,
+            "thresholds": thresholds,
+            "condition": condition,
+            "uptime": [uptime_start, uptime_end],
+            "moves": [str(m) for m in moves],
+        }
+    )
+    for path, content in ((stem + ".md", text), (stem + ".json", numbers), (args.json, numbers)):
+        if path:
+            tmp = f"{path}.tmp"
+            with open(tmp, "w", encoding="utf-8") as f:
+                f.write(content)
+            os.replace(tmp, path)
     panels = []
     for name, rows in results.items():
         s = [r["size"] for r in rows]

@@ -58,7 +58,7 @@ def _restore_accel_settings():
     yield
     accel.set_adaptive(adaptive)
     accel.reset_adaptive()
-    accel._restore(saved[:3])
+    accel.restore(saved[:3])
     if accel.is_logging() != saved[3]:
         accel.enable_logging(saved[3])
 

@@ -316,7 +316,7 @@ def broken_torch_add(monkeypatch):
         raise RuntimeError("simulated torch failure")
 
     monkeypatch.setitem(T._BINARY, "add", boom)
-    monkeypatch.setattr(accel, "_fallback_logged", set())
+    monkeypatch.setattr(accel.dispatch, "_fallback_logged", set())
 
 
 def test_auto_falls_back_to_pure_counts_and_logs_once(broken_torch_add, fresh_stats, capsys):
@@ -385,7 +385,7 @@ def test_malformed_config_is_ignored_with_a_message(tmp_path, capsys):
 
 
 def test_crossover_interpolates_where_torch_starts_to_win():
-    from puredl.calibration import crossover
+    from puredl.accel.calibration import crossover
 
     # log(pure/torch) goes from log(1/2) at 10 to log(5/2) at 100: zero at 10 * 10**0.43
     assert crossover([10, 100, 1000], [1.0, 5.0, 50.0], [2.0, 2.0, 2.0]) == 27
@@ -399,7 +399,7 @@ def test_crossover_interpolates_where_torch_starts_to_win():
 
 
 def test_calibrate_caps_thresholds_where_pure_takes_too_long(monkeypatch):
-    from puredl import calibration
+    from puredl.accel import calibration
 
     monkeypatch.setattr(calibration, "crossover", lambda *a: math.inf)  # as if torch never won
     monkeypatch.setattr(
@@ -412,7 +412,7 @@ def test_calibrate_caps_thresholds_where_pure_takes_too_long(monkeypatch):
 
 
 def test_calibrate_measures_applies_saves_and_plots(tmp_path, monkeypatch):
-    from puredl import calibration
+    from puredl.accel import calibration
 
     monkeypatch.setattr(
         calibration,

@@ -156,7 +156,7 @@ def test_pure_and_torch_modes_time_nothing_and_decide_as_before(clock, monkeypat
     assert ran == [mode] * 40
     s = accel.get_stats()
     assert (s.timed_count, s.explored_count, s.moves) == (0, 0, [])
-    assert accel.adaptive_model().keys == {} and accel._timer is None
+    assert accel.adaptive_model().keys == {} and accel.dispatch._timer is None
     assert P.reduce_sum is slow_pure and T.reduce_sum is slow_torch  # never swapped
 
 
@@ -233,13 +233,13 @@ def test_the_decision_log_and_stats_say_when_and_why_the_choice_moved(clock, mon
 
 
 def test_a_timed_call_that_never_reaches_its_kernel_is_dropped_and_the_kernels_put_back(clock):
-    real = T.reduce_sum
+    real = T.reduce  # the kernel that runs sum (ops.REDUCE_OPS)
     x = pd.rand(1000)
     accel.set_threshold("reduction", 100)
     accel.select("sum", "reduction", 1000, (x,))  # chosen and timed, but no kernel runs
-    assert accel._timer is not None and T.reduce_sum is not real
+    assert accel.dispatch._timer is not None and T.reduce is not real
     accel.set_acceleration("pure")
-    assert accel._timer is None and T.reduce_sum is real
+    assert accel.dispatch._timer is None and T.reduce is real
     assert accel.adaptive_model().keys[("reduction", bucket(1000), False)].dropped == 1
 
 
@@ -281,7 +281,7 @@ def test_new_keys_are_timed_densely_until_they_can_be_compared():
 
 def test_adaptive_can_be_turned_off_from_the_environment():
     env = dict(os.environ, PYTHONPATH=SRC, PUREDL_ACCEL_ADAPTIVE="0")
-    code = "from puredl import accel, accel_cli; print(accel.is_adaptive()); print(accel_cli.info_text())"
+    code = "from puredl import accel; from puredl.accel import cli; print(accel.is_adaptive()); print(cli.info_text())"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert out.stdout.splitlines()[0] == "False", out.stderr
     assert "auto cost model: off  (PUREDL_ACCEL_ADAPTIVE=0)" in out.stdout
@@ -293,17 +293,18 @@ def test_a_stand_in_kernel_left_without_its_timed_call_still_computes(clock):
     accel.set_threshold("reduction", 100)
     accel.select("sum", "reduction", 1000, (x,))
     stand_in = T.reduce_sum
-    accel._timer = None  # as if another thread had consumed it
+    accel.dispatch._timer = None  # as if another thread had consumed it
     try:
         impl = accel.torch_impl(x)
         assert stand_in(impl, (0,), False, pd.float32).item() == pytest.approx(sum(x.tolist()), rel=1e-5)
         assert accel.get_stats().timed_count == 0
     finally:
         accel.reset_adaptive()  # puts every stand-in back
-    assert T.reduce_sum is accel._ORIGINAL[(T, "reduce_sum")] and T.linear is accel._ORIGINAL[(T, "linear")]
-    accel._kernel_of.clear()  # (so that the next timed call swaps every kernel, as on a first call)
+    original = accel.dispatch._ORIGINAL
+    assert T.reduce_sum is original[(T, "reduce_sum")] and T.linear is original[(T, "linear")]
+    accel.dispatch._kernel_of.clear()  # (so that the next timed call swaps every kernel, as on a first call)
     accel.select("sum", "reduction", 1000, (x,))
-    accel._timer = None  # left behind again: the next timed calls must not take them for originals
+    accel.dispatch._timer = None  # left behind again: the next timed calls must not take them for originals
     try:
         for _ in range(5):
             assert x.sum().item() == pytest.approx(sum(x.tolist()), rel=1e-5)

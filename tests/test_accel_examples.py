@@ -90,7 +90,7 @@ def test_accel_info_reports_mode_thresholds_and_devices(capsys):
 
 
 def test_accel_calibrate_cli_saves_where_asked(tmp_path, monkeypatch, capsys):
-    from puredl import calibration
+    from puredl.accel import calibration
 
     monkeypatch.setattr(
         calibration, "CALIBRATION_SIZES", {**calibration.CALIBRATION_SIZES, "elementwise": [8, 4096]}
@@ -142,7 +142,7 @@ def test_puredl_import_stays_free_of_torch():
     import subprocess
     import sys
 
-    code = "import sys, puredl, puredl.accel_cli, puredl.bench_cli; print('torch' in sys.modules)"
+    code = "import sys, puredl, puredl.accel.cli, puredl.bench_cli; print('torch' in sys.modules)"
     env = {k: v for k, v in os.environ.items() if not k.startswith("PUREDL_ACCEL")}  # PURE mode
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env)
     assert r.returncode == 0 and r.stdout.strip() == "False", r.stderr

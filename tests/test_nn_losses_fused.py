@@ -155,7 +155,7 @@ def test_auto_falls_back_to_pure_when_the_torch_loss_kernel_fails(monkeypatch):
             return getattr(torch.ops.aten, name)
 
     monkeypatch.setattr(T, "_aten", Broken())
-    monkeypatch.setattr(accel, "_fallback_logged", set())
+    monkeypatch.setattr(accel.dispatch, "_fallback_logged", set())
     x, xt, _, _ = make_pair((5, 4), pd.float32, "contiguous", 21)
     y, yt = targets(5, 4, 22, 0.2)
     with accel.using("auto", {"activation": 0}):

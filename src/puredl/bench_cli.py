@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     if not accel.torch_available():
         print("puredl bench compares pure with torch: pip install 'puredl[torch]'", file=sys.stderr)
         return 1
-    from puredl.calibration import BENCH_OPS, time_modes
+    from puredl.accel.calibration import BENCH_OPS, time_modes
 
     unknown = [o for o in args.ops if o not in BENCH_OPS]
     if unknown:

@@ -14,7 +14,7 @@ import sys
 # subcommand -> (module, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "example": ("puredl.examples.cli", "run a bundled example (puredl example --list)"),
-    "accel": ("puredl.accel_cli", "acceleration layer: calibrate thresholds, show settings"),
+    "accel": ("puredl.accel.cli", "acceleration layer: calibrate thresholds, show settings"),
     "cuda": ("puredl.cuda.cli", "CUDA runtime: device table"),
     "finetune": ("puredl.finetune.cli", "progressive LoRA fine-tuning"),
     "bench": ("puredl.bench_cli", "quick pure vs torch micro-benchmarks"),

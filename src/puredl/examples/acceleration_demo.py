@@ -48,7 +48,7 @@ def run(epochs: int = 2, log_steps: int = 1, limit: int | None = None, verbose: 
         "thresholds ("
         + accel.threshold_source()
         + "): "
-        + ", ".join(f"{k} {accel._human(v)}" for k, v in th.items())
+        + ", ".join(f"{k} {accel.format_work(v)}" for k, v in th.items())
     )
 
     pd.manual_seed(SEED)

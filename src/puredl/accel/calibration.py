@@ -10,7 +10,7 @@ use the same timing helpers.
 Inputs are detached before each call so that every call pays the pure->torch conversion, as an
 op on a fresh intermediate does (a leaf tensor's view is cached after its first use).
 
->>> from puredl.calibration import BENCH_OPS
+>>> from puredl.accel.calibration import BENCH_OPS
 >>> sorted(BENCH_OPS)
 ['add', 'cat', 'index_select', 'matmul', 'relu', 'sum']
 """
@@ -267,8 +267,8 @@ class CalibrationResult:
         for cat, r in self.categories.items():
             ratios = " ".join(f"{s}:{p / t:.2f}" for s, p, t in zip(r.sizes, r.pure, r.torch))
             lines.append(
-                f"{cat:<12}{r.op:<8}{accel._human(r.threshold):>12}"
-                f"{accel._human(accel.DEFAULT_THRESHOLDS[cat]):>10}   {ratios}"
+                f"{cat:<12}{r.op:<8}{accel.format_work(r.threshold):>12}"
+                f"{accel.format_work(accel.DEFAULT_THRESHOLDS[cat]):>10}   {ratios}"
             )
         return "\n".join(lines)
 
@@ -323,9 +323,9 @@ def calibrate(
     out = file or sys.stdout
     cats = tuple(categories or CALIBRATED)
     results: dict[str, CategoryResult] = {}
-    units = dict(accel._costs["pure_unit_s"])
+    units = accel.get_costs()["pure_unit_s"]
     for cat in _progress(cats, "calibrating", verbose):
-        op = BENCH_OPS[CALIBRATED[accel._category(cat)]]
+        op = BENCH_OPS[CALIBRATED[accel.canonical_category(cat)]]
         sizes = CALIBRATION_SIZES[op.category]
         r = CategoryResult(op.category, op.name, sizes, [op.work(s) for s in sizes], [], [])
         for s in sizes:
@@ -342,11 +342,7 @@ def calibrate(
     costs = _measure_costs(units, min_time)
     thresholds = accel.get_thresholds()
     thresholds.update({cat: r.threshold for cat, r in results.items()})
-    accel._costs = costs
-    for cat, value in thresholds.items():
-        accel.set_threshold(cat, value)
-    accel._threshold_source = "calibrate()"
-    accel._refresh()
+    accel.set_thresholds(thresholds, costs, source="calibrate()")
     for r in results.values():  # auto with the new thresholds, for the plot
         op = BENCH_OPS[r.op]
         r.auto = [time_op(op, op.make(s), "auto", min_time) for s in r.sizes]
@@ -355,7 +351,7 @@ def calibrate(
         info = {"python": sys.version.split()[0], "torch": accel.torch_version(), "time": time.ctime()}
         result.saved_to = accel.save_config(thresholds, costs, path, info)
         if path is None:
-            accel._threshold_source = f"config file {result.saved_to}"
+            accel.set_thresholds({}, source=f"config file {result.saved_to}")
     if plot:
         result.plot = plot_calibration(result, plot)
     if verbose:
@@ -433,7 +429,7 @@ def plot_calibration(result: CalibrationResult, path: str) -> str | None:
         op = BENCH_OPS[r.op]
         panels.append(
             (
-                f"{r.op} ({cat}; threshold {accel._human(r.threshold)})",
+                f"{r.op} ({cat}; threshold {accel.format_work(r.threshold)})",
                 r.sizes,
                 {"pure": r.pure, "torch": r.torch, "auto": r.auto},
                 size_at_work(op, r.threshold),

@@ -55,7 +55,8 @@ def info_text() -> str:
     for cat, value in accel.get_thresholds().items():
         unit = "multiply-adds" if cat == "matmul" else "elements"
         default = accel.DEFAULT_THRESHOLDS[cat]
-        lines.append(f"    {cat:<12} {accel._human(value):>8} {unit:<14} (default {accel._human(default)})")
+        value, default = accel.format_work(value), accel.format_work(default)
+        lines.append(f"    {cat:<12} {value:>8} {unit:<14} (default {default})")
     path = accel.config_path()
     lines.append(f"  config file:     {path} ({'present' if os.path.exists(path) else 'absent'})")
     lines.append(
