@@ -124,3 +124,23 @@ def test_sdpa_is_requested_on_cuda_only_and_a_model_without_it_still_loads(tmp_p
     monkeypatch.setattr(transformers.Gemma3ForCausalLM, "_supports_sdpa", False)
     model = loading.load_causal_lm(folder, torch.float32, "cuda:0")
     assert calls == ["sdpa", None] and model.config._attn_implementation != "sdpa"
+
+
+@pytest.mark.parametrize("device, refused", [("cpu", False), ("cuda:0", True)])
+def test_a_run_saved_with_the_old_bf16_key_resumes_in_the_precision_it_trained_in(tmp_path, device, refused):
+    from puredl._atomic import write_json
+    from puredl.finetune import pipeline, run_state
+    from puredl.finetune.config import config_to_dict
+    from puredl.finetune.errors import FinetuneError
+
+    cfg = config_from_dict({"training": {"device": "cpu"}, "output": {"dir": str(tmp_path)}})
+    old = config_to_dict(cfg)
+    del old["training"]["precision"]
+    old["training"].update(bf16=True, device=device)  # the old default: bf16 on a GPU, fp32 on CPU
+    write_json(cfg.run_dir / run_state.STATE_FILE, {"config": old, "phases": []})
+    ctx = pipeline.make_context(cfg, resume=True, out=lambda s: None)
+    if refused:  # a GPU run trained in bf16; resuming it in fp32 is a change
+        with pytest.raises(FinetuneError, match=r"training\.precision"):
+            run_state.begin_run(ctx)
+    else:
+        assert run_state.begin_run(ctx)["config"] == old
