@@ -53,6 +53,7 @@ RESUME_MAY_CHANGE = (
     "checkpoint_every",
     "device",
     "num_threads",
+    "thread_policy",
     "gradient_checkpointing",
 )
 _held_locks: dict[Path, Any] = {}  # run folders this process holds the lock of -> open lock file
