@@ -183,7 +183,8 @@ def begin_run(ctx: Any) -> dict | None:
     state = read_json(run_dir / STATE_FILE)
     if state is None:
         return None
-    changed = config_changes(state.get("config") or {}, config_to_dict(ctx.cfg))
+    old = with_precision_key(state.get("config") or {}, ctx.device)
+    changed = config_changes(old, config_to_dict(ctx.cfg))
     refused = [key for key in changed if not may_change_on_resume(key)]
     if refused:
         shown = ", ".join(refused[:5]) + (f" and {len(refused) - 5} more" if len(refused) > 5 else "")
@@ -209,6 +210,26 @@ def begin_phase(ctx: Any, k: int) -> None:
             f"phase {k} was interrupted (checkpoint {found[-1]}); continue it with --resume, "
             "or pass --restart to discard its checkpoints and start the phase over"
         )
+
+
+def with_precision_key(old: dict, device: str) -> dict:
+    """A saved run config from before ``training.precision`` replaced ``training.bf16``, in today's keys.
+
+    ``bf16: true`` meant bfloat16 on a GPU and float32 on CPU, so a CPU run saved with it resumes
+    as ``precision: fp32`` (what it trained in) instead of being refused as changed.
+
+    >>> with_precision_key({"training": {"bf16": True, "device": "cpu"}}, "cpu")
+    {'training': {'device': 'cpu', 'precision': 'fp32'}}
+    """
+    training = old.get("training") if isinstance(old, dict) else None
+    if not isinstance(training, dict) or "bf16" not in training:
+        return old
+    training = dict(training)
+    bf16 = bool(training.pop("bf16"))
+    saved_device = str(training.get("device") or "auto")
+    on_gpu = (device if saved_device == "auto" else saved_device).startswith("cuda")
+    training.setdefault("precision", "bf16" if bf16 and on_gpu else "fp32")
+    return {**old, "training": training}
 
 
 def may_change_on_resume(key: str) -> bool:
