@@ -64,8 +64,6 @@ ADDED_KEYS_EARLIER_VALUE = {
     "precision": "fp32",
     "thread_policy": "torch",
 }
-# keys that were removed: an old run's file may hold them; this value is what the new keys reproduce
-RETIRED_KEYS_DEFAULT = {"bf16": False}
 _held_locks: dict[Path, Any] = {}  # run folders this process holds the lock of -> open lock file
 
 __all__ = [
@@ -255,10 +253,9 @@ def config_changes(old: Any, new: Any, prefix: str = "") -> list[str]:
     if isinstance(old, dict) and isinstance(new, dict):
         out: list[str] = []
         for key in list(old) + [k for k in new if k not in old]:
-            if key not in old and key in ADDED_KEYS_EARLIER_VALUE and new[key] == ADDED_KEYS_EARLIER_VALUE[key]:
+            earlier = ADDED_KEYS_EARLIER_VALUE.get(key, ADDED_KEYS_EARLIER_VALUE)  # the dict: no such key
+            if key not in old and new[key] == earlier:
                 continue  # saved before the key existed, resumed with the behaviour it had then
-            if key not in new and key in RETIRED_KEYS_DEFAULT and old[key] == RETIRED_KEYS_DEFAULT[key]:
-                continue
             out += config_changes(old.get(key), new.get(key), f"{prefix}{key}.")
         return out
     if (
