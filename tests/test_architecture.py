@@ -104,6 +104,7 @@ def test_backends_import_nothing_from_accel_or_above():
     kernels = (
         "puredl.backends.pure",
         "puredl.backends.pure_conv",
+        "puredl.backends.pure_narrow",
         "puredl.backends.torch",
         "puredl.backends.contract",
     )
@@ -114,6 +115,7 @@ def test_backends_import_nothing_from_accel_or_above():
             "puredl.backends",
             "puredl.backends.pure",
             "puredl.backends.pure_conv",
+            "puredl.backends.pure_narrow",
         }
         assert graph[mod] <= allowed, f"{mod} imports {sorted(graph[mod] - allowed)}"
 

@@ -189,7 +189,11 @@ def write_region(t: Tensor, nk: tuple, value) -> None:
         else:  # pure and torch storage on the CPU: torch writes through a zero-copy view of the target
             from puredl import accel
 
-            accel.torch_backend().setitem(accel.torch_impl(t), nk, value._impl)
+            tb = accel.torch_backend()
+            if be.NAME == "pure" and not tb.shares_memory(t._impl):  # float16/bfloat16 pure storage: no view
+                be.setitem(t._impl, nk, tb.to_pure(value._impl))
+            else:
+                tb.setitem(accel.torch_impl(t), nk, value._impl)
     else:
         be.setitem(t._impl, nk, value)
     bump_version(t)

@@ -96,6 +96,8 @@ def torch_impl(t) -> object:
     if cached is not None and cached[0] is impl:
         return cached[1]
     view = _tb.from_pure(impl)
+    if t.dtype.itemsize == 2 and t.dtype.typecode == "f":
+        return view  # float16/bfloat16: a converted copy, stale after an in-place change: not cached
     t._alt = (impl, view)  # shares memory, so it stays valid as long as the impl does
     return view
 

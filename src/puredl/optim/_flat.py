@@ -23,6 +23,10 @@ def writable_buffer(t: Tensor) -> array | None:
     a = t._impl
     if a.offset or len(a.buf) != _pure.numel(a.shape) or not _pure.is_contiguous(a):
         return None
+    if (
+        type(a.buf) is not array
+    ):  # float16/bfloat16/int8: tensor ops narrow every result, a raw write would not
+        return None
     bump_version(t)  # about to be written
     return a.buf
 

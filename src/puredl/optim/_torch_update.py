@@ -9,6 +9,7 @@ device, and the caller falls back to tensor ops. Pure storage is updated through
 
 from __future__ import annotations
 
+from puredl import dtypes as dt
 from puredl.backends import pure as _pure
 from puredl.tensor import Tensor, _wrap, bump_version
 
@@ -28,7 +29,7 @@ def torch_storage(t: Tensor | None, be):
         return None
     if t._be is be:
         return t._impl
-    if t._be is _pure and be.DEVICE == "cpu":
+    if t._be is _pure and be.DEVICE == "cpu" and t.dtype not in dt.NARROW:  # half storage: no zero-copy view
         from puredl import accel
 
         return accel.torch_impl(t)
