@@ -80,15 +80,17 @@ def typical(xs: list, quantile: float | None = None) -> float:
     counts when most calls pay it, so a busy core's stall (nearly every call of a parallel op)
     counts, a preemption or a garbage collection now and then does not, and neither does one
     call that came out fast."""
-    s = sorted(xs)
-    q = QUANTILE if quantile is None else quantile
-    return s[min(len(s) - 1, max(1, int((len(s) - 1) * q + 0.5)))]
+    return _pick(sorted(xs), QUANTILE if quantile is None else quantile)
 
 
 def median(xs: list) -> float:
     """(The upper one of an even count: a stall on half the calls shows.)"""
     s = sorted(xs)
     return s[len(s) // 2]
+
+
+def _pick(s: list, q: float) -> float:
+    return s[min(len(s) - 1, max(1, int((len(s) - 1) * q + 0.5)))]
 
 
 def mean_gap(sample_gap: tuple[int, int]) -> float:
@@ -161,7 +163,9 @@ class Books:
             del r[0]
         self.seen[arm] += 1
         if len(r) >= MIN_OBS:
-            self.cost[arm], self.mid[arm] = typical(r, self.quantile), median(r)
+            s = sorted(r)
+            self.cost[arm] = _pick(s, QUANTILE if self.quantile is None else self.quantile)
+            self.mid[arm] = s[len(s) // 2]  # median()
 
     def forget(self, arm: bool) -> None:
         """What ``arm`` cost no longer holds (torch's threads changed): measure it again soon."""
