@@ -24,9 +24,9 @@ from puredl.accel.dispatch import (
     adaptive_model,
     pure_impl,
     reset_adaptive,
+    run,
     select,
     torch_impl,
-    torch_kernel_failed,
 )
 from puredl.accel.settings import (
     AUTO,
@@ -116,6 +116,7 @@ __all__ = [
     "reset_adaptive",
     "reset_stats",
     "reset_thresholds",
+    "run",
     "restore",
     "save_config",
     "select",
@@ -127,7 +128,6 @@ __all__ = [
     "torch_available",
     "torch_backend",
     "torch_impl",
-    "torch_kernel_failed",
     "torch_version",
     "using",
 ]

@@ -733,7 +733,7 @@ def softmax(a: PureArray, dim: int, log: bool = False) -> PureArray:
 # --------------------------------------------------------------------------- joining and gathering
 
 
-def cat(arrays: list, dim: int, dtype: DType) -> PureArray:
+def cat(dim: int, dtype: DType, *arrays: PureArray) -> PureArray:
     first = arrays[0].shape
     outer = numel(first[:dim])
     chunks = []
