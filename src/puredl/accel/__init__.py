@@ -22,9 +22,11 @@ from puredl.accel.availability import cuda_available, torch_available, torch_bac
 from puredl.accel.dispatch import (
     DeviceMismatchError,
     adaptive_model,
+    move,
     pure_impl,
     reset_adaptive,
     run,
+    run_inplace,
     select,
     torch_impl,
 )
@@ -117,6 +119,8 @@ __all__ = [
     "reset_stats",
     "reset_thresholds",
     "run",
+    "run_inplace",
+    "move",
     "restore",
     "save_config",
     "select",

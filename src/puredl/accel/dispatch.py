@@ -360,16 +360,74 @@ def _on_device(op: str, be, tensors) -> tuple:
     return be, impls
 
 
+# =========================================================================== in place and device moves
+
+
+def run_inplace(op: str, tensors, kernel: str, head: tuple, *tail):
+    """Run an in-place kernel on the storage of ``tensors[0]``: ``kernel(target, *head, *others,
+    *tail)``, on the backend that holds the target (torch when a pure target meets torch inputs on
+    the CPU: it writes through a zero-copy view). Counted and logged as :func:`run`; a torch
+    failure on a pure target falls back to pure in AUTO; returns the kernel's result.
+    """
+    target = tensors[0]
+    be = target._be
+    if be is _pure:
+        for t in tensors:
+            if t._be is not _pure:
+                be = _tb  # a torch input on the CPU: torch writes through a view of the target
+                break
+        else:
+            if _logging:
+                _log(op, tensors, "pure", "in place, where the target lives")
+            _count_pure(op)
+            return getattr(_pure, kernel)(target._impl, *head, *[t._impl for t in tensors[1:]], *tail)
+    if _logging:
+        _log(op, tensors, "torch", f"in place, where the target lives ({be.DEVICE})")
+    _count_torch(op)
+    impls = [t._impl if t._be is be else torch_impl(t) for t in tensors]
+    try:
+        return getattr(be, kernel)(impls[0], *head, *impls[1:], *tail)
+    except RuntimeError as exc:
+        if target._be is not _pure:
+            _failed(op, be, tensors, kernel, head, tail, exc, fallback=False)
+        _failed(op, be, tensors, kernel, head, tail, exc, fallback=_mode is AccelMode.AUTO)
+        return getattr(_pure, kernel)(target._impl, *head, *[pure_impl(t) for t in tensors[1:]], *tail)
+
+
+def move(t, target: str) -> tuple:
+    """``(impl, backend)`` of ``t``'s data on device ``target`` ("cpu" or "cuda:N"), counted as
+    the op "to" and logged; back on the CPU the data lands on pure in PURE mode, on torch otherwise."""
+    from puredl.accel.availability import torch_backend
+
+    tb = torch_backend()
+    if target == "cpu":  # from a CUDA device
+        impl = tb.to_device(t._impl, "cpu")
+        if _mode is AccelMode.PURE:
+            out, be = tb.to_pure(impl), _pure
+        else:
+            out, be = impl, tb
+    else:
+        out, be = tb.to_device(t._impl, target), tb.device_backend(target)
+    if _logging:
+        _log("to", (t,), be.NAME, f"a move from {t.device} to {target}")
+    if be is _pure:
+        _count_pure("to")
+    else:
+        _count_torch("to")
+    return out, be
+
+
 # =========================================================================== fallback
 
 _fallback_logged: set = set()
 
 
-def _failed(op: str, be, tensors, kernel: str, head: tuple, tail: tuple, exc: RuntimeError) -> tuple:
+def _failed(op: str, be, tensors, kernel: str, head: tuple, tail: tuple, exc: RuntimeError, fallback=None):
     """A torch kernel raised: AUTO runs it on pure (the result goes back to ``be``); other modes
-    re-raise with the op, kernel and mode named."""
+    re-raise with the op, kernel and mode named. ``fallback=False``: re-raise; ``True``: only count
+    and report the fallback (the caller runs pure)."""
     tb = _tb
-    if _mode is not AccelMode.AUTO:
+    if fallback is False or (fallback is None and _mode is not AccelMode.AUTO):
         args = ", ".join(f"{t.dtype.name}{list(t.shape)} on {be.DEVICE}" for t in tensors)
         where = f"kernel {kernel}, {args or 'no tensor arguments'}, mode {_mode.value}"
         msg = f"torch backend failed in {op} ({where}): {exc}"
@@ -378,6 +436,9 @@ def _failed(op: str, be, tensors, kernel: str, head: tuple, tail: tuple, exc: Ru
         except Exception:  # an exception type that wants other arguments
             err = RuntimeError(msg)
         raise err from exc
+    if fallback:
+        _reported_fallback(op, exc)
+        return None
     Tensor = tb.torch.Tensor
 
     def on_pure(args):
@@ -385,6 +446,14 @@ def _failed(op: str, be, tensors, kernel: str, head: tuple, tail: tuple, exc: Ru
 
     # a user error raises here, with pure's message
     result = getattr(_pure, kernel)(*on_pure(head), *[pure_impl(t) for t in tensors], *on_pure(tail))
+    _reported_fallback(op, exc)
+    PureArray = _pure.PureArray
+    if isinstance(result, tuple):  # arrays go back to torch; Python scalars stay as they are
+        return be, tuple(be.from_pure(r) if isinstance(r, PureArray) else r for r in result)
+    return be, be.from_pure(result) if isinstance(result, PureArray) else result
+
+
+def _reported_fallback(op: str, exc: RuntimeError) -> None:
     _st.uncount_torch(op)
     _st.count_fallback(op)
     if op not in _fallback_logged:
@@ -394,10 +463,6 @@ def _failed(op: str, be, tensors, kernel: str, head: tuple, tail: tuple, exc: Ru
             "ran on pure instead (logged once per op)",
             file=sys.stderr,
         )
-    PureArray = _pure.PureArray
-    if isinstance(result, tuple):  # arrays go back to torch; Python scalars stay as they are
-        return be, tuple(be.from_pure(r) if isinstance(r, PureArray) else r for r in result)
-    return be, be.from_pure(result) if isinstance(result, PureArray) else result
 
 
 _refresh()

@@ -87,7 +87,39 @@ class Backend(Protocol):
         self, g: Impl, x: Impl, w: Impl, stride: tuple, pads: tuple, dilation: tuple, groups: int
     ) -> tuple: ...
 
+    # ---- fused optimizer updates, in place (False: not for these buffers, nothing written)
+    def sgd_update(
+        self,
+        w: Impl,
+        g: Impl,
+        buf: Impl | None,
+        lr: float,
+        momentum: float,
+        dampening: float,
+        weight_decay: float,
+        nesterov: bool,
+        maximize: bool,
+        first: bool,
+    ) -> bool: ...
+    def adam_update(
+        self,
+        w: Impl,
+        g: Impl,
+        m: Impl,
+        v: Impl,
+        vmax: Impl | None,
+        lr: float,
+        beta1: float,
+        beta2: float,
+        eps: float,
+        weight_decay: float,
+        decoupled: bool,
+        maximize: bool,
+        step_size: float,
+        bc2_sqrt: float,
+    ) -> bool: ...
+
 
 KERNELS = tuple(n for n, v in Backend.__dict__.items() if not n.startswith("_") and callable(v))
-# the kernels that run after accel.select has chosen the backend (AUTO times one of them now and then)
+# the kernels that compute (the rest describe, create and lay out storage)
 COMPUTE_KERNELS = KERNELS[KERNELS.index("binary") :]

@@ -131,6 +131,13 @@ def from_pure(a: _pure.PureArray, dev: str = "cpu") -> torch.Tensor:
 # --------------------------------------------------------------------------- creation
 
 
+def to_device(a, device_name: str) -> torch.Tensor:
+    """``a`` (a torch tensor or a PureArray) on ``device_name`` ("cpu" or "cuda:N"), copied when it moves."""
+    if isinstance(a, _pure.PureArray):
+        return from_pure(a, device_name)
+    return a.to(device_name)
+
+
 def from_values(data, shape: tuple, dtype: dt.DType) -> torch.Tensor:
     return from_pure(_pure.from_values(data, tuple(shape), dtype), DEVICE)
 
@@ -556,13 +563,64 @@ def topk(a: torch.Tensor, k: int, dim: int, largest: bool, sorted_: bool):
     return res.values, res.indices
 
 
+# --------------------------------------------------------------------------- fused optimizer updates
+# torch's own in-place update, term for term as ``torch.optim`` writes it (so results match torch
+# bit for bit); False (nothing written) when a tensor has another dtype or device than ``w``.
+
+
+def _same_place(w: torch.Tensor, *others) -> bool:
+    return all(o is None or (o.dtype == w.dtype and o.device == w.device) for o in others)
+
+
+def sgd_update(w, g, buf, lr, momentum, dampening, weight_decay, nesterov, maximize, first) -> bool:
+    """torch.optim.SGD's single-tensor update of ``w`` and its momentum buffer (``first``: the
+    buffer takes the gradient itself) in place."""
+    if not _same_place(w, g, buf) or (momentum and buf is None):
+        return False
+    if maximize:
+        g = -g
+    if weight_decay:
+        g = g.add(w, alpha=weight_decay)
+    if momentum:
+        if first:
+            buf.copy_(g)
+        else:
+            buf.mul_(momentum).add_(g, alpha=1.0 - dampening)
+        g = g.add(buf, alpha=momentum) if nesterov else buf
+    w.add_(g, alpha=-lr)
+    return True
+
+
+def adam_update(
+    w, g, m, v, vmax, lr, beta1, beta2, eps, weight_decay, decoupled, maximize, step_size, bc2_sqrt
+) -> bool:
+    """torch.optim.Adam / AdamW's single-tensor update of ``w``, ``m``, ``v`` (and ``vmax``) in place."""
+    if not _same_place(w, g, m, v, vmax):
+        return False
+    if maximize:
+        g = -g
+    if weight_decay:
+        if decoupled:
+            w.mul_(1.0 - lr * weight_decay)
+        else:
+            g = g.add(w, alpha=weight_decay)
+    m.lerp_(g, 1.0 - beta1)
+    v.mul_(beta2).addcmul_(g, g, value=1.0 - beta2)
+    if vmax is not None:
+        torch.maximum(vmax, v, out=vmax)
+        v = vmax
+    denom = (v.sqrt() / bc2_sqrt).add_(eps)
+    w.addcdiv_(m, denom, value=-step_size)
+    return True
+
+
 # --------------------------------------------------------------------------- per-device backends
 
 _KERNELS = (
     "device dtype_of item tolist to_array to_pure cast contiguous clone view reshape permute expand getitem "
     "setitem binary binary_scalar unary clamp where matmul reduce_sum max_dim max_all argmax_all softmax "
     "cat index_select0 index_add0 nll_loss nll_loss_backward linear relu_backward im2col col2im topk conv2d "
-    "conv2d_backward"
+    "conv2d_backward sgd_update adam_update"
 ).split()
 
 
