@@ -137,6 +137,17 @@ def run(op: str, category: str, work: int, tensors, kernel: str, head: tuple, *t
                 break
         else:
             _count_pure(op)
+            # one or two tensors (nearly every op) without building a list: a list comprehension
+            # is a function call of its own before Python 3.12
+            n = len(tensors)
+            if n == 1:
+                return _pure, getattr(_pure, kernel)(*head, t._impl, *tail)
+            if n == 2:
+                a, b = tensors
+                return _pure, getattr(_pure, kernel)(*head, a._impl, b._impl, *tail)
+            if n == 3:
+                a, b, c = tensors
+                return _pure, getattr(_pure, kernel)(*head, a._impl, b._impl, c._impl, *tail)
             return _pure, getattr(_pure, kernel)(*head, *[t._impl for t in tensors], *tail)
     elif _fast_auto:
         global _sample_in
@@ -151,6 +162,15 @@ def run(op: str, category: str, work: int, tensors, kernel: str, head: tuple, *t
                         break
                 else:
                     _count_pure(op)
+                    n = len(tensors)
+                    if n == 1:
+                        return _pure, getattr(_pure, kernel)(*head, t._impl, *tail)
+                    if n == 2:
+                        a, b = tensors
+                        return _pure, getattr(_pure, kernel)(*head, a._impl, b._impl, *tail)
+                    if n == 3:
+                        a, b, c = tensors
+                        return _pure, getattr(_pure, kernel)(*head, a._impl, b._impl, c._impl, *tail)
                     return _pure, getattr(_pure, kernel)(*head, *[t._impl for t in tensors], *tail)
     elif _fast_torch:  # TORCH mode, data already on torch's CPU backend
         tcpu = _tb
@@ -380,7 +400,14 @@ def run_inplace(op: str, tensors, kernel: str, head: tuple, *tail):
             if _logging:
                 _log(op, tensors, "pure", "in place, where the target lives")
             _count_pure(op)
-            return getattr(_pure, kernel)(target._impl, *head, *[t._impl for t in tensors[1:]], *tail)
+            n = len(tensors)  # (no list for the common arities, as in run)
+            if n == 3:
+                _, b, c = tensors
+                return getattr(_pure, kernel)(target._impl, *head, b._impl, c._impl, *tail)
+            if n == 2:
+                return getattr(_pure, kernel)(target._impl, *head, t._impl, *tail)
+            others = [t._impl for t in tensors]
+            return getattr(_pure, kernel)(others.pop(0), *head, *others, *tail)
     if _logging:
         _log(op, tensors, "torch", f"in place, where the target lives ({be.DEVICE})")
     _count_torch(op)
