@@ -17,6 +17,7 @@ one core taken by something else is reproducible anywhere. AUTO is timed with it
 busy machine") and, for comparison, on the thresholds alone.
 
 Usage: python benchmarks/accel.py [--quick] [--load] [--threads N] [--out-dir benchmarks/results]
+       [--json FILE]  (the numbers to FILE too; benchmarks/compare_commits.py reads them)
 """
 
 from __future__ import annotations
@@ -143,6 +144,7 @@ def main(argv: list[str] | None = None) -> int:
         default=0,
         help="torch intra-op threads (0: torch's default); 1 avoids stalls on a busy machine",
     )
+    ap.add_argument("--json", help="also write the numbers (the .json file's content) to this file")
     args = ap.parse_args(argv)
     accel.torch_backend()
     import torch
@@ -227,25 +229,21 @@ def run(args, torch, condition: str) -> int:
         + ("_load" if args.load else "")
     )
     stem = os.path.join(args.out_dir, f"accel_{date.today().isoformat()}_{os.cpu_count()}cpu{suffix}")
-    for ext, content in (
-        (".md", text),
-        (
-            ".json",
-            json.dumps(
-                {
-                    "results": results,
-                    "thresholds": thresholds,
-                    "condition": condition,
-                    "uptime": [uptime_start, uptime_end],
-                    "moves": [str(m) for m in moves],
-                }
-            ),
-        ),
-    ):
-        tmp = f"{stem}{ext}.tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(content)
-        os.replace(tmp, stem + ext)
+    numbers = json.dumps(
+        {
+            "results": results,
+            "thresholds": thresholds,
+            "condition": condition,
+            "uptime": [uptime_start, uptime_end],
+            "moves": [str(m) for m in moves],
+        }
+    )
+    for path, content in ((stem + ".md", text), (stem + ".json", numbers), (args.json, numbers)):
+        if path:
+            tmp = f"{path}.tmp"
+            with open(tmp, "w", encoding="utf-8") as f:
+                f.write(content)
+            os.replace(tmp, path)
     panels = []
     for name, rows in results.items():
         s = [r["size"] for r in rows]

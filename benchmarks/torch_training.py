@@ -6,6 +6,7 @@ its best round (a shared machine slows both alike); the ratio comes from this on
 Goal: puredl/torch <= 1.5.
 
 Usage: python benchmarks/torch_training.py [--steps 40] [--rounds 7] [--threads N] [--out-dir DIR]
+       [--no-save] [--json FILE]  (--json: the numbers to FILE too; benchmarks/compare_commits.py reads them)
 """
 
 from __future__ import annotations
@@ -92,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
     ap.add_argument("--out-dir", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results"))
     ap.add_argument("--no-save", action="store_true")
+    ap.add_argument("--json", help="also write the times and the ratio to this JSON file")
     args = ap.parse_args(argv)
     from puredl._optional import require
 
@@ -132,6 +134,10 @@ def main(argv: list[str] | None = None) -> int:
         f"{stats.fallback_count} fallbacks ({stats.torch_count / max(stats.total(), 1):.0%} on torch).\n"
     )
     print(text)
+    numbers = {"ms_puredl": best_pd * 1e3, "ms_torch": best_t * 1e3, "ratio": ratio}
+    if args.json:
+        record = {**numbers, "rounds": args.rounds, "steps": args.steps, "max_drift": max_drift, "load": load}
+        write_atomic(args.json, json.dumps(record, indent=1) + "\n")
     if not args.no_save:
         os.makedirs(args.out_dir, exist_ok=True)
         suffix = f"_t{args.threads}" if args.threads else ""
@@ -139,18 +145,24 @@ def main(argv: list[str] | None = None) -> int:
         stem = os.path.join(args.out_dir, name)
         for ext, content in (
             (".md", text),
-            (".json", json.dumps({"ms_puredl": best_pd * 1e3, "ms_torch": best_t * 1e3, "ratio": ratio})),
+            (".json", json.dumps(numbers)),
         ):
-            tmp = stem + ext + ".tmp"
-            with open(tmp, "w", encoding="utf-8") as f:
-                f.write(content)
-            os.replace(tmp, stem + ext)
+            write_atomic(stem + ext, content)
         print(f"wrote {stem}.md", file=sys.stderr)
     print(
         f"goal puredl/torch <= {GOAL}: {'met' if ratio <= GOAL else 'NOT met'} ({ratio:.2f}x)",
         file=sys.stderr,
     )
     return 0
+
+
+def write_atomic(path: str, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary name, so a reader never sees half a file."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(tmp, path)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ time of this process (``time.process_time``), so other load on a shared machine 
 inflate it; the header shows the load average during the run.
 
 Usage: python benchmarks/train_step.py [--quick] [--profile] [--out benchmarks/results/train_step.txt]
+       [--json FILE]  (also the numbers, machine-readable: benchmarks/compare_commits.py reads them)
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from __future__ import annotations
 import argparse
 import cProfile
 import io
+import json
 import os
 import platform
 import pstats
@@ -176,6 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", action="store_true", help="append a cProfile of the XOR step")
     parser.add_argument("--torch-threads", type=int, default=1)
     parser.add_argument("--out", help="also write the report to this file")
+    parser.add_argument("--json", help="also write the times (seconds per step) to this JSON file")
     args = parser.parse_args(argv)
     rounds, min_round = (3, 0.1) if args.quick else (7, 0.3)
     try:
@@ -201,6 +204,8 @@ def main(argv: list[str] | None = None) -> int:
     ]
     print("\n".join(lines), flush=True)
     ok = True
+    load_start = os.getloadavg()
+    cases = []  # what --json writes
     for name, make, goal_kind, goal in CASES:
         step, torch_setup = make()
         pure = best_step_time(step, rounds, min_round)
@@ -217,6 +222,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             met, goal_text = True, "(reported)"
         ok = ok and met
+        cases.append({"name": name, "pure_s": pure, "torch_s": ref if torch else None, "goal_met": met})
         ref_text, ratio_text = (fmt(ref), f"{ratio:.2f}x") if torch else ("-", "-")
         line = f"{name:42s} {fmt(pure):>13} {ref_text:>13} {ratio_text:>10}  {goal_text}"
         lines.append(line)
@@ -242,13 +248,28 @@ def main(argv: list[str] | None = None) -> int:
         lines += ["", "cProfile of 2000 XOR steps (sorted by own time):", text[text.index("ncalls") - 3 :]]
         print("\n".join(lines[-3:]))
 
+    if args.json:
+        record = {
+            "cases": cases,
+            "python": python,
+            "torch": torch.__version__ if torch else None,
+            "rounds": rounds,
+            "load_start": list(load_start),
+            "load_end": list(os.getloadavg()),
+        }
+        write_atomic(args.json, json.dumps(record, indent=1) + "\n")
     if args.out:
-        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-        tmp = args.out + ".tmp"
-        with open(tmp, "w") as f:
-            f.write("\n".join(lines).rstrip() + "\n")
-        os.replace(tmp, args.out)
+        write_atomic(args.out, "\n".join(lines).rstrip() + "\n")
     return 0 if ok else 1
+
+
+def write_atomic(path: str, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary name, so a reader never sees half a file."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(tmp, path)
 
 
 if __name__ == "__main__":

@@ -405,12 +405,17 @@ def test_evaluate_capabilities_reads_user_files_by_capability_or_kind(model, tok
         assert res["reasoning"]["n_heldout"] == 4 and res["reasoning"]["n_taught"] == 4  # no split: both
 
 
-def test_validate_main_prints_a_line_per_capability_and_writes_json(model, tok, tmp_path):
-    lines: list[str] = []
+def test_validate_prints_a_line_per_capability_and_writes_json(model, tok, tmp_path):
+    # what ``puredl finetune validate`` runs: format_metrics for the lines, write_json for --output
+    from puredl._atomic import write_json
+
+    res = M.evaluate_capabilities(model, tok, ["fluency", "reasoning"], max_eval=2, progress=False)
+    lines = M.format_metrics(res)
+    assert lines.startswith("fluency") and "heldout_no_eos ppl" in lines.split("\n")[0]
+    assert lines.split("\n")[1].startswith("reasoning") and "chance 20.0%" in lines
     out = tmp_path / "sub" / "metrics.json"
-    res = M.validate_main(model, tok, ["fluency", "reasoning"], max_eval=2, output=out, out=lines.append)
-    assert lines[0].startswith("fluency") and "heldout_no_eos ppl" in lines[0]
-    assert "reasoning" in lines[0].split("\n")[1] and "chance 20.0%" in lines[0]
+    out.parent.mkdir()
+    write_json(out, res)
     assert json.loads(out.read_text(encoding="utf-8")) == res
     assert [p.name for p in out.parent.iterdir()] == ["metrics.json"]  # no temp file left behind
 

@@ -61,6 +61,73 @@ def test_reduction_matches_torch(name, sd, keepdim, dtype, layout, seed):
     assert_grads_close([pl], [tl])
 
 
+@pytest.mark.parametrize("name", ["amax", "amin"])
+@given(sd=shape_and_dims(min_side=1), keepdim=st.booleans(), dtype=float_dtypes, layout=layouts, seed=seeds)
+def test_amax_amin_match_torch_with_ties_sharing_the_gradient(name, sd, keepdim, dtype, layout, seed):
+    shape, dim = sd
+    pa, ta, pl, tl = make_pair(shape, dtype, layout, seed)
+    out_p = getattr(pa, name)(dim, keepdim=keepdim)
+    out_t = getattr(ta, name)(dim, keepdim=keepdim)
+    assert_close(out_p, out_t, what=f"{name}(dim={dim}, keepdim={keepdim})")
+    backward_both(out_p, out_t, seed)
+    assert_grads_close([pl], [tl])
+
+
+@given(sd=shape_and_dims(), keepdim=st.booleans(), dtype=float_dtypes, layout=layouts, seed=seeds)
+def test_prod_matches_torch(sd, keepdim, dtype, layout, seed):
+    shape, dim = sd
+    if isinstance(dim, tuple):  # torch's prod takes one dim (puredl also takes several)
+        dim = dim[0]
+    pa, ta, pl, tl = make_pair(shape, dtype, layout, seed, low=-1.5, high=1.5)
+    out_p = pa.prod(dim, keepdim=keepdim) if dim is not None else pa.prod()
+    out_t = ta.prod(dim, keepdim=keepdim) if dim is not None else ta.prod()
+    assert_close(out_p, out_t, what=f"prod(dim={dim}, keepdim={keepdim})")
+    backward_both(out_p, out_t, seed)
+    assert_grads_close([pl], [tl])
+
+
+def test_prod_gradient_at_zeros_is_torchs():
+    # one zero in a row: its gradient is the product of the others; two zeros: all zero
+    rows = [[2.0, 0.0, 3.0], [0.0, 0.0, 5.0], [1.0, 2.0, 4.0]]
+    a, ta = pd.tensor(rows, requires_grad=True), torch.tensor(rows, requires_grad=True)
+    for dim in (1, 0):
+        a.grad, ta.grad = None, None
+        (a.prod(dim) * pd.tensor([1.0, 2.0, 3.0])).sum().backward()
+        (ta.prod(dim) * torch.tensor([1.0, 2.0, 3.0])).sum().backward()
+        assert a.grad.tolist() == ta.grad.tolist()
+    a.grad, ta.grad = None, None
+    a.prod().backward()
+    ta.prod().backward()
+    assert a.grad.tolist() == ta.grad.tolist()
+
+
+def test_prod_and_amax_dtypes_and_several_dims_match_torch():
+    ints, bools = pd.tensor([[1, -2, 3], [4, 5, -6]]), pd.tensor([[True, False], [True, True]])
+    for got, want in (
+        (ints.prod(), to_torch(ints).prod()),
+        (ints.prod(1), to_torch(ints).prod(1)),
+        (bools.prod(0), to_torch(bools).prod(0)),
+        (ints.amax(0), to_torch(ints).amax(0)),
+        (bools.amin(1), to_torch(bools).amin(1)),
+        (ints.amax((0, 1), keepdim=True), to_torch(ints).amax((0, 1), keepdim=True)),
+        (pd.prod(ints, (0, 1)), to_torch(ints).prod()),
+        (ints.sum(dtype=pd.float64), to_torch(ints).sum(dtype=torch.float64)),
+    ):
+        assert got.dtype.name == str(want.dtype).removeprefix("torch.").replace("bool", "bool")
+        assert got.tolist() == want.tolist()
+    big = pd.tensor([2**40, 2**40])
+    assert big.prod().item() == to_torch(big).prod().item()  # wraps around int64, as torch
+
+
+def test_amax_amin_of_empty_raise_like_torch():
+    e = pd.zeros(2, 0)
+    with pytest.raises(IndexError, match="non-zero size"):
+        e.amax(1)
+    with pytest.raises(RuntimeError, match="empty"):
+        e.amin()
+    assert e.amax(0).shape == (0,) and e.prod(1).tolist() == [1.0, 1.0] and e.prod(0).shape == (0,)
+
+
 @pytest.mark.parametrize("dtype", [pd.float32, pd.float64])
 def test_std_of_constant_rows_has_zero_gradient_like_torch(dtype):
     a = pd.tensor([[2.0, 2.0, 2.0], [1.0, 2.0, 4.0]], dtype=dtype, requires_grad=True)

@@ -218,8 +218,10 @@ def test_reductions_match_pure(name, a):
         for largest in (True, False):
             check(P.max_dim(pa, dim, True, largest), T.max_dim(ta, dim, True, largest))
     for largest in (True, False):
-        check(P.max_all(pa, largest), T.max_all(ta, largest))
         check(P.argmax_all(pa, largest), T.argmax_all(ta, largest))
+    for op in ("mean", "prod", "amax", "amin"):
+        for dims, keep in (((0,), False), ((1,), True), ((0, 1), False), ((0, 1), True)):
+            check(P.reduce(op, pa, dims, keep, F32), T.reduce(op, ta, dims, keep, F32), tol=1e-5)
     for dim in (0, 1):
         for log in (False, True):
             check(P.softmax(pa, dim, log), T.softmax(ta, dim, log), tol=1e-5)
@@ -237,8 +239,13 @@ def test_reductions_reject_empty_inputs_like_pure():
     e = T.from_pure(arr([], (2, 0)))
     with pytest.raises(IndexError, match="zero-size"):
         T.max_dim(e, 1, False, True)
-    with pytest.raises(ValueError, match="empty"):
-        T.max_all(e, True)
+    for op in ("amax", "amin"):
+        with pytest.raises(RuntimeError, match="empty"):
+            T.reduce(op, e, (0, 1), False, F32)
+        with pytest.raises(RuntimeError, match="empty"):
+            P.reduce(op, arr([], (2, 0)), (0, 1), False, F32)
+        with pytest.raises(IndexError, match="non-zero size"):
+            P.reduce(op, arr([], (2, 0)), (1,), False, F32)
     with pytest.raises(ValueError, match="empty"):
         T.argmax_all(e, True)
 

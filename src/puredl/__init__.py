@@ -11,6 +11,8 @@ tensor([[2., 4.]])
 
 # subpackages of the pure tier (standard library only; they import Tensor lazily where needed);
 # accelerator, utils, legacy, modes and placement are torch's surface outside the core (issue #13)
+# the core first: tensor_methods attaches the op methods to Tensor (tensor.py sits below the ops)
+from puredl import tensor_methods as _tensor_methods  # noqa: F401, I001 - installs Tensor's op methods
 from puredl import accelerator, data, datasets, nn, optim, utils  # noqa: E402
 from puredl import autograd_function as _autograd_function  # noqa: F401 - installs Function.apply
 from puredl import ops as _ops_module
@@ -21,6 +23,7 @@ from puredl.creation import (
     empty,
     empty_like,
     eye,
+    from_torch,
     full,
     full_like,
     linspace,
@@ -37,7 +40,6 @@ from puredl.creation import (
     zeros,
     zeros_like,
 )
-from puredl.devices import from_torch
 from puredl.dtypes import (
     DType,
     float32,
@@ -72,7 +74,6 @@ from puredl.ops import (
     clamp,
     log_softmax,
     matmul,
-    mean,
     softmax,
     stack,
     std,
@@ -81,15 +82,17 @@ from puredl.ops import (
 )
 from puredl.ops import reduce_max as max  # noqa: A004
 from puredl.ops import reduce_min as min  # noqa: A004
-from puredl.ops import reduce_sum as sum  # noqa: A004
 from puredl.ops_select import masked_fill, mm, multinomial, topk, tril, triu
 from puredl.ops_window import conv2d
 from puredl.placement import device, get_default_device, set_default_device
 from puredl.random import manual_seed
 from puredl.tensor import Tensor
 
-# pd.exp, pd.add, ...: every op of ops' tables (abs and pow shadow builtins, as torch's do)
+# pd.exp, pd.add, pd.sum, ...: every op of ops' tables (abs, pow and sum shadow builtins, as torch's do)
 globals().update({_name: getattr(_ops_module, _name) for _name in (*_UNARY_OPS, *_BINARY_OPS)})
+globals().update(_ops_module.REDUCE_FUNCTIONS)
+sum = _ops_module.REDUCE_FUNCTIONS["sum"]  # noqa: A001 - spelled out for readers and linters
+mean = _ops_module.REDUCE_FUNCTIONS["mean"]
 
 float = float32  # noqa: A001 - torch's alias
 double = float64

@@ -1,10 +1,13 @@
-"""Tensor factories: tensor, zeros, ones, full, empty, rand, randn, randint, arange, linspace, eye, *_like."""
+"""Tensor factories: tensor, zeros, ones, full, empty, rand, randn, randint, arange, linspace, eye, *_like;
+and interop: ``from_torch``/``to_torch`` (sharing memory) and ``from_numpy`` (a copy)."""
 
 from __future__ import annotations
 
 import math
+from array import array
 
 from puredl import dtypes as dt
+from puredl._optional import require
 from puredl.backends import pure as _pure
 from puredl.placement import default_device_or
 from puredl.random import default_generator
@@ -117,14 +120,10 @@ def tensor(data, dtype=None, device=None, requires_grad: bool = False) -> Tensor
     (2, 2)
     """
     if type(data).__module__.startswith("torch"):
-        from puredl.devices import from_torch
-
         t = from_torch(data).detach()
         t = t.to(dtype) if dtype is not None else t
         return _finish(t.to(device) if device is not None else t, requires_grad)
     if type(data).__module__ == "numpy":  # an ndarray or NumPy scalar: NumPy's dtype, as torch keeps it
-        from puredl.legacy import from_numpy
-
         t = from_numpy(data.__array__())
         t = t.to(dtype) if dtype is not None else t
         device = default_device_or(device)
@@ -337,3 +336,74 @@ def randint_like(t: Tensor, low: int, high: int | None = None, dtype=None, devic
     if high is None:
         low, high = 0, low
     return randint(low, high, t.shape, dtype=dtype or t.dtype, device=device or t.device)
+
+
+# --------------------------------------------------------------------------- interop: torch and NumPy
+
+
+def to_torch(t):
+    """``t``'s data as a ``torch.Tensor``, sharing memory (a zero-copy view of pure storage).
+
+    The result is detached from puredl's autograd; writes through it are seen by ``t``.
+    """
+    from puredl import accel
+
+    tb = accel.torch_backend()
+    return tb.from_pure(t._impl) if t._be is _pure else t._impl
+
+
+def from_torch(t):
+    """A puredl tensor over a ``torch.Tensor``'s memory (CPU or CUDA), without copying.
+
+    float32/float64/int64/int32/int16/uint8/bool share memory; float16/bfloat16 become float32
+    and int8 int16 (a copy). Gradients are not carried over: the result is a leaf.
+
+    >>> import torch, puredl as pd
+    >>> x = pd.from_torch(torch.ones(2)); x.tolist()
+    [1.0, 1.0]
+    """
+    from puredl import accel
+
+    tb = accel.torch_backend()
+    torch = tb.torch
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"from_torch: expected a torch.Tensor, got {type(t).__name__}")
+    t = t.detach()
+    if t.dtype in tb.WIDENED:
+        t = t.to(tb.WIDENED[t.dtype])
+    elif t.dtype not in tb.PUREDL_DTYPE:
+        raise TypeError(
+            f"from_torch: dtype {t.dtype} is not supported "
+            "(puredl has float32, float64, int64, int32, int16, uint8, bool)"
+        )
+    return _wrap(t, tb.backend_for(t))
+
+
+def from_numpy(a) -> Tensor:
+    """``puredl.from_numpy``: a tensor with the array's values and dtype (a copy, unlike torch).
+
+    float32/float64/int64/int32/int16/uint8/bool keep their dtype; float16 becomes float32, int8
+    int16 and other integer types int64 (puredl's storage types).
+    """
+    np = require("numpy", "numpy", "Tensor.numpy() and from_numpy()")
+    if not isinstance(a, np.ndarray):
+        raise TypeError(f"expected np.ndarray (got {type(a).__name__})")
+    kinds = {"f": None, "i": "int64", "u": "int64", "b": "bool"}
+    if a.dtype.kind not in kinds:
+        raise TypeError(
+            f"can't convert np.ndarray of type {a.dtype}; puredl supports float, int and bool arrays"
+        )
+    if a.dtype.kind == "f":
+        name = "float64" if a.dtype == np.float64 else "float32"
+    elif a.dtype in (np.int32, np.int16, np.uint8):
+        name = a.dtype.name
+    elif a.dtype == np.int8:
+        name = "int16"
+    else:
+        name = kinds[a.dtype.kind]
+    dtype = dt.as_dtype(name)
+    np_type = {"float32": np.float32, "float64": np.float64, "bool": np.int8}.get(name, np.dtype(name))
+    flat = np.ascontiguousarray(a, dtype=np_type).reshape(-1)
+    storage = array(dtype.typecode)
+    storage.frombytes(flat.tobytes())
+    return Tensor.from_array(storage, tuple(a.shape), dtype=dtype)

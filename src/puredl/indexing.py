@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from puredl import dtypes as dt
+from puredl import ops
+from puredl.creation import tensor
 from puredl.shapes import broadcast_shapes
 from puredl.tensor import Tensor, bump_version
 
@@ -47,8 +49,6 @@ def normalize_basic_key(key, shape: tuple) -> tuple:
 
 
 def getitem(t: Tensor, key) -> Tensor:
-    from puredl import ops
-
     if isinstance(key, Tensor) and key.dtype is dt.bool_:
         return _mask_select(t, key)
     keys = key if isinstance(key, tuple) else (key,)
@@ -92,14 +92,12 @@ def _advanced(t: Tensor, keys: tuple) -> Tensor:
 
 
 def _as_index(k, device: str) -> Tensor:
-    from puredl.creation import tensor
-
     if isinstance(k, list):
         k = tensor(k, dtype=dt.int64, device=device)
     if k.dtype is dt.bool_:
         raise IndexError("boolean masks are supported only as the whole index (t[mask])")
     if k.dtype is dt.int32:  # torch accepts int (int32) indices too
-        k = k.to(dt.int64)
+        k = ops.cast(k, dt.int64)
     if k.dtype is not dt.int64:
         raise IndexError(f"tensors used as indices must be int64 (long), int32 or bool, got {k.dtype.name}")
     return k
@@ -107,8 +105,6 @@ def _as_index(k, device: str) -> Tensor:
 
 def _gather(t: Tensor, keys: tuple) -> Tensor:
     """Integer-tensor indices on the leading dimensions, broadcast together (``x[rows, cols]``)."""
-    from puredl import ops
-
     k = 0
     while k < len(keys) and _is_advanced(keys[k]):
         k += 1
@@ -133,8 +129,6 @@ def _gather(t: Tensor, keys: tuple) -> Tensor:
 
 
 def _mask_select(t: Tensor, mask: Tensor) -> Tensor:
-    from puredl.creation import tensor
-
     if mask.shape != t.shape[: mask.ndim]:
         raise IndexError(f"mask of shape {mask.shape} does not match the indexed tensor's shape {t.shape}")
     positions = [i for i, m in enumerate(mask.reshape(-1).tolist()) if m]
@@ -147,14 +141,14 @@ def setitem(t: Tensor, key, value) -> None:
 
     Bumps ``t``'s version; recorded in the graph when ``t`` or ``value`` requires grad.
     """
-    from puredl import inplace, ops
+    from puredl import inplace  # inplace writes through write_region below
 
     if isinstance(key, Tensor) and key.dtype is dt.bool_:
         if not isinstance(value, (int, float, bool)):
             raise TypeError("masked assignment takes a Python scalar value")
         inplace.check_leaf(t)
         if inplace.needs_graph(t, ()):
-            inplace.rebase(t, lambda old: ops.where(key, value, old).to(t.dtype))
+            inplace.rebase(t, lambda old: ops.cast(ops.where(key, value, old), t.dtype))
         else:
             inplace.write_all(t, ops.where(key, value, t))
         return
@@ -163,8 +157,6 @@ def setitem(t: Tensor, key, value) -> None:
         raise IndexError("setitem: assignment takes basic keys (ints, slices, None, ...) or a bool mask")
     nk = normalize_basic_key(key, t.shape)
     if not isinstance(value, (Tensor, int, float, bool)):
-        from puredl.creation import tensor
-
         value = tensor(value, dtype=t.dtype, device=t.device)
     if isinstance(value, Tensor):
         region = t._be.getitem(t._impl, nk)

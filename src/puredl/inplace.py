@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from puredl import autograd
+from puredl import autograd, ops
 from puredl import dtypes as dt
 from puredl.tensor import Tensor
 
@@ -79,15 +79,13 @@ def _fit(t: Tensor, new: Tensor) -> Tensor:
         if narrowing:
             src, dst = (_TORCH_NAMES.get(d.name, d.name) for d in (new.dtype, t.dtype))
             raise RuntimeError(f"result type {src} can't be cast to the desired output type {dst}")
-        new = new.to(t.dtype)
+        new = ops.cast(new, t.dtype)
     return new
 
 
 def rebase(t: Tensor, new_value: Callable[[Tensor], Tensor]) -> None:
     """Record an in-place change: ``t`` takes the value and history of ``new_value(old)``, where
     ``old`` is a copy of ``t`` that keeps ``t``'s previous history."""
-    from puredl import ops
-
     view = t._view
     if view is not None:
         base, kind, arg = view
@@ -103,8 +101,6 @@ def rebase(t: Tensor, new_value: Callable[[Tensor], Tensor]) -> None:
 
 def _view_maps(view: Tensor, base: Tensor, kind: str, arg) -> tuple:
     """(redo, undo): ``redo(b)`` is the view of ``b``; ``undo(b, v)`` is ``b`` with the view set to ``v``."""
-    from puredl import ops
-
     if kind == ops.INDEX_VIEW:
         return (lambda b: ops.getitem_basic(b, arg)), (lambda b, v: ops.index_put_basic(b, arg, v))
     if kind == ops.RESHAPE_VIEW:  # a reshape view covers all of the base: the new base is the new view

@@ -1,10 +1,10 @@
 """torch's legacy constructors: ``Tensor(data)``, ``Tensor(2, 3)``, ``FloatTensor``, ``LongTensor``...
 
-``puredl.Tensor(...)`` goes through :class:`TensorMeta`: ``Tensor([1, 2])`` is a float32 tensor
-of those values, ``Tensor(2, 3)`` a float32 tensor of that shape (zeros: puredl has no
-uninitialized memory), ``Tensor()`` an empty one. ``FloatTensor``/``DoubleTensor``/
-``LongTensor``/``BoolTensor`` do the same with their dtype, and ``isinstance(x,
-puredl.LongTensor)`` checks the dtype, as in torch.
+``puredl.Tensor(...)`` goes through ``tensor.TensorMeta``, which calls :func:`construct`:
+``Tensor([1, 2])`` is a float32 tensor of those values, ``Tensor(2, 3)`` a float32 tensor of
+that shape (zeros: puredl has no uninitialized memory), ``Tensor()`` an empty one.
+``FloatTensor``/``DoubleTensor``/``LongTensor``/``BoolTensor`` do the same with their dtype, and
+``isinstance(x, puredl.LongTensor)`` checks the dtype, as in torch.
 
 >>> import puredl as pd
 >>> pd.Tensor([1, 2]), pd.LongTensor(2).shape, isinstance(pd.tensor([1]), pd.LongTensor)
@@ -16,6 +16,9 @@ from __future__ import annotations
 from typing import Any
 
 from puredl import dtypes as dt
+from puredl._optional import require
+from puredl.creation import from_numpy, tensor, zeros  # noqa: F401 - from_numpy: legacy's public name
+from puredl.tensor import Tensor, TensorMeta
 
 # legacy type name <-> dtype, as torch spells them in Tensor.type()
 TYPE_NAMES = {
@@ -31,9 +34,6 @@ TYPE_NAMES = {
 
 def construct(dtype: dt.DType, args: tuple, kwargs: dict) -> Any:
     """What ``torch.<X>Tensor(*args, device=...)`` returns, with ``dtype`` for X."""
-    from puredl.creation import tensor, zeros
-    from puredl.tensor import Tensor
-
     device = kwargs.pop("device", None)
     if kwargs:
         raise TypeError(f"Tensor(): unexpected keyword arguments {sorted(kwargs)}")
@@ -51,21 +51,8 @@ def construct(dtype: dt.DType, args: tuple, kwargs: dict) -> Any:
     return tensor(data, dtype=dtype, device=device)
 
 
-class TensorMeta(type):
-    """Metaclass of Tensor: calling ``Tensor(...)`` builds a float tensor as torch's does."""
-
-    def __call__(cls, *args, **kwargs):
-        from puredl.tensor import Tensor
-
-        if cls is Tensor:
-            return construct(dt.get_default_dtype(), args, dict(kwargs))
-        return super().__call__(*args, **kwargs)  # subclasses (Parameter) build themselves
-
-
 class _TypedMeta(type):
     def __instancecheck__(cls, obj: Any) -> bool:
-        from puredl.tensor import Tensor
-
         return isinstance(obj, Tensor) and obj.dtype.name == cls._dtype_name
 
     def __call__(cls, *args, **kwargs):
@@ -77,6 +64,8 @@ def _typed(name: str) -> type:
         name, (), {"_dtype_name": TYPE_NAMES[name], "__doc__": f"torch.{name}: a {TYPE_NAMES[name]} tensor"}
     )
 
+
+TensorMeta.construct = construct  # Tensor(...) as torch's legacy constructor (tensor.py sits below us)
 
 FloatTensor = _typed("FloatTensor")
 DoubleTensor = _typed("DoubleTensor")
@@ -120,7 +109,7 @@ def format_tensor(t: Any, spec: str) -> str:
 
 def to_numpy(t: Any, force: bool = False) -> Any:
     """``Tensor.numpy()``: a NumPy array copy of the values (NumPy imported only here)."""
-    np = _numpy()
+    np = require("numpy", "numpy", "Tensor.numpy() and from_numpy()")
     if t.requires_grad and not force:
         raise RuntimeError(
             "Can't call numpy() on Tensor that requires grad. Use tensor.detach().numpy() instead."
@@ -143,43 +132,3 @@ def to_numpy(t: Any, force: bool = False) -> Any:
     if t.dtype.name == "bool":
         return np.frombuffer(arr.tobytes(), dtype=np.int8).astype(np.bool_).reshape(t.shape)
     return np.frombuffer(arr, dtype=kind).reshape(t.shape).copy()
-
-
-def from_numpy(a: Any) -> Any:
-    """``puredl.from_numpy``: a tensor with the array's values and dtype (a copy, unlike torch).
-
-    float32/float64/int64/int32/int16/uint8/bool keep their dtype; float16 becomes float32, int8
-    int16 and other integer types int64 (puredl's storage types).
-    """
-    np = _numpy()
-    from array import array
-
-    from puredl.tensor import Tensor
-
-    if not isinstance(a, np.ndarray):
-        raise TypeError(f"expected np.ndarray (got {type(a).__name__})")
-    kinds = {"f": None, "i": "int64", "u": "int64", "b": "bool"}
-    if a.dtype.kind not in kinds:
-        raise TypeError(
-            f"can't convert np.ndarray of type {a.dtype}; puredl supports float, int and bool arrays"
-        )
-    if a.dtype.kind == "f":
-        name = "float64" if a.dtype == np.float64 else "float32"
-    elif a.dtype in (np.int32, np.int16, np.uint8):
-        name = a.dtype.name
-    elif a.dtype == np.int8:
-        name = "int16"
-    else:
-        name = kinds[a.dtype.kind]
-    dtype = dt.as_dtype(name)
-    np_type = {"float32": np.float32, "float64": np.float64, "bool": np.int8}.get(name, np.dtype(name))
-    flat = np.ascontiguousarray(a, dtype=np_type).reshape(-1)
-    storage = array(dtype.typecode)
-    storage.frombytes(flat.tobytes())
-    return Tensor.from_array(storage, tuple(a.shape), dtype=dtype)
-
-
-def _numpy():
-    from puredl._optional import require
-
-    return require("numpy", "numpy", "Tensor.numpy() and from_numpy()")

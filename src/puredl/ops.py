@@ -12,8 +12,10 @@ from collections.abc import Callable
 from puredl import accel, autograd
 from puredl import dtypes as dt
 from puredl.autograd import Function
-from puredl.shapes import broadcast_shapes
-from puredl.tensor import Tensor, _wrap
+from puredl.backends import pure as _pure
+from puredl.shapes import broadcast_shapes, infer_shape, normalize_dim, normalize_dims
+from puredl.shapes import numel as _numel
+from puredl.tensor import Tensor, ValuesIndices, _wrap
 
 ELEMENTWISE, MATMUL, REDUCTION, ACTIVATION, SHAPE = (
     "elementwise",
@@ -54,13 +56,6 @@ def _record(node: Function, inputs: tuple, out: Tensor, saved: tuple = (), saved
     return out
 
 
-def _numel(shape: tuple) -> int:
-    n = 1
-    for s in shape:
-        n *= s
-    return n
-
-
 def unbroadcast(grad: Tensor, shape: tuple) -> Tensor:
     """Sum ``grad`` over the dimensions that broadcasting added or stretched, back to ``shape``."""
     if grad.shape == shape:
@@ -69,7 +64,7 @@ def unbroadcast(grad: Tensor, shape: tuple) -> Tensor:
     dims = tuple(range(lead)) + tuple(
         lead + i for i, n in enumerate(shape) if n == 1 and grad.shape[lead + i] != 1
     )
-    return reduce_sum(grad, dims, keepdim=True).reshape(shape)
+    return reduce("sum", grad, dims, keepdim=True).reshape(shape)
 
 
 # =========================================================================== elementwise, two tensors
@@ -78,6 +73,7 @@ def unbroadcast(grad: Tensor, shape: tuple) -> Tensor:
 class BinaryOp:
     """One elementwise op of two operands, declared once (kernels: ``binary`` and ``binary_scalar``).
 
+    ``operators``: the Python operator methods that run it on a Tensor (``x + y``, ``2 + x``).
     ``dtype``: "promote" (torch's promotion), "float" (integers compute in the default float
     dtype) or "bool" (comparisons: not differentiable). ``grad_a(g, a, b, out)`` and
     ``grad_b(...)``: the gradient for each side, written with other ops; either operand may be a
@@ -85,11 +81,14 @@ class BinaryOp:
     what each rule reads (bits: 1 ``a``, 2 ``b``, 4 ``out``), so backward can check versions.
     """
 
-    __slots__ = ("dtype", "grad_a", "grad_b", "reads_a", "reads_b", "doc", "bool_ok")
+    __slots__ = ("dtype", "grad_a", "grad_b", "reads_a", "reads_b", "doc", "bool_ok", "operators")
 
-    def __init__(self, dtype, grad_a, grad_b, reads_a: int, reads_b: int, doc: str, bool_ok: bool = True):
+    def __init__(
+        self, dtype, grad_a, grad_b, reads_a: int, reads_b: int, doc: str, bool_ok: bool = True, operators=()
+    ):
         self.dtype, self.grad_a, self.grad_b, self.doc, self.bool_ok = dtype, grad_a, grad_b, doc, bool_ok
         self.reads_a, self.reads_b = reads_a, reads_b
+        self.operators = operators  # Python's operator method and its reflected form: ("__add__", "__radd__")
 
 
 def _pow_grad_base(g, a, b, out):  # torch: 0 where the exponent is 0
@@ -114,20 +113,54 @@ def _no_floor_divide_grad(g, a, b, out):  # torch records the op and raises in b
     raise RuntimeError("the derivative for 'floor_divide' is not implemented (as in torch)")
 
 
-def _compare(doc: str) -> BinaryOp:
-    return BinaryOp("bool", None, None, 0, 0, doc)
+def _compare(doc: str, operator: str | None = None, reflected: str | None = None) -> BinaryOp:
+    operators = (operator, reflected) if reflected else (operator,) if operator else ()
+    return BinaryOp("bool", None, None, 0, 0, doc, operators=operators)
 
 
 # the table: adding a plain binary op is one entry here and one kernel per backend (``binary`` and
 # ``binary_scalar``); its function here, its Tensor method and its package export come from it
 BINARY_OPS = {
-    "add": BinaryOp("promote", lambda g, a, b, out: g, lambda g, a, b, out: g, 0, 0, "a + b"),
-    "sub": BinaryOp("promote", lambda g, a, b, out: g, lambda g, a, b, out: -g, 0, 0, "a - b", bool_ok=False),
-    "mul": BinaryOp("promote", lambda g, a, b, out: g * b, lambda g, a, b, out: g * a, 2, 1, "a * b"),
-    "div": BinaryOp(
-        "float", lambda g, a, b, out: g / b, lambda g, a, b, out: -g * a / (b * b), 2, 3, "a / b"
+    "add": BinaryOp(
+        "promote",
+        lambda g, a, b, out: g,
+        lambda g, a, b, out: g,
+        0,
+        0,
+        "a + b",
+        operators=("__add__", "__radd__"),
     ),
-    "pow": BinaryOp("promote", _pow_grad_base, _pow_grad_exponent, 3, 7, "a ** b"),
+    "sub": BinaryOp(
+        "promote",
+        lambda g, a, b, out: g,
+        lambda g, a, b, out: -g,
+        0,
+        0,
+        "a - b",
+        bool_ok=False,
+        operators=("__sub__", "__rsub__"),
+    ),
+    "mul": BinaryOp(
+        "promote",
+        lambda g, a, b, out: g * b,
+        lambda g, a, b, out: g * a,
+        2,
+        1,
+        "a * b",
+        operators=("__mul__", "__rmul__"),
+    ),
+    "div": BinaryOp(
+        "float",
+        lambda g, a, b, out: g / b,
+        lambda g, a, b, out: -g * a / (b * b),
+        2,
+        3,
+        "a / b",
+        operators=("__truediv__", "__rtruediv__"),
+    ),
+    "pow": BinaryOp(
+        "promote", _pow_grad_base, _pow_grad_exponent, 3, 7, "a ** b", operators=("__pow__", "__rpow__")
+    ),
     "floor_divide": BinaryOp(
         "promote",
         _no_floor_divide_grad,
@@ -136,6 +169,7 @@ BINARY_OPS = {
         0,
         "a // b (rounded toward -inf)",
         bool_ok=False,
+        operators=("__floordiv__", "__rfloordiv__"),
     ),
     "maximum": BinaryOp(
         "promote",
@@ -153,19 +187,20 @@ BINARY_OPS = {
         3,
         "the smaller of a and b",
     ),
-    "eq": _compare("a == b"),
-    "ne": _compare("a != b"),
-    "lt": _compare("a < b"),
-    "le": _compare("a <= b"),
-    "gt": _compare("a > b"),
-    "ge": _compare("a >= b"),
-    "logical_and": _compare("a and b (a bool tensor)"),
-    "logical_or": _compare("a or b (a bool tensor)"),
+    "eq": _compare("a == b", "__eq__"),
+    "ne": _compare("a != b", "__ne__"),
+    "lt": _compare("a < b", "__lt__"),
+    "le": _compare("a <= b", "__le__"),
+    "gt": _compare("a > b", "__gt__"),
+    "ge": _compare("a >= b", "__ge__"),
+    "logical_and": _compare("a and b (a bool tensor)", "__and__", "__rand__"),
+    "logical_or": _compare("a or b (a bool tensor)", "__or__", "__ror__"),
 }
 
 
-class Binary(Function):
-    """A recorded binary table op; ``scalar`` is ``(value, is_left)`` when one operand was a Python number."""
+class BinaryOpNode(Function):
+    """The recorded node of a ``BINARY_OPS`` entry; ``scalar`` is ``(value, is_left)`` when one
+    operand was a Python number."""
 
     __slots__ = ("op", "scalar")
 
@@ -213,7 +248,7 @@ def binary(op: str, a, b) -> Tensor:
     out = _wrap(out_impl, be)
     if spec.grad_a is None or not ((a._rg or b._rg) and autograd._grad_enabled):
         return out  # nothing to record (gradient rules run here with recording off: the common case)
-    node = Binary()
+    node = BinaryOpNode()
     node.op, node.scalar = op, None
     reads = (spec.reads_a if a._rg else 0) | (spec.reads_b if b._rg else 0)
     if not reads:
@@ -247,7 +282,7 @@ def _scalar_op(op: str, a: Tensor, s, reverse: bool) -> Tensor:
     out = _wrap(out_impl, be)
     if spec.grad_a is None or not (a._rg and autograd._grad_enabled):
         return out
-    node = Binary()
+    node = BinaryOpNode()
     node.op, node.scalar = op, (s, reverse)
     reads = spec.reads_b if reverse else spec.reads_a
     if reads & 4:
@@ -265,10 +300,8 @@ def _binary_function(op: str) -> Callable:
     return fn
 
 
-# ops.add, ops.eq, ... and Tensor.add, Tensor.eq, ... for every table op
+# ops.add, ops.eq, ... for every table op (Tensor.add, x + y: puredl.tensor_methods)
 globals().update({op: _binary_function(op) for op in BINARY_OPS})
-for _op in BINARY_OPS:
-    setattr(Tensor, _op, globals()[_op])
 
 
 # =========================================================================== elementwise, one tensor
@@ -283,10 +316,13 @@ class UnaryOp:
     op is not differentiable.
     """
 
-    __slots__ = ("category", "dtype", "saves", "grad", "doc")  # slots: read on every op, faster than a tuple
+    __slots__ = ("category", "dtype", "saves", "grad", "doc", "operators")  # slots: read on every op
 
-    def __init__(self, category: str, dtype: str, saves: str, grad: Callable | None, doc: str):
+    def __init__(
+        self, category: str, dtype: str, saves: str, grad: Callable | None, doc: str, operators: tuple = ()
+    ):
         self.category, self.dtype, self.saves, self.grad, self.doc = category, dtype, saves, grad, doc
+        self.operators = operators  # Python's operator methods that run it on a Tensor: ("__neg__",)
 
 
 def _relu_grad(g: Tensor, a: Tensor, out) -> Tensor:
@@ -296,9 +332,8 @@ def _relu_grad(g: Tensor, a: Tensor, out) -> Tensor:
 
 
 def _sign_grad(g: Tensor, a: Tensor, out) -> Tensor:
-    from puredl.creation import zeros_like
-
-    return zeros_like(g)  # flat almost everywhere: zeros, as torch (not g * 0, which keeps NaN)
+    # flat almost everywhere: zeros, as torch (not g * 0, which keeps NaN)
+    return _wrap(g._be.full(g.shape, 0, g.dtype), g._be)
 
 
 _TWO_OVER_SQRT_PI = 2.0 / math.sqrt(math.pi)
@@ -308,8 +343,8 @@ _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 # the table: adding a plain unary op is one entry here and one ``unary`` kernel per backend;
 # its function here, its Tensor method and its package export are made from this entry
 UNARY_OPS = {
-    "neg": UnaryOp(ELEMENTWISE, "same", "", lambda g, a, out: -g, "-x"),
-    "abs": UnaryOp(ELEMENTWISE, "same", "input", lambda g, a, out: g * unary("sign", a), "|x|"),
+    "neg": UnaryOp(ELEMENTWISE, "same", "", lambda g, a, out: -g, "-x", ("__neg__",)),
+    "abs": UnaryOp(ELEMENTWISE, "same", "input", lambda g, a, out: g * unary("sign", a), "|x|", ("__abs__",)),
     "sign": UnaryOp(ELEMENTWISE, "same", "", _sign_grad, "-1, 0 or 1 by the sign of x"),
     "exp": UnaryOp(ELEMENTWISE, "float", "output", lambda g, a, out: g * out, "e**x"),
     "log": UnaryOp(ELEMENTWISE, "float", "input", lambda g, a, out: g / a, "natural logarithm"),
@@ -323,7 +358,7 @@ UNARY_OPS = {
         lambda g, a, out: g * unary("exp", -a * a) * _TWO_OVER_SQRT_PI,
         "the error function",
     ),
-    "logical_not": UnaryOp(ELEMENTWISE, "bool", "", None, "elementwise not (a bool tensor)"),
+    "logical_not": UnaryOp(ELEMENTWISE, "bool", "", None, "elementwise not (a bool tensor)", ("__invert__",)),
     "relu": UnaryOp(ACTIVATION, "same", "input", _relu_grad, "max(x, 0)"),
     "sigmoid": UnaryOp(
         ACTIVATION, "float", "output", lambda g, a, out: g * out * (1.0 - out), "1 / (1 + e**-x)"
@@ -343,7 +378,9 @@ UNARY_OPS = {
 }
 
 
-class Unary(Function):
+class UnaryOpNode(Function):
+    """The recorded node of a ``UNARY_OPS`` entry (``op`` names it; its rule is the table's)."""
+
     __slots__ = ("op",)
 
     def backward(self, g):
@@ -365,7 +402,7 @@ def unary(op: str, a: Tensor) -> Tensor:
     out = _wrap(out_impl, be)
     if spec.grad is None or not (a._rg and autograd._grad_enabled):
         return out
-    node = Unary()
+    node = UnaryOpNode()
     node.op = op
     if spec.saves == "output":
         node.saved = (out_impl, be)
@@ -382,10 +419,8 @@ def _unary_function(op: str) -> Callable:
     return fn
 
 
-# ops.exp, ops.relu, ... and Tensor.exp, Tensor.relu, ... for every table op
+# ops.exp, ops.relu, ... for every table op (Tensor.exp, -x: puredl.tensor_methods)
 globals().update({op: _unary_function(op) for op in UNARY_OPS})
-for _op in UNARY_OPS:
-    setattr(Tensor, _op, globals()[_op])
 
 
 class Clamp(Function):
@@ -427,15 +462,19 @@ class Where(Function):
         return None, ga, gb
 
 
+def _constant(value, dtype: dt.DType, like: Tensor) -> Tensor:
+    """A 0-d tensor of ``value`` on ``like``'s device (on the CPU, pure storage, as the factories make)."""
+    be = _pure if like._be is _pure or like.device == "cpu" else like._be
+    return _wrap(be.full((), value, dtype), be)
+
+
 def where(cond: Tensor, a, b) -> Tensor:
     """Elements of ``a`` where ``cond`` is true, else of ``b`` (either may be a Python scalar)."""
-    from puredl.creation import scalar_tensor
-
     # a Python scalar becomes a 0-d tensor of the dtype it would promote its partner to
     if not isinstance(a, Tensor):
-        a = scalar_tensor(a, dt.promote_scalar(b.dtype, a) if isinstance(b, Tensor) else None, like=cond)
+        a = _constant(a, dt.promote_scalar(b.dtype if isinstance(b, Tensor) else dt.bool_, a), cond)
     if not isinstance(b, Tensor):
-        b = scalar_tensor(b, dt.promote_scalar(a.dtype, b), like=cond)
+        b = _constant(b, dt.promote_scalar(a.dtype, b), cond)
     out_dtype = dt.promote_tensors(a.dtype, a.ndim, b.dtype, b.ndim)
     shape = broadcast_shapes("where", broadcast_shapes("where", cond.shape, a.shape), b.shape)
     if cond.dtype is not dt.bool_:
@@ -501,7 +540,7 @@ class Linear(Function):
         gw = matmul(g2.transpose(0, 1), x2) if w._rg else None
         gb = None
         if len(self.inputs) == 3 and self.inputs[2]._rg:
-            gb = reduce_sum(g2, 0)
+            gb = reduce("sum", g2, 0)
         return (gx, gw) if gb is None else (gx, gw, gb)
 
 
@@ -540,61 +579,116 @@ def linear(x: Tensor, w: Tensor, b: Tensor | None = None) -> Tensor:
 # =========================================================================== reductions
 
 
-def normalize_dims(dim, ndim: int, op: str) -> tuple:
-    if dim is None:
-        return tuple(range(ndim))
-    dims = (dim,) if isinstance(dim, int) else tuple(dim)
-    out = []
-    for d in dims:
-        if not -max(ndim, 1) <= d < max(ndim, 1):
-            raise IndexError(f"{op}: dimension {d} is out of range for a tensor with {ndim} dimensions")
-        d = d % ndim if ndim else 0
-        if d in out:
-            raise ValueError(f"{op}: dimension {d} appears more than once")
-        out.append(d)
-    return tuple(sorted(out)) if ndim else ()  # a 0-d tensor accepts dim 0 / -1 and has nothing to reduce
+class ReduceOp:
+    """One reduction over a set of dimensions, declared once (the backends' ``reduce`` kernel runs it).
+
+    ``dtype``: "sum" (integers and bool reduce into int64, as torch's sum and prod), "float" (a
+    floating point input only: mean) or "same" (amax, amin). A ``dtype=`` argument overrides it.
+    ``saves``: what the gradient rule reads, "" or "both" (input and output; their versions are
+    checked). ``grad(g, a, out, dims)``: the gradient with respect to ``a``, written with other ops;
+    ``g`` and ``out`` come with the reduced dimensions kept (size 1), so they broadcast against ``a``.
+    """
+
+    __slots__ = ("dtype", "saves", "grad", "doc")
+
+    def __init__(self, dtype: str, saves: str, grad: Callable, doc: str):
+        self.dtype, self.saves, self.grad, self.doc = dtype, saves, grad, doc
 
 
-def normalize_dim(dim: int, ndim: int, op: str) -> int:
-    if 0 <= dim < ndim:  # the common case, checked first: this runs on every shape op
-        return dim
-    if not -max(ndim, 1) <= dim < max(ndim, 1):
-        raise IndexError(f"{op}: dimension {dim} is out of range for a tensor with {ndim} dimensions")
-    return dim % ndim if ndim else 0
+def _count(shape: tuple, dims: tuple) -> int:
+    return _numel(tuple(shape[d] for d in dims))
 
 
-class Sum(Function):
-    __slots__ = ("dims", "keepdim")
+def _share_among_ties(g: Tensor, a: Tensor, out: Tensor, dims: tuple) -> Tensor:
+    # amax/amin: the elements equal to the result share its gradient equally, as torch's
+    mask = cast(binary("eq", a, out), g.dtype)
+    return (g / reduce("sum", mask, dims, keepdim=True)) * mask
+
+
+def _prod_grad(g: Tensor, a: Tensor, out: Tensor, dims: tuple) -> Tensor:
+    # the product of the other elements: out / a, except at a zero (torch's prod_backward): there
+    # it is the product of the non-zero elements when that zero is the only one, else 0
+    zero = binary("eq", a, 0)
+    if not reduce("sum", zero).item():
+        return g * out / a
+    nonzero = reduce("prod", where(zero, 1, a), dims, keepdim=True)
+    lone = binary("eq", reduce("sum", zero, dims, keepdim=True), 1)
+    return g * where(zero, where(lone, nonzero, 0), out / where(zero, 1, a))
+
+
+# the table: adding a reduction is one entry here and one branch of the ``reduce`` kernel per
+# backend; its function here (``ops.reduce_sum`` for sum, so that ops keeps Python's ``sum``), its
+# Tensor method and its package export are made from this entry
+REDUCE_OPS = {
+    "sum": ReduceOp("sum", "", lambda g, a, out, dims: g.expand(a.shape), "the sum"),
+    "mean": ReduceOp(
+        "float", "", lambda g, a, out, dims: g.expand(a.shape) / float(_count(a.shape, dims)), "the mean"
+    ),
+    "prod": ReduceOp("sum", "both", _prod_grad, "the product"),
+    "amax": ReduceOp("same", "both", _share_among_ties, "the largest value (ties share the gradient)"),
+    "amin": ReduceOp("same", "both", _share_among_ties, "the smallest value (ties share the gradient)"),
+}
+
+
+class ReduceOpNode(Function):
+    """The recorded node of a ``REDUCE_OPS`` entry (``op`` names it; its rule is the table's)."""
+
+    __slots__ = ("op", "dims", "keepdim")
 
     def backward(self, g):
-        (a,) = self.inputs
+        a = self.inputs[0]
+        out = _wrap(*self.saved) if self.saved is not None else None
         if not self.keepdim:
-            g = g.reshape(tuple(1 if i in self.dims else n for i, n in enumerate(a.shape)))
-        return (g.expand(a.shape),)
+            kept = tuple(1 if i in self.dims else n for i, n in enumerate(a.shape))
+            g = g.reshape(kept)
+            out = out.reshape(kept) if out is not None else None
+        return (REDUCE_OPS[self.op].grad(g, a, out, self.dims),)
 
 
-def reduce_sum(a: Tensor, dim=None, keepdim: bool = False, dtype=None) -> Tensor:
-    dims = normalize_dims(dim, a.ndim, "sum")
-    # torch sums every integer (and bool) dtype into int64
-    out_dtype = (
-        dt.as_dtype(dtype) if dtype is not None else (a.dtype if a.dtype.is_floating_point else dt.int64)
-    )
-    if a.dtype is not out_dtype:
+def reduce(op: str, a: Tensor, dim=None, keepdim: bool = False, dtype=None) -> Tensor:
+    """Run the table reduction ``op`` over ``dim`` (None: every dimension) of ``a``: dtype rule,
+    select a backend, run its kernel, wrap, record."""
+    spec = REDUCE_OPS[op]
+    dims = normalize_dims(dim, len(a.shape), op)
+    in_dtype = a.dtype
+    if dtype is not None:
+        out_dtype = dt.as_dtype(dtype)
+    elif spec.dtype == "sum":  # torch sums (and multiplies) every integer and bool dtype into int64
+        out_dtype = in_dtype if in_dtype.is_floating_point else dt.int64
+    else:
+        out_dtype = in_dtype
+    if spec.dtype == "float" and not out_dtype.is_floating_point:
+        raise TypeError(f"{op}: expected a floating point tensor, got {in_dtype.name}")
+    if in_dtype is not out_dtype:
         a = cast(a, out_dtype)
-    be, out_impl = accel.run(
-        "sum", REDUCTION, _numel(a.shape), (a,), "reduce_sum", (), dims, keepdim, out_dtype
-    )
-    node = Sum()
-    node.dims, node.keepdim = dims, keepdim
-    return _record(node, (a,), _wrap(out_impl, be))
+    be, out_impl = accel.run(op, REDUCTION, _numel(a.shape), (a,), "reduce", (op,), dims, keepdim, out_dtype)
+    out = _wrap(out_impl, be)
+    if not (a._rg and autograd._grad_enabled):
+        return out
+    node = ReduceOpNode()
+    node.op, node.dims, node.keepdim = op, dims, keepdim
+    if spec.saves:
+        node.saved = (out_impl, be)
+        return _record(node, (a,), out, (a,), saved_out=True)
+    return _record(node, (a,), out)
 
 
-def mean(a: Tensor, dim=None, keepdim: bool = False) -> Tensor:
-    if not a.dtype.is_floating_point:
-        raise TypeError(f"mean: expected a floating point tensor, got {a.dtype.name}")
-    dims = normalize_dims(dim, a.ndim, "mean")
-    count = _numel(tuple(a.shape[d] for d in dims))
-    return reduce_sum(a, dims, keepdim) / float(count) if count else reduce_sum(a, dims, keepdim) * math.nan
+def _reduce_function(op: str) -> Callable:
+    def fn(
+        input: Tensor, dim=None, keepdim: bool = False, dtype=None, *, keepdims: bool | None = None
+    ) -> Tensor:  # noqa: A002
+        # keepdims: NumPy's spelling, which torch also accepts (the makemore lectures use it)
+        return reduce(op, input, dim, keepdim if keepdims is None else keepdims, dtype)
+
+    fn.__name__ = fn.__qualname__ = op
+    fn.__doc__ = f"{REDUCE_OPS[op].doc} over ``dim`` (None: every dimension) (torch.{op})."
+    return fn
+
+
+# ops.reduce_sum, ops.mean, ops.prod, ...: every table reduction (Tensor.sum, pd.sum: puredl.tensor_methods)
+REDUCE_FUNCTIONS = {op: _reduce_function(op) for op in REDUCE_OPS}
+globals().update({("reduce_sum" if op == "sum" else op): fn for op, fn in REDUCE_FUNCTIONS.items()})
+reduce_sum, mean = REDUCE_FUNCTIONS["sum"], REDUCE_FUNCTIONS["mean"]  # spelled out for readers and linters
 
 
 def var(
@@ -604,8 +698,8 @@ def var(
         correction = 1 if unbiased else 0
     dims = normalize_dims(dim, a.ndim, "var")
     count = _numel(tuple(a.shape[d] for d in dims))
-    centered = a - mean(a, dims, keepdim=True)
-    return reduce_sum(centered * centered, dims, keepdim) / float(max(count - correction, 0))
+    centered = a - reduce("mean", a, dims, keepdim=True)
+    return reduce("sum", centered * centered, dims, keepdim) / float(max(count - correction, 0))
 
 
 def std(
@@ -630,19 +724,10 @@ class MaxDim(Function):
 
 
 def _arange_along(a: Tensor, dim: int) -> Tensor:
-    from puredl.creation import arange
-
+    """0, 1, ... along ``dim`` of ``a`` (size 1 elsewhere), int64, in ``a``'s backend."""
     shape = [1] * a.ndim
     shape[dim] = a.shape[dim]
-    return arange(a.shape[dim], device=a.device).reshape(tuple(shape))
-
-
-class MaxAll(Function):
-    def backward(self, g):
-        (a,) = self.inputs
-        out = _wrap(*self.saved)
-        mask = cast(binary("eq", a, out), g.dtype)
-        return (mask * (g / reduce_sum(mask)),)  # ties share the gradient, like torch
+    return _wrap(a._be.from_values(range(a.shape[dim]), tuple(shape), dt.int64), a._be)
 
 
 def _max_min(a: Tensor, dim, keepdim: bool, largest: bool):
@@ -650,19 +735,16 @@ def _max_min(a: Tensor, dim, keepdim: bool, largest: bool):
     if dim is not None and a.ndim == 0:  # like torch: the value itself and index 0
         normalize_dim(dim, 0, name)
         return _max_min(a.reshape(1), 0, False, largest)
-    if dim is None:
-        be, out_impl = accel.run(name, REDUCTION, _numel(a.shape), (a,), "max_all", (), largest)
-        node = MaxAll()
-        node.saved = (out_impl, be)
-        return _record(node, (a,), _wrap(out_impl, be), (a,), saved_out=True)
+    if dim is None:  # the table's amax/amin over every dimension
+        if not _numel(a.shape):
+            raise RuntimeError(f"{name}(): an empty tensor has no {name}; give dim= (as torch asks)")
+        return reduce("amax" if largest else "amin", a)
     d = normalize_dim(dim, a.ndim, name)
     be, (values_impl, idx_impl) = accel.run(
         name, REDUCTION, _numel(a.shape), (a,), "max_dim", (), d, keepdim, largest
     )
     node = MaxDim()
     node.dim, node.keepdim, node.saved = d, keepdim, (idx_impl, be)
-    from puredl.tensor import ValuesIndices
-
     return ValuesIndices(_record(node, (a,), _wrap(values_impl, be)), _wrap(idx_impl, be))
 
 
@@ -702,8 +784,8 @@ class Softmax(Function):
     def backward(self, g):
         out = _wrap(*self.saved)
         if self.log:
-            return (g - unary("exp", out) * reduce_sum(g, self.dim, keepdim=True),)
-        return (out * (g - reduce_sum(g * out, self.dim, keepdim=True)),)
+            return (g - unary("exp", out) * reduce("sum", g, self.dim, keepdim=True),)
+        return (out * (g - reduce("sum", g * out, self.dim, keepdim=True)),)
 
 
 def _softmax(a: Tensor, dim: int, log_: bool) -> Tensor:
@@ -823,20 +905,6 @@ def _view_of(base: Tensor, view: Tensor, kind: str, arg=None) -> Tensor:
     in-place changes to it can be recorded."""
     view._view = (base, kind, arg)
     return view
-
-
-def infer_shape(shape: tuple, n: int, old: tuple) -> tuple:
-    shape = tuple(int(s) for s in shape)
-    if shape.count(-1) > 1:
-        raise ValueError(f"reshape: only one dimension can be -1, got {shape}")
-    if -1 in shape:
-        known = _numel(tuple(s for s in shape if s != -1))
-        if known == 0 or n % known:
-            raise ValueError(f"reshape: cannot reshape tensor of shape {old} ({n} elements) into {shape}")
-        shape = tuple(n // known if s == -1 else s for s in shape)
-    if any(s < 0 for s in shape) or _numel(shape) != n:
-        raise ValueError(f"reshape: cannot reshape tensor of shape {old} ({n} elements) into {shape}")
-    return shape
 
 
 class Permute(Function):

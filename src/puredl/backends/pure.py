@@ -659,6 +659,45 @@ def reduce_sum(a: PureArray, dims: tuple, keepdim: bool, dtype: DType) -> PureAr
     return PureArray(array(dtype.typecode, sums), out_shape)
 
 
+def _largest(xs):
+    return _nan if any(x != x for x in xs) else max(xs)  # NaN propagates, like torch
+
+
+def _smallest(xs):
+    return _nan if any(x != x for x in xs) else min(xs)
+
+
+def _mean(xs):
+    return sum(xs) / len(xs) if len(xs) else _nan
+
+
+# the reductions of ops.REDUCE_OPS other than sum: op -> f(the values of one output element)
+_REDUCE = {"mean": _mean, "prod": math.prod, "amax": _largest, "amin": _smallest}
+
+
+def reduce(op: str, a: PureArray, dims: tuple, keepdim: bool, dtype: DType) -> PureArray:
+    """The table reduction ``op`` over ``dims`` (``a`` already has the result dtype)."""
+    if op == "sum":
+        return reduce_sum(a, dims, keepdim, dtype)
+    if op in ("amax", "amin"):
+        if not numel(a.shape) and len(dims) == len(a.shape):
+            raise RuntimeError(f"{op}(): an empty tensor has no {op}; give dim= (as torch asks)")
+        for d in dims:
+            if a.shape[d] == 0:
+                raise IndexError(f"{op}(): Expected reduction dim {d} to have non-zero size.")
+    fn = _REDUCE[op]
+    vs, _, group = _moved_last(a, dims)
+    if group == 0:
+        out = [fn(())] * numel(_keep_shape(a.shape, dims, False))
+    else:
+        out = [fn(vs[i : i + group]) for i in range(0, len(vs), group)]
+    shape = _keep_shape(a.shape, dims, keepdim)
+    try:
+        return PureArray(array(dtype.typecode, out), shape)
+    except OverflowError:  # an integer product past int64 (prod's only int dtype) wraps around, as torch's
+        return PureArray(array(dtype.typecode, [(x + (1 << 63)) % (1 << 64) - (1 << 63) for x in out]), shape)
+
+
 def max_dim(a: PureArray, dim: int, keepdim: bool, largest: bool = True):
     """(values, int64 indices) of the max (or min) along ``dim``; first occurrence wins."""
     vs, _, group = _moved_last(a, (dim,))
@@ -678,15 +717,6 @@ def max_dim(a: PureArray, dim: int, keepdim: bool, largest: bool = True):
         where_.append(j)
     shape = _keep_shape(a.shape, (dim,), keepdim)
     return PureArray(array(a.buf.typecode, best), shape), PureArray(array("q", where_), shape)
-
-
-def max_all(a: PureArray, largest: bool = True) -> PureArray:
-    vs = values(a)
-    if len(vs) == 0:
-        raise ValueError("max/min of an empty tensor has no identity; give dim=")
-    if any(x != x for x in vs):
-        return PureArray(array(a.buf.typecode, [_nan]), ())
-    return PureArray(array(a.buf.typecode, [max(vs) if largest else min(vs)]), ())
 
 
 def argmax_all(a: PureArray, largest: bool = True) -> PureArray:

@@ -367,6 +367,31 @@ def reduce_sum(a: torch.Tensor, dims: tuple, keepdim: bool, dtype: dt.DType) -> 
     return torch.sum(a, dim=dims, keepdim=keepdim, dtype=tdt)
 
 
+def _prod(a: torch.Tensor, dims: tuple, keepdim: bool) -> torch.Tensor:
+    for d in sorted(dims, reverse=True):  # torch's prod takes one dim at a time
+        a = torch.prod(a, d, keepdim=keepdim)
+    return a
+
+
+_REDUCE = {
+    "mean": lambda a, dims, keepdim: torch.mean(a, dim=dims, keepdim=keepdim),
+    "prod": _prod,
+    "amax": lambda a, dims, keepdim: torch.amax(a, dim=dims, keepdim=keepdim),
+    "amin": lambda a, dims, keepdim: torch.amin(a, dim=dims, keepdim=keepdim),
+}
+
+
+def reduce(op: str, a: torch.Tensor, dims: tuple, keepdim: bool, dtype: dt.DType) -> torch.Tensor:
+    """The table reduction ``op`` over ``dims`` (``a`` already has the result dtype)."""
+    if op == "sum":
+        return reduce_sum(a, dims, keepdim, dtype)  # (looked up at call time: tests patch it)
+    if not dims:  # no dimension to reduce (a 0-d tensor, or dim=()): the values themselves
+        return a.clone()
+    if op in ("amax", "amin") and not a.numel() and len(dims) == a.dim():
+        raise RuntimeError(f"{op}(): an empty tensor has no {op}; give dim= (as torch asks)")
+    return _REDUCE[op](a, dims, keepdim)
+
+
 def max_dim(a: torch.Tensor, dim: int, keepdim: bool, largest: bool = True):
     """(values, int64 indices) of the max (or min) along ``dim``; first occurrence wins."""
     if a.dim() and a.shape[dim] == 0:
@@ -375,12 +400,6 @@ def max_dim(a: torch.Tensor, dim: int, keepdim: bool, largest: bool = True):
         return a.clone(), torch.zeros((), dtype=torch.int64, device=a.device)
     res = torch.max(a, dim, keepdim) if largest else torch.min(a, dim, keepdim)
     return res.values, res.indices
-
-
-def max_all(a: torch.Tensor, largest: bool = True) -> torch.Tensor:
-    if a.numel() == 0:
-        raise ValueError("max/min of an empty tensor has no identity; give dim=")
-    return torch.max(a) if largest else torch.min(a)
 
 
 def argmax_all(a: torch.Tensor, largest: bool = True) -> torch.Tensor:
@@ -618,7 +637,7 @@ def adam_update(
 
 _KERNELS = (
     "device dtype_of item tolist to_array to_pure cast contiguous clone view reshape permute expand getitem "
-    "setitem binary binary_scalar unary clamp where matmul reduce_sum max_dim max_all argmax_all softmax "
+    "setitem binary binary_scalar unary clamp where matmul reduce_sum reduce max_dim argmax_all softmax "
     "cat index_select0 index_add0 nll_loss nll_loss_backward linear relu_backward im2col col2im topk conv2d "
     "conv2d_backward sgd_update adam_update"
 ).split()

@@ -16,16 +16,22 @@ from dataclasses import dataclass
 from typing import Any
 
 from puredl._optional import require
+from puredl.finetune.length_grouping import length_grouped_order, order_generator, padding_fraction
 
 IGNORE_INDEX = -100
 
 
 @dataclass
 class EncodedExample:
-    """Token ids of one example and its labels (``-100`` where no loss is taken)."""
+    """Token ids of one example and its labels (``-100`` where no loss is taken).
+
+    A packed row (``puredl.finetune.packing``) also carries ``position_ids`` that restart at
+    each example it holds.
+    """
 
     input_ids: list[int]
     labels: list[int]
+    position_ids: list[int] | None = None
 
     @property
     def n_targets(self) -> int:
@@ -72,17 +78,32 @@ def encode_examples(
 
 
 def collate(examples: list[EncodedExample], pad_id: int, device: str = "cpu") -> dict[str, Any]:
-    """Right-pad to the longest example: ``input_ids``, ``attention_mask``, ``labels`` tensors."""
+    """Right-pad to the longest example: ``input_ids``, ``attention_mask``, ``labels`` tensors.
+
+    Packed rows get ``position_ids`` instead of ``attention_mask``: the padding tail counts
+    0, 1, ... as one more example of its own, which nothing real attends to (it comes last).
+    """
     torch = require("torch", "llm", "fine-tuning")
     width = max(len(e.input_ids) for e in examples)
     ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
     labels = torch.full((len(examples), width), IGNORE_INDEX, dtype=torch.long)
     mask = torch.zeros((len(examples), width), dtype=torch.long)
+    packed = any(e.position_ids is not None for e in examples)
+    positions = torch.zeros((len(examples), width), dtype=torch.long)
     for row, e in enumerate(examples):
         n = len(e.input_ids)
         ids[row, :n] = torch.tensor(e.input_ids)
         labels[row, :n] = torch.tensor(e.labels)
         mask[row, :n] = 1
+        if packed:
+            own = e.position_ids if e.position_ids is not None else list(range(n))
+            positions[row] = torch.tensor(list(own) + list(range(width - n)))
+    if packed:
+        return {
+            "input_ids": ids.to(device),
+            "position_ids": positions.to(device),
+            "labels": labels.to(device),
+        }
     return {"input_ids": ids.to(device), "attention_mask": mask.to(device), "labels": labels.to(device)}
 
 
@@ -93,8 +114,7 @@ def epoch_order(n: int, seed: int, epoch: int) -> list[int]:
     True
     """
     torch = require("torch", "llm", "fine-tuning")
-    gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-    return torch.randperm(n, generator=gen).tolist()
+    return torch.randperm(n, generator=order_generator(seed, epoch)).tolist()
 
 
 def micro_batches(n: int, batch_size: int, seed: int, epochs: int) -> list[tuple[int, list[int]]]:
@@ -111,14 +131,23 @@ class StepBatches:
 
     Step ``s`` takes micro-batches ``s*grad_accum .. (s+1)*grad_accum - 1`` of the sequence
     ``micro_batches`` would list, so ``epochs: 100000000`` with ``max_steps: 2`` costs two
-    steps' worth of work, not a hundred million shuffles.
+    steps' worth of work, not a hundred million shuffles. With ``lengths`` (one per example)
+    each epoch's order is length-grouped (``length_grouping``), in groups of one step's examples.
 
     >>> steps = StepBatches(5, batch_size=2, seed=0, epochs=10**9, grad_accum=2)
     >>> [len(idx) for _, idx in steps[0]], [e for e, _ in steps[1]]
     ([2, 2], [0, 1])
     """
 
-    def __init__(self, n: int, batch_size: int, seed: int, epochs: int, grad_accum: int) -> None:
+    def __init__(
+        self,
+        n: int,
+        batch_size: int,
+        seed: int,
+        epochs: int,
+        grad_accum: int,
+        lengths: list[int] | None = None,
+    ) -> None:
         self.n, self.batch_size, self.seed, self.epochs, self.grad_accum = (
             n,
             batch_size,
@@ -126,6 +155,9 @@ class StepBatches:
             epochs,
             grad_accum,
         )
+        if lengths is not None and len(lengths) != n:
+            raise ValueError(f"StepBatches: {len(lengths)} lengths for {n} examples")
+        self.lengths = lengths
         self.per_epoch = math.ceil(n / batch_size)
         self._order: tuple[int, list[int]] | None = None  # the last epoch's order (steps go forward)
 
@@ -142,6 +174,53 @@ class StepBatches:
     def _micro_batch(self, m: int) -> tuple[int, list[int]]:
         epoch, pos = divmod(m, self.per_epoch)
         if self._order is None or self._order[0] != epoch:
-            self._order = (epoch, epoch_order(self.n, self.seed, epoch))
+            self._order = (epoch, self.epoch_order(epoch))
         start = pos * self.batch_size
         return epoch, self._order[1][start : start + self.batch_size]
+
+    def epoch_order(self, epoch: int) -> list[int]:
+        """Epoch ``epoch``'s example order: length-grouped when lengths were given, else shuffled."""
+        if self.lengths is None:
+            return epoch_order(self.n, self.seed, epoch)
+        return length_grouped_order(self.lengths, self.batch_size * self.grad_accum, self.seed, epoch)
+
+
+def step_padding(
+    lengths: list[int], batches: StepBatches, steps: int | None = None
+) -> tuple[float, int, int]:
+    """(padding share, real tokens, positions) of the first ``steps`` optimizer steps' micro-batches.
+
+    Exact, not sampled: the order is a pure function of the seed, so this is what training computes.
+
+    >>> step_padding([5, 5, 3, 3], StepBatches(4, batch_size=4, seed=0, epochs=1, grad_accum=1))
+    (0.2, 16, 20)
+    """
+    micro = [idx for s in range(min(len(batches), steps or len(batches))) for _, idx in batches[s]]
+    share = padding_fraction(lengths, micro)
+    real = sum(lengths[i] for b in micro for i in b)
+    return share, real, round(real / (1 - share)) if share < 1 else 0
+
+
+def describe_padding(examples: list[EncodedExample], units: list[EncodedExample], plan: Any) -> str:
+    """One line for the log: the padding the plan computes, beside a plain shuffle of unpacked examples."""
+    lengths = [len(u.input_ids) for u in units]
+    steps = StepBatches(
+        len(units),
+        plan.batch_size,
+        plan.seed,
+        plan.epochs,
+        plan.grad_accum,
+        lengths=lengths if plan.group_by_length else None,
+    )
+    share, real, positions = step_padding(lengths, steps, plan.total_steps)
+    plain_lengths = [len(e.input_ids) for e in examples]
+    plain = StepBatches(len(examples), plan.batch_size, plan.seed, 1, plan.grad_accum)
+    baseline, _, _ = step_padding(plain_lengths, plain)
+    how = []
+    if units is not examples:
+        how.append(f"{len(examples)} examples packed into {len(units)} rows of <= {plan.max_length} tokens")
+    how.append("batches grouped by length" if plan.group_by_length else "batches in a plain shuffle")
+    return (
+        f"{', '.join(how)}: padding {100 * share:.1f}% of {positions:,} positions "
+        f"(a plain shuffle of the unpacked examples: {100 * baseline:.1f}%)"
+    )

@@ -24,6 +24,7 @@ from typing import Any, Union
 
 from puredl.finetune.errors import ConfigError
 from puredl.finetune.lora import LoRAConfig
+from puredl.finetune.threads import DEFAULT_POLICY, POLICIES
 
 CONFIG_SUFFIXES = (".sdn", ".yaml", ".yml")
 DATA_KINDS = ("korean_text", "medical_terms", "medical_mcq")
@@ -86,12 +87,30 @@ class TrainingSection:
     max_samples: int | None = _f(None, "Use at most this many training examples per phase (null = all).")
     max_steps: int | None = _f(None, "Stop a phase after this many optimizer steps (null = epochs decide).")
     max_length: int = _f(128, "Truncate each example to this many tokens.")
+    group_by_length: bool = _f(
+        True,
+        "Batches of similar lengths (transformers' LengthGroupedSampler: shuffle with the seed, "
+        "mega-batches of up to 50 optimizer steps sorted by length), so less padding is computed; "
+        "false = a plain shuffle.",
+    )
+    packing: bool = _f(
+        False,
+        "Pack several examples into each row of up to max_length tokens (best-fit decreasing, once "
+        "per phase); attention and loss never cross examples (position ids restart). batch_size then "
+        "counts rows.",
+    )
     seed: int = _f(42, "Seed for LoRA initialisation, dropout and data order.")
     device: str = _f("auto", "cpu, cuda, cuda:N or auto (first GPU when there is one); --device overrides.")
     bf16: bool = _f(True, "On GPU: bfloat16 weights and autocast (ignored on CPU, which trains in float32).")
     gradient_checkpointing: bool = _f(False, "Recompute activations in backward to save memory.")
     checkpoint_every: int = _f(25, "Save a resumable checkpoint every N optimizer steps (0 = never).")
-    num_threads: int | None = _f(None, "torch CPU threads (null = torch's default).")
+    num_threads: int | None = _f(None, "torch CPU threads (null = what thread_policy picks).")
+    thread_policy: str = _f(
+        DEFAULT_POLICY,
+        "CPU threads on a shared machine: torch (torch's default threads, idle threads spin), passive "
+        "(OMP_WAIT_POLICY=PASSIVE: idle threads sleep) or adaptive (passive, and between steps as many "
+        "threads as other busy processes leave cores free). See docs/finetune.md 'Threads'.",
+    )
     replay_ratio: float = _f(
         0.0,
         "Replay: each epoch of phase k>0 adds round(replay_ratio * n_k) examples drawn (fixed seed) from "
@@ -125,6 +144,8 @@ class PhaseSection:
     max_samples: int | None = _f(None, "Override training.max_samples.")
     max_steps: int | None = _f(None, "Override training.max_steps.")
     max_length: int | None = _f(None, "Override training.max_length.")
+    group_by_length: bool | None = _f(None, "Override training.group_by_length.")
+    packing: bool | None = _f(None, "Override training.packing.")
 
 
 @dataclass
@@ -473,6 +494,7 @@ def _check_training(t: TrainingSection, where: str, need: Any) -> None:
     for key in ("max_samples", "max_steps", "num_threads"):
         value = getattr(t, key)
         need(value is None or value >= 1, f"{where}{key}", "must be >= 1 or null", value)
+    need(t.thread_policy in POLICIES, f"{where}thread_policy", f"must be one of {POLICIES}", t.thread_policy)
     need(0.0 <= t.replay_ratio <= 1.0, f"{where}replay_ratio", "must be in [0, 1]", t.replay_ratio)
     need(
         0.0 <= t.olora_lambda < math.inf,

@@ -29,15 +29,12 @@ where items are not independent (the two directions of one dictionary entry), ``
 
 from __future__ import annotations
 
-import json
-import os
 import random
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from puredl.finetune import loglik
-from puredl.finetune.capabilities import CAPABILITIES, TABLE, capability, capability_name, data_kind
+from puredl.finetune.capabilities import CAPABILITIES, capability, capability_name, data_kind
 from puredl.finetune.datasets import (
     LETTERS,
     TERM_DIRECTIONS,
@@ -70,7 +67,6 @@ __all__ = [
     "headline",
     "describe",
     "format_metrics",
-    "validate_main",
 ]
 
 
@@ -615,30 +611,3 @@ def format_metrics(metrics: dict[str, dict[str, Any]]) -> str:
     """One line per capability (what ``puredl finetune validate`` prints)."""
     width = max((len(k) for k in metrics), default=0)
     return "\n".join(f"{name:<{width}}  {describe(name, entry)}" for name, entry in metrics.items())
-
-
-def validate_main(
-    model: Any,
-    tokenizer: Any,
-    capabilities: list[str] | None = None,
-    data_paths: dict[str, str | None] | None = None,
-    max_eval: int | None = None,
-    device: str = "cpu",
-    output: str | Path | None = None,
-    out: Any = print,
-) -> dict[str, dict[str, Any]]:
-    """``puredl finetune validate``: measure, print one line per capability, optionally save JSON.
-
-    ``capabilities`` defaults to all three; ``output`` is a JSON file written atomically.
-    """
-    caps = list(capabilities) if capabilities else [c.name for c in TABLE]
-    metrics = evaluate_capabilities(model, tokenizer, caps, data_paths, max_eval, device)
-    out(format_metrics(metrics))
-    if output is not None:
-        path = Path(output)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        tmp.write_text(json.dumps(metrics, indent=2, ensure_ascii=False), encoding="utf-8")
-        os.replace(tmp, path)
-        out(f"metrics written to {path}")
-    return metrics

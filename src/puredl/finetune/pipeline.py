@@ -27,8 +27,8 @@ from typing import Any
 
 from puredl._atomic import is_replaceable, mark_as_puredl_output, move_into, replace_dir, temp_path
 from puredl._optional import require
-from puredl.finetune import run_state
-from puredl.finetune.batching import encode_examples
+from puredl.finetune import run_state, threads
+from puredl.finetune.batching import describe_padding, encode_examples
 from puredl.finetune.config import FinetuneConfig, config_to_dict
 from puredl.finetune.devices import describe_device, is_main_process, resolve_device
 from puredl.finetune.errors import FinetuneError
@@ -37,6 +37,7 @@ from puredl.finetune.hooks import PipelineHooks, default_hooks
 from puredl.finetune.loading import load_model_and_tokenizer, resolve_dtype
 from puredl.finetune.lora import LoRAConfig, add_lora, load_lora, merge_lora, save_lora, trainable_parameters
 from puredl.finetune.olora import make_penalty, shared_modules
+from puredl.finetune.packing import check_packing_isolates, pack_examples
 from puredl.finetune.preflight import check_output_folder, check_phases
 from puredl.finetune.replay import mix_replay
 from puredl.finetune.run_state import (  # noqa: F401  (re-exported: the run-folder API lived here)
@@ -67,6 +68,7 @@ class RunContext:
     resume: bool = False
     out: Printer = print
     restart: bool = False  # a fresh run may discard an interrupted run's checkpoints (--restart)
+    threads: Any = None  # the applied puredl.finetune.threads.ThreadPolicy (None: torch as it is)
 
     @property
     def run_dir(self) -> Path:
@@ -95,13 +97,12 @@ def make_context(
     out: Printer = print,
 ) -> RunContext:
     """Resolve the device (``--device`` beats the config) and the hooks."""
-    torch = require("torch", "llm", "fine-tuning")
-    if cfg.training.num_threads:
-        torch.set_num_threads(cfg.training.num_threads)
+    # before torch loads: OpenMP reads OMP_WAIT_POLICY once, at load (puredl.finetune.threads)
+    policy = threads.start(cfg.training.thread_policy, cfg.training.num_threads)
     resolved = join_data_parallel(resolve_device(device or cfg.training.device))
     if not is_main_process():
         out = _silent  # rank 0 speaks for the run
-    return RunContext(cfg, resolved, hooks or default_hooks(), resume, out)
+    return RunContext(cfg, resolved, hooks or default_hooks(), resume, out, threads=policy)
 
 
 def join_data_parallel(device: str) -> str:
@@ -208,15 +209,20 @@ def train_phase(
     settings = settings or ctx.cfg.phase_training(k)
     if examples is None:
         examples = load_phase_data(ctx, k, tokenizer)
-    plan = make_plan(settings, len(examples))
+    units = examples
+    if settings.packing:
+        check_packing_isolates(model, examples, ctx.device)
+        units = pack_examples(examples, settings.max_length)
+    plan = make_plan(settings, len(units))
     ctx.out(
         f"Training {plan.epochs} epoch(s) = {plan.total_steps} steps (batch {plan.batch_size} x accum "
         f"{plan.grad_accum}, lr {plan.learning_rate:g} {plan.scheduler}, warmup {plan.warmup}, "
         f"max_length {plan.max_length}){_data_parallel_note()}"
     )
+    ctx.out(f"  {describe_padding(examples, units, plan)}")
     result = train_adapter(
         model,
-        examples,
+        units,
         plan,
         adapter_name=adapter_name,
         pad_id=tokenizer.pad_token_id,
@@ -226,6 +232,7 @@ def train_phase(
         resume=ctx.resume,
         desc=title,
         penalty=penalty,
+        between_steps=ctx.threads.between_steps if ctx.threads is not None else None,
     )
     if result.resumed_from is not None:
         ctx.out(f"  (resumed from step {result.resumed_from})")
@@ -282,6 +289,8 @@ def finish_phase(
         "steps": result.steps,
         "seconds": round(result.seconds, 2),
         "tokens": result.tokens,
+        "input_tokens": result.input_tokens,
+        "positions": result.positions,  # 1 - input_tokens / positions of them were padding
         "n_examples": n_examples,
         "resumed_from": result.resumed_from,
         **extra,
@@ -396,6 +405,8 @@ def run_all(ctx: RunContext, compare: str | None = None) -> tuple[dict, int]:
         f"Model {cfg.model.name} ({type(base).__name__}, {n_params / 1e6:.0f}M parameters) on "
         f"{describe_device(ctx.device)}; {len(cfg.phases)} phase(s) -> {ctx.run_dir}"
     )
+    if ctx.threads is not None and ctx.device == "cpu":
+        ctx.out(ctx.threads.describe())
 
     # 2. every capability of the base model (the row every strategy starts from)
     history = _base_history(ctx, base, tokenizer, state)

@@ -53,8 +53,19 @@ RESUME_MAY_CHANGE = (
     "checkpoint_every",
     "device",
     "num_threads",
+    "thread_policy",
     "gradient_checkpointing",
 )
+# keys added after runs were already being saved: a run_config.json without one of them ran with
+# this value (the behaviour before the key existed), so resuming with that value is no change
+ADDED_KEYS_EARLIER_VALUE = {
+    "group_by_length": False,
+    "packing": False,
+    "precision": "fp32",
+    "thread_policy": "torch",
+}
+# keys that were removed: an old run's file may hold them; this value is what the new keys reproduce
+RETIRED_KEYS_DEFAULT = {"bf16": False}
 _held_locks: dict[Path, Any] = {}  # run folders this process holds the lock of -> open lock file
 
 __all__ = [
@@ -211,10 +222,22 @@ def config_changes(old: Any, new: Any, prefix: str = "") -> list[str]:
 
     >>> config_changes({"a": {"b": 1, "c": [1]}}, {"a": {"b": 2, "c": [1]}})
     ['a.b']
+
+    A run saved before ``group_by_length`` existed trained in the plain order, so resuming it with
+    the plain order is no change, and resuming it grouped is one:
+
+    >>> config_changes({"training": {}}, {"training": {"group_by_length": False}})
+    []
+    >>> config_changes({"training": {}}, {"training": {"group_by_length": True}})
+    ['training.group_by_length']
     """
     if isinstance(old, dict) and isinstance(new, dict):
         out: list[str] = []
         for key in list(old) + [k for k in new if k not in old]:
+            if key not in old and key in ADDED_KEYS_EARLIER_VALUE and new[key] == ADDED_KEYS_EARLIER_VALUE[key]:
+                continue  # saved before the key existed, resumed with the behaviour it had then
+            if key not in new and key in RETIRED_KEYS_DEFAULT and old[key] == RETIRED_KEYS_DEFAULT[key]:
+                continue
             out += config_changes(old.get(key), new.get(key), f"{prefix}{key}.")
         return out
     if (

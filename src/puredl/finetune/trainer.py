@@ -72,6 +72,8 @@ class TrainPlan:
     checkpoint_every: int = 0
     gradient_checkpointing: bool = False
     max_length: int = 128
+    group_by_length: bool = False  # TrainingSection's default is true; a plan built by hand shuffles plainly
+    packing: bool = False  # the examples are packed rows (the pipeline packs them)
 
 
 @dataclass
@@ -83,6 +85,8 @@ class TrainResult:
     seconds: float = 0.0
     tokens: int = 0
     resumed_from: int | None = None
+    input_tokens: int = 0  # real (non-pad) input tokens of the steps run
+    positions: int = 0  # positions computed (rows x padded width); 1 - input_tokens / positions is padding
 
 
 def make_plan(settings: Any, n_examples: int) -> TrainPlan:
@@ -105,6 +109,8 @@ def make_plan(settings: Any, n_examples: int) -> TrainPlan:
         checkpoint_every=settings.checkpoint_every,
         gradient_checkpointing=settings.gradient_checkpointing,
         max_length=settings.max_length,
+        group_by_length=settings.group_by_length,
+        packing=settings.packing,
     )
 
 
@@ -145,17 +151,31 @@ def batch_loss_sum(model: Any, batch: dict[str, Any]) -> Any:
     """
     torch = require("torch", "llm", "fine-tuning")
     parts = _decoder_and_head(model)
+    inputs = model_inputs(batch)
     if parts is None:
-        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        logits = model(**inputs).logits
         return token_loss_sum(logits, batch["labels"])
     decoder, head, softcap = parts
-    hidden = decoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+    hidden = decoder(**inputs).last_hidden_state
     targets = batch["labels"][:, 1:]
     keep = targets != IGNORE_INDEX
     logits = head(hidden[:, :-1][keep]).float()
     if softcap:
         logits = torch.tanh(logits / softcap) * softcap
     return torch.nn.functional.cross_entropy(logits, targets[keep], reduction="sum")
+
+
+def model_inputs(batch: dict[str, Any]) -> dict[str, Any]:
+    """The model's inputs of a batch: ids plus its padding mask, or a packed batch's position ids.
+
+    Never a KV cache: with one, transformers does not read packed position ids as example
+    boundaries (a model whose config says ``use_cache: true`` would let packed examples mix).
+
+    >>> sorted(model_inputs({"input_ids": 1, "position_ids": 2, "labels": 3}))
+    ['input_ids', 'position_ids', 'use_cache']
+    """
+    inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "position_ids") if k in batch}
+    return {**inputs, "use_cache": False}
 
 
 def data_parallel_world() -> tuple[int, int]:
@@ -216,11 +236,13 @@ def train_adapter(
     resume: bool = False,
     desc: str = "train",
     penalty: Callable[[], Any] | None = None,
+    between_steps: Callable[[], None] | None = None,
 ) -> TrainResult:
     """Train the model's trainable LoRA parameters on ``examples`` according to ``plan``.
 
     ``penalty`` (O-LoRA's orthogonality term) is added to each optimizer step's loss once; the
-    logged ``loss`` stays the data loss and the penalty is logged beside it.
+    logged ``loss`` stays the data loss and the penalty is logged beside it. ``between_steps``
+    runs after every step (the adaptive thread policy re-reads the machine's load there).
     """
     torch = require("torch", "llm", "fine-tuning")
     tqdm = require("tqdm", "llm", "progress bars").tqdm
@@ -235,7 +257,15 @@ def train_adapter(
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: lr_factor(s, plan.total_steps, plan.warmup, plan.scheduler)
     )
-    groups = StepBatches(len(examples), plan.batch_size, plan.seed, plan.epochs, plan.grad_accum)
+    lengths = [len(e.input_ids) for e in examples]
+    groups = StepBatches(
+        len(examples),
+        plan.batch_size,
+        plan.seed,
+        plan.epochs,
+        plan.grad_accum,
+        lengths=lengths if plan.group_by_length else None,
+    )
     fingerprint = {
         "n_examples": len(examples),
         "batch_size": plan.batch_size,
@@ -243,6 +273,8 @@ def train_adapter(
         "epochs": plan.epochs,
         "total_steps": plan.total_steps,
         "seed": plan.seed,
+        "group_by_length": plan.group_by_length,  # both change the data order
+        "packing": plan.packing,
         "trainable": [n for n, _ in owners],
     }
     ckpt_dir = work_dir / "checkpoints"
@@ -260,6 +292,8 @@ def train_adapter(
         start = int(state["step"])
         result.losses = list(state["losses"])
         result.tokens = int(state["tokens"])
+        result.input_tokens = int(state.get("input_tokens", 0))
+        result.positions = int(state.get("positions", 0))
         result.resumed_from = start
         elapsed_before = float(state.get("seconds", 0.0))
         schedule.last_epoch = start
@@ -290,6 +324,8 @@ def train_adapter(
         for step in range(start, plan.total_steps):
             group = groups[step]
             n_tokens = sum(examples[i].n_targets for _, idx in group for i in idx)
+            n_real = sum(lengths[i] for _, idx in group for i in idx)
+            n_positions = sum(len(idx) * max(lengths[i] for i in idx) for _, idx in group)  # before sharding
             step_loss = 0.0
             with oom_guard(
                 device, f"{desc} step {step + 1}", plan.batch_size, plan.max_length, plan.grad_accum
@@ -332,6 +368,8 @@ def train_adapter(
                     )
             result.losses.append(step_loss)
             result.tokens += n_tokens
+            result.input_tokens += n_real
+            result.positions += n_positions
             seconds = elapsed_before + time.perf_counter() - t0
             if is_main_process():
                 entry = {
@@ -341,6 +379,8 @@ def train_adapter(
                     "lr": lr,
                     "grad_norm": round(grad_norm, 6),
                     "tokens": n_tokens,
+                    "input_tokens": n_real,
+                    "positions": n_positions,
                     "seconds": round(seconds, 3),
                 }
                 if penalty_value is not None:
@@ -349,6 +389,8 @@ def train_adapter(
                     fh.write(json.dumps(entry) + "\n")
             bar.set_postfix(loss=f"{step_loss:.4f}", lr=f"{lr:.2e}")
             bar.update(1)
+            if between_steps is not None:
+                between_steps()
             done = step + 1
             if plan.checkpoint_every and done % plan.checkpoint_every == 0 and done < plan.total_steps:
                 if is_main_process():
@@ -361,6 +403,8 @@ def train_adapter(
                             "step": done,
                             "losses": result.losses,
                             "tokens": result.tokens,
+                            "input_tokens": result.input_tokens,
+                            "positions": result.positions,
                             "seconds": seconds,
                             "fingerprint": fingerprint,
                         },
