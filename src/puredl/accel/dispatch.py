@@ -136,7 +136,12 @@ def run(op: str, category: str, work: int, tensors, kernel: str, head: tuple, *t
             if t._be is not _pure:
                 break
         else:
-            _count_pure(op)
+            stats = _st._stats  # (count_pure, inlined: the per-op path saves a call)
+            stats.pure_count += 1
+            row = stats.per_op.get(op)
+            if row is None:
+                row = stats.per_op[op] = [0, 0, 0]
+            row[0] += 1
             # one or two tensors (nearly every op) without building a list: a list comprehension
             # is a function call of its own before Python 3.12
             n = len(tensors)
@@ -399,7 +404,12 @@ def run_inplace(op: str, tensors, kernel: str, head: tuple, *tail):
         else:
             if _logging:
                 _log(op, tensors, "pure", "in place, where the target lives")
-            _count_pure(op)
+            stats = _st._stats  # (count_pure, inlined)
+            stats.pure_count += 1
+            row = stats.per_op.get(op)
+            if row is None:
+                row = stats.per_op[op] = [0, 0, 0]
+            row[0] += 1
             n = len(tensors)  # (no list for the common arities, as in run)
             if n == 3:
                 _, b, c = tensors
