@@ -123,7 +123,7 @@ def child(spec: dict) -> dict:
 
 
 def _config(spec: dict) -> Any:
-    """The run config with this measurement's settings; ConfigError when the precision is unknown."""
+    """The run config with this measurement's settings (``training.precision`` fp32 or bf16)."""
     from puredl.finetune.config import config_from_dict, config_to_dict, load_config
 
     data = config_to_dict(load_config(spec["config"]))
@@ -135,10 +135,8 @@ def _config(spec: dict) -> Any:
     data["phases"][k]["lora_dropout"] = 0.0
     data["phases"][k]["max_steps"] = spec["warmup"] + spec["steps"]
     t = data["training"]
-    t.update(device=spec["device"], checkpoint_every=0, bf16=spec["precision"] == "bf16")
+    t.update(device=spec["device"], checkpoint_every=0, precision=spec["precision"])  # bf16: autocast
     t["thread_policy"], t["num_threads"] = spec["policy"], spec.get("threads")
-    if "precision" in t or spec["precision"] != "fp32":
-        t["precision"] = spec["precision"]  # unknown to a puredl without it: ConfigError, reported
     return config_from_dict(data, source=spec["config"])
 
 

@@ -325,8 +325,10 @@ def test_new_keys_are_timed_densely_until_they_can_be_compared():
 
 def test_adaptive_can_be_turned_off_from_the_environment():
     env = dict(os.environ, PYTHONPATH=SRC, PUREDL_ACCEL_ADAPTIVE="0")
-    code = "from puredl import accel\nfrom puredl.accel import cli\n"
-    code += "print(accel.is_adaptive())\nprint(cli.info_text())"
+    code = (
+        "from puredl import accel; from puredl.accel import cli; "
+        "print(accel.is_adaptive()); print(cli.info_text())"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert out.stdout.splitlines()[0] == "False", out.stderr
     assert "auto cost model: off  (PUREDL_ACCEL_ADAPTIVE=0)" in out.stdout

@@ -105,6 +105,7 @@ def test_backends_import_nothing_from_accel_or_above():
         "puredl.backends.pure",
         "puredl.backends.pure_conv",
         "puredl.backends.pure_optim",
+        "puredl.backends.pure_narrow",
         "puredl.backends.torch",
         "puredl.backends.contract",
     )
@@ -116,6 +117,7 @@ def test_backends_import_nothing_from_accel_or_above():
             "puredl.backends.pure",
             "puredl.backends.pure_conv",
             "puredl.backends.pure_optim",
+            "puredl.backends.pure_narrow",
         }
         assert graph[mod] <= allowed, f"{mod} imports {sorted(graph[mod] - allowed)}"
 

@@ -142,8 +142,11 @@ def test_objects_land_on_the_requested_device(fake):
 def test_no_device_at_all_is_unavailable():
     with use_fake(FakeRuntime([])):
         assert cuda.is_available() is False
+        assert cuda.device_count() == 0  # torch's answer without a device
         with pytest.raises(cuda.CudaUnavailableError, match="cudaErrorNoDevice"):
-            cuda.device_count()
+            cuda.checked_device_count()
+        with pytest.raises(cuda.CudaUnavailableError, match="cudaErrorNoDevice"):
+            cuda.get_device_name(0)
 
 
 def test_peer_access(fake):

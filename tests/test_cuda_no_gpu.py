@@ -16,7 +16,7 @@ from puredl.examples import cuda_basic
 pytestmark = pytest.mark.skipif(cuda.is_available(), reason="these tests need a machine without a usable GPU")
 
 CALLS = {
-    "device_count": lambda: cuda.device_count(),
+    "checked_device_count": lambda: cuda.checked_device_count(),
     "get_device_name": lambda: cuda.get_device_name(0),
     "get_device_memory": lambda: cuda.get_device_memory(0),
     "get_device_properties": lambda: cuda.get_device_properties(0),
@@ -39,6 +39,16 @@ def test_is_available_is_false_and_does_not_raise():
     assert cuda.is_available() is False
 
 
+def test_device_count_is_zero_as_torch_says():
+    assert cuda.device_count() == 0
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():  # the same machine seen by torch: also no device
+        assert cuda.device_count() == torch.cuda.device_count() == 0
+    import puredl
+
+    assert puredl.cuda.device_count() == 0  # `import puredl as torch; torch.cuda.device_count()`
+
+
 @pytest.mark.parametrize("name", sorted(CALLS))
 def test_every_call_raises_unavailable_with_a_checklist(name):
     with pytest.raises(cuda.CudaUnavailableError) as info:
@@ -53,7 +63,7 @@ def test_every_call_raises_unavailable_with_a_checklist(name):
 def test_the_reason_names_the_cuda_error_when_bindings_are_installed():
     pytest.importorskip("cuda.bindings.runtime")
     with pytest.raises(cuda.CudaUnavailableError) as info:
-        cuda.device_count()
+        cuda.checked_device_count()
     error = info.value
     # A machine without the driver (this project's CI) or without a device.
     assert error.name in {"cudaErrorInsufficientDriver", "cudaErrorNoDevice"}, error.name
@@ -104,7 +114,7 @@ def test_without_cuda_bindings_installed():
     code = (
         "import sys; sys.modules['cuda.bindings.runtime'] = None\n"
         "from puredl import cuda\n"
-        "print(cuda.is_available())\n"
+        "print(cuda.is_available(), cuda.device_count())\n"
         "try:\n"
         "    cuda.DeviceMemory(8)\n"
         "except cuda.CudaUnavailableError as e:\n"
@@ -113,7 +123,7 @@ def test_without_cuda_bindings_installed():
     result = _run(code)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith(
-        "False\nunavailable: CUDA is not usable here: cuda-bindings cannot be imported"
+        "False 0\nunavailable: CUDA is not usable here: cuda-bindings cannot be imported"
     )
     assert "pip install 'puredl[cuda]'" in result.stdout
 

@@ -68,16 +68,12 @@ def test_from_torch_shares_memory_and_is_a_leaf():
 
 
 @pytest.mark.parametrize(
-    "tdtype,pdtype",
-    [
-        (torch.float16, pd.float32),
-        (torch.bfloat16, pd.float32),
-        (torch.int8, pd.int16),  # int8 has no storage of its own (int32/int16/uint8 do now)
-    ],
+    "tdtype,pdtype", [(torch.float16, pd.float16), (torch.bfloat16, pd.bfloat16), (torch.int8, pd.int8)]
 )
-def test_from_torch_widens_dtypes_puredl_does_not_store(tdtype, pdtype):
+def test_from_torch_keeps_the_half_floats_and_int8(tdtype, pdtype):
     t = pd.from_torch(torch.tensor([1, 2, 3], dtype=tdtype))
     assert t.dtype is pdtype and t.tolist() == [1, 2, 3]
+    assert t.to_torch().dtype is tdtype
 
 
 def test_from_torch_rejects_what_it_cannot_hold():

@@ -419,13 +419,12 @@ def test_pipeline_packs_and_reports_the_padding(tmp_path, capsys):
 
 
 def test_a_run_saved_before_grouping_existed_resumes_in_its_own_order():
-    # its run_config.json has no group_by_length: it trained in the plain order (and without the
-    # retired bf16 key's successor), so only asking for a different order counts as a change
+    # its run_config.json has no group_by_length: it trained in the plain order, so only asking for
+    # a different order counts as a change
     from puredl.finetune.run_state import config_changes
 
-    old = {"training": {"batch_size": 2, "bf16": False}}
+    old = {"training": {"batch_size": 2}}
     same = {"training": {"batch_size": 2, "group_by_length": False, "packing": False, "precision": "fp32"}}
     assert config_changes(old, same) == []
     grouped = {"training": {"batch_size": 2, "group_by_length": True, "packing": False, "precision": "fp32"}}
     assert config_changes(old, grouped) == ["training.group_by_length"]
-    assert config_changes({"training": {"batch_size": 2, "bf16": True}}, same) == ["training.bf16"]

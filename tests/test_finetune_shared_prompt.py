@@ -61,7 +61,8 @@ def test_shared_rows_score_exactly_what_separate_rows_score(model, tok, batch_si
 def test_shared_rows_read_each_prompt_once(model, tok):
     qs = questions()
     seen = []
-    hook = model.register_forward_pre_hook(
+    # the decoder runs once per batch (the output layer only at the scored positions)
+    hook = model.get_decoder().register_forward_pre_hook(
         lambda mod, args, kw: seen.append(kw["input_ids"].numel()), with_kwargs=True
     )
     try:

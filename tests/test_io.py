@@ -283,7 +283,7 @@ def test_safetensors_torch_files_load_in_puredl(tmp_path):
         torch.bool: "bool",
         torch.int32: "int32",
         torch.int16: "int16",
-        torch.int8: "int16",
+        torch.int8: "int8",
         torch.uint8: "uint8",
     }
     for name, t in ref.items():
@@ -298,7 +298,7 @@ def test_safetensors_torch_files_load_in_puredl(tmp_path):
 
 
 @pytest.mark.parametrize("half", ["float16", "bfloat16"])
-def test_half_precision_loads_as_float32(tmp_path, half):
+def test_half_precision_loads_as_its_own_dtype(tmp_path, half):
     torch = pytest.importorskip("torch")
     st = pytest.importorskip("safetensors.torch")
     g = torch.Generator().manual_seed(1)
@@ -308,7 +308,7 @@ def test_half_precision_loads_as_float32(tmp_path, half):
     path = tmp_path / f"{half}.safetensors"
     st.save_file({"h": t}, str(path))
     dtype, shape, data = read_safetensors(path)["h"]
-    assert dtype == "float32" and shape == (26,)
+    assert dtype == half and shape == (26,)
     assert data.tolist() == t.float().tolist()
     nan_path = tmp_path / "nan.safetensors"
     st.save_file({"n": torch.tensor([float("nan")], dtype=getattr(torch, half))}, str(nan_path))
@@ -454,7 +454,7 @@ def test_safetensors_torch_files_load_as_tensors(tmp_path):
     path = tmp_path / "theirs.safetensors"
     st.save_file(ref, str(path))
     loaded = puredl.io.load(path)
-    want_dtype = {"w": "float32", "h": "float32", "bf": "float32", "ids": "int32", "d": "float64"}
+    want_dtype = {"w": "float32", "h": "float16", "bf": "bfloat16", "ids": "int32", "d": "float64"}
     for name, t in ref.items():
         assert loaded[name].dtype.name == want_dtype[name], name
         assert loaded[name].shape == tuple(t.shape), name

@@ -197,9 +197,10 @@ def test_torch_round_trip_shares_memory(d):
         assert x.tolist()[0] == 9  # zero-copy view of the array buffer
 
 
-def test_int8_from_torch_widens_to_int16():
+def test_int8_from_torch_keeps_int8():
     x = pd.from_torch(torch.tensor([-128, 127], dtype=torch.int8))
-    assert x.dtype is pd.int16 and x.tolist() == [-128, 127]
+    assert x.dtype is pd.int8 and x.tolist() == [-128, 127]
+    assert x.to_torch().dtype is torch.int8
 
 
 @pytest.mark.parametrize("d", SMALL_INTS)

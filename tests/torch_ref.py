@@ -19,9 +19,12 @@ if HAVE_TORCH:
     TORCH_DTYPE = {
         pd.float32: torch.float32,
         pd.float64: torch.float64,
+        pd.float16: torch.float16,
+        pd.bfloat16: torch.bfloat16,
         pd.int64: torch.int64,
         pd.int32: torch.int32,
         pd.int16: torch.int16,
+        pd.int8: torch.int8,
         pd.uint8: torch.uint8,
         pd.bool: torch.bool,
     }
@@ -32,6 +35,10 @@ FLOATS = (pd.float32, pd.float64)
 
 # float32 work in puredl is done in double and rounded once, torch works in float32: allow a few ulps
 TOLERANCE = {pd.float32: (2e-5, 1e-5), pd.float64: (1e-9, 1e-11)}  # (rtol, atol)
+# the half floats: one unit in the last place (2**-10 and 2**-7 relative), where torch's float32
+# result and puredl's double one round to neighbouring half values
+TOLERANCE[pd.float16] = (2**-10, 2**-11)
+TOLERANCE[pd.bfloat16] = (2**-7, 2**-8)
 
 
 # --------------------------------------------------------------------------- conversion

@@ -40,11 +40,15 @@ from puredl.creation import (
     zeros,
     zeros_like,
 )
+from puredl.dtype_info import finfo, iinfo
 from puredl.dtypes import (
     DType,
+    bfloat16,
+    float16,
     float32,
     float64,
     get_default_dtype,
+    int8,
     int16,
     int32,
     int64,
@@ -55,10 +59,13 @@ from puredl.dtypes import bool_ as bool  # noqa: A001 - torch's name (puredl.boo
 from puredl.generator import Generator
 from puredl.io import load, save
 from puredl.legacy import (
+    BFloat16Tensor,
     BoolTensor,
     ByteTensor,
+    CharTensor,
     DoubleTensor,
     FloatTensor,
+    HalfTensor,
     IntTensor,
     LongTensor,
     ShortTensor,
@@ -96,6 +103,7 @@ mean = _ops_module.REDUCE_FUNCTIONS["mean"]
 
 float = float32  # noqa: A001 - torch's alias
 double = float64
+half = float16
 long = int64
 short = int16
 

@@ -129,6 +129,8 @@ def tensor(data, dtype=None, device=None, requires_grad: bool = False) -> Tensor
         device = default_device_or(device)
         return _finish(t.to(device) if device is not None else t, requires_grad)
     flat, shape = _flatten_nested(data)
+    if dtype is None and isinstance(data, Tensor):
+        dtype = data.dtype  # torch.tensor(t) keeps t's dtype (float16, float64, int32, ...)
     d = dt.as_dtype(dtype) if dtype is not None else _infer_dtype(flat)
     if not d.is_floating_point and d is not dt.bool_:
         if any(isinstance(x, float) and not math.isfinite(x) for x in flat):
@@ -355,8 +357,8 @@ def to_torch(t):
 def from_torch(t):
     """A puredl tensor over a ``torch.Tensor``'s memory (CPU or CUDA), without copying.
 
-    float32/float64/int64/int32/int16/uint8/bool share memory; float16/bfloat16 become float32
-    and int8 int16 (a copy). Gradients are not carried over: the result is a leaf.
+    Every dtype puredl has (float32/float64/float16/bfloat16, int64/int32/int16/int8, uint8, bool)
+    is kept and shares memory. Gradients are not carried over: the result is a leaf.
 
     >>> import torch, puredl as pd
     >>> x = pd.from_torch(torch.ones(2)); x.tolist()
@@ -369,12 +371,10 @@ def from_torch(t):
     if not isinstance(t, torch.Tensor):
         raise TypeError(f"from_torch: expected a torch.Tensor, got {type(t).__name__}")
     t = t.detach()
-    if t.dtype in tb.WIDENED:
-        t = t.to(tb.WIDENED[t.dtype])
-    elif t.dtype not in tb.PUREDL_DTYPE:
+    if t.dtype not in tb.PUREDL_DTYPE:
         raise TypeError(
             f"from_torch: dtype {t.dtype} is not supported "
-            "(puredl has float32, float64, int64, int32, int16, uint8, bool)"
+            "(puredl has float32, float64, float16, bfloat16, int64, int32, int16, int8, uint8, bool)"
         )
     return _wrap(t, tb.backend_for(t))
 
@@ -382,8 +382,8 @@ def from_torch(t):
 def from_numpy(a) -> Tensor:
     """``puredl.from_numpy``: a tensor with the array's values and dtype (a copy, unlike torch).
 
-    float32/float64/int64/int32/int16/uint8/bool keep their dtype; float16 becomes float32, int8
-    int16 and other integer types int64 (puredl's storage types).
+    float16/float32/float64/int64/int32/int16/int8/uint8/bool keep their dtype; the other integer
+    types become int64.
     """
     np = require("numpy", "numpy", "Tensor.numpy() and from_numpy()")
     if not isinstance(a, np.ndarray):
@@ -394,15 +394,15 @@ def from_numpy(a) -> Tensor:
             f"can't convert np.ndarray of type {a.dtype}; puredl supports float, int and bool arrays"
         )
     if a.dtype.kind == "f":
-        name = "float64" if a.dtype == np.float64 else "float32"
-    elif a.dtype in (np.int32, np.int16, np.uint8):
+        name = {np.float64: "float64", np.float16: "float16"}.get(a.dtype.type, "float32")
+    elif a.dtype in (np.int32, np.int16, np.int8, np.uint8):
         name = a.dtype.name
-    elif a.dtype == np.int8:
-        name = "int16"
     else:
         name = kinds[a.dtype.kind]
     dtype = dt.as_dtype(name)
-    np_type = {"float32": np.float32, "float64": np.float64, "bool": np.int8}.get(name, np.dtype(name))
+    np_type = {"float32": np.float32, "float64": np.float64, "float16": np.float32, "bool": np.int8}.get(
+        name, np.dtype(name)
+    )
     flat = np.ascontiguousarray(a, dtype=np_type).reshape(-1)
     storage = array(dtype.typecode)
     storage.frombytes(flat.tobytes())

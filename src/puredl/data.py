@@ -280,7 +280,7 @@ def _columns(where: str, x: Any) -> tuple[list, Any]:
         dtype = x.dtype if x.dtype.is_floating_point else _default_float()
 
         def rebuild_tensor(cols: list) -> Any:
-            out = array(dtype.typecode, bytes(dtype.itemsize * len(flat)))
+            out = array(dtype.typecode, bytes(array(dtype.typecode).itemsize * len(flat)))
             for j, col in enumerate(cols):
                 out[j::n_cols] = array(dtype.typecode, col)
             return _tensor_class().from_array(out, shape, dtype=dtype)
@@ -334,7 +334,7 @@ def one_hot(labels: Any, num_classes: int | None = None, dtype: Any = None) -> A
         if not 0 <= v < num_classes:
             raise ValueError(f"one_hot: label {v} at position {i} is outside 0..{num_classes - 1}")
     dt = dtypes.get_default_dtype() if dtype is None else dtypes.as_dtype(dtype)
-    out = array(dt.typecode, bytes(dt.itemsize * len(flat) * num_classes))
+    out = array(dt.typecode, bytes(array(dt.typecode).itemsize * len(flat) * num_classes))
     for i, v in enumerate(flat):
         out[i * num_classes + v] = 1
     return _tensor_class().from_array(out, shape + (num_classes,), dtype=dt)

@@ -1,7 +1,9 @@
 """Data types, each backed by an array.array typecode.
 
-float32 (default), float64, int64, int32, int16, uint8 and bool. int8 has no typecode of its own
-(signed char 'b' is bool's storage) and float16/bfloat16 have none at all, so they are absent.
+float32 (default), float64, float16, bfloat16, int64, int32, int16, int8, uint8 and bool.
+array has no half-precision typecode, so float16 and bfloat16 are stored in float32 ('f') and
+int8 shares signed char ('b') with bool: the pure backend tags such buffers with their dtype
+and narrows every value it stores to what the dtype holds (``puredl.backends.pure_narrow``).
 """
 
 from __future__ import annotations
@@ -24,7 +26,9 @@ class DType:
         self.itemsize = itemsize
         self.is_floating_point = is_floating_point
         self.pytype = pytype
-        self.rank = rank  # promotion order: bool < uint8 < int16 < int32 < int64 < float32 < float64
+        # promotion order: bool < uint8 = int8 < int16 < int32 < int64 < float16 = bfloat16 < float32
+        # < float64 (a tie between two kinds goes to the next wider type: see promote)
+        self.rank = rank
 
     def __repr__(self) -> str:
         return f"puredl.{self.name}"
@@ -35,19 +39,28 @@ class DType:
 
 bool_ = DType("bool", "b", 1, False, bool, 0)
 uint8 = DType("uint8", "B", 1, False, int, 1)
+int8 = DType("int8", "b", 1, False, int, 1)  # stored in 'b' like bool, in a tagged buffer
 int16 = DType("int16", "h", 2, False, int, 2)
 int32 = DType("int32", "i", 4, False, int, 3)
 int64 = DType("int64", "q", 8, False, int, 4)
-float32 = DType("float32", "f", 4, True, float, 5)
-float64 = DType("float64", "d", 8, True, float, 6)
+float16 = DType("float16", "f", 2, True, float, 5)  # stored in 'f', every value rounded to half
+bfloat16 = DType("bfloat16", "f", 2, True, float, 5)  # stored in 'f', every value rounded to bfloat16
+float32 = DType("float32", "f", 4, True, float, 6)
+float64 = DType("float64", "d", 8, True, float, 7)
 
-ALL = (bool_, uint8, int16, int32, int64, float32, float64)
+ALL = (bool_, uint8, int8, int16, int32, int64, float16, bfloat16, float32, float64)
+# dtypes whose array typecode belongs to another dtype: the pure backend tags their buffers
+NARROW = (int8, float16, bfloat16)
 BY_NAME = {d.name: d for d in ALL}
-BY_NAME.update({"float": float32, "double": float64, "long": int64, "int": int32, "short": int16})
-BY_TYPECODE = {d.typecode: d for d in ALL}
+BY_NAME.update(
+    {"float": float32, "double": float64, "half": float16, "long": int64, "int": int32, "short": int16}
+)
+BY_TYPECODE = {d.typecode: d for d in ALL if d not in NARROW}
 # the smaller integer dtypes wrap around on overflow (two's complement), as torch's do
-INT_RANGE = {d: (-(1 << (8 * d.itemsize - 1)), 1 << (8 * d.itemsize - 1)) for d in (int16, int32)}
+INT_RANGE = {d: (-(1 << (8 * d.itemsize - 1)), 1 << (8 * d.itemsize - 1)) for d in (int8, int16, int32)}
 INT_RANGE[uint8] = (0, 256)
+# same rank, different kinds: torch promotes the pair to the next wider type
+_TIES = {frozenset((int8, uint8)): int16, frozenset((float16, bfloat16)): float32}
 
 _default_float = float32
 
@@ -63,8 +76,8 @@ def get_default_dtype() -> DType:
 def set_default_dtype(dtype: DType) -> None:
     """Float dtype used for Python floats (float32 unless changed)."""
     global _default_float
-    if dtype not in (float32, float64):
-        raise TypeError(f"set_default_dtype: expected float32 or float64, got {dtype!r}")
+    if dtype not in (float32, float64, float16, bfloat16):
+        raise TypeError(f"set_default_dtype: expected a floating point dtype, got {dtype!r}")
     _default_float = dtype
 
 
@@ -82,16 +95,19 @@ def as_dtype(dtype: object) -> DType:
     if name in BY_NAME:
         return BY_NAME[name]
     raise TypeError(
-        f"unsupported dtype {dtype!r}; puredl has float32, float64, int64, int32, int16, uint8 and bool"
+        f"unsupported dtype {dtype!r}; puredl has float32, float64, float16, bfloat16, int64, int32, "
+        "int16, int8, uint8 and bool"
     )
 
 
 def promote(a: DType, b: DType) -> DType:
     """Result dtype of a binary op between two tensors (PyTorch's rules: the wider kind wins).
 
-    >>> promote(int32, int64), promote(int32, float32), promote(uint8, int16)
-    (puredl.int64, puredl.float32, puredl.int16)
+    >>> promote(int32, int64), promote(int32, float16), promote(uint8, int8), promote(float16, bfloat16)
+    (puredl.int64, puredl.float16, puredl.int16, puredl.float32)
     """
+    if a.rank == b.rank and a is not b:
+        return _TIES[frozenset((a, b))]
     return a if a.rank >= b.rank else b
 
 

@@ -30,16 +30,27 @@ from array import array
 from collections.abc import Mapping
 from typing import Any, Union
 
+from puredl.backends.pure_narrow import (
+    BFloat16Buffer,
+    Float16Buffer,
+    Int8Buffer,
+    round_bfloat16,
+    round_float16,
+)
+
 PathLike = Union[str, "os.PathLike[str]"]
 TensorRecord = tuple[str, tuple[int, ...], array]
 
 # The safetensors crate refuses headers above 100 MB; so do we, before allocating them.
 MAX_HEADER_BYTES = 100_000_000
 
-# puredl dtype name -> (safetensors code, array typecode, bytes per element)
+# puredl dtype name -> (safetensors code, array typecode, bytes per element in the file)
 _WRITE_FORMATS: dict[str, tuple[str, str, int]] = {
     "float64": ("F64", "d", 8),
     "float32": ("F32", "f", 4),
+    "float16": ("F16", "f", 2),  # held in float32 storage, written as IEEE half
+    "bfloat16": ("BF16", "f", 2),  # held in float32 storage, written as its top two bytes
+    "int8": ("I8", "b", 1),
     "int64": ("I64", "q", 8),
     "int32": ("I32", "i", 4),
     "int16": ("I16", "h", 2),
@@ -52,12 +63,12 @@ _CODE_TO_NAME = {code: name for name, (code, _, _) in _WRITE_FORMATS.items()}
 _READ_FORMATS: dict[str, tuple[int, str]] = {
     "F64": (8, "float64"),
     "F32": (4, "float32"),
-    "F16": (2, "float32"),
-    "BF16": (2, "float32"),
+    "F16": (2, "float16"),
+    "BF16": (2, "bfloat16"),
     "I64": (8, "int64"),
     "I32": (4, "int32"),
     "I16": (2, "int16"),
-    "I8": (1, "int16"),  # int8 has no storage of its own ('b' is bool's)
+    "I8": (1, "int8"),
     "U32": (4, "int64"),
     "U16": (2, "int64"),
     "U8": (1, "uint8"),
@@ -124,8 +135,10 @@ def write_safetensors(
         with os.fdopen(fd, "wb") as f:
             f.write(struct.pack("<Q", len(header_bytes)))
             f.write(header_bytes)
-            for _, _, _, data, _ in entries:
-                f.write(_little_endian_bytes(data))
+            for _, code, _, data, _ in entries:
+                f.write(
+                    _little_endian_bytes(data) if code not in ("F16", "BF16") else _encode_half(code, data)
+                )
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp_path, path)
@@ -223,6 +236,18 @@ def _header_bytes(path: str, entries: list, metadata: Mapping[str, str] | None) 
     return raw + b" " * (-(8 + len(raw)) % 8)
 
 
+def _encode_half(code: str, data: array) -> bytes:
+    """float32 storage as little-endian F16 or BF16 bytes (values rounded first, as a cast would)."""
+    if code == "F16":
+        return struct.pack(f"<{len(data)}e", *round_float16(data))
+    raw = round_bfloat16(data).tobytes()  # exact for bfloat16 values: the low two bytes are zero
+    out = bytearray(len(raw) // 2)
+    hi = (0, 1) if _BIG_ENDIAN else (2, 3)  # the float32's top two bytes, in file (little-endian) order
+    out[0::2] = raw[hi[1] :: 4] if _BIG_ENDIAN else raw[hi[0] :: 4]
+    out[1::2] = raw[hi[0] :: 4] if _BIG_ENDIAN else raw[hi[1] :: 4]
+    return bytes(out)
+
+
 def _little_endian_bytes(data: array) -> bytes:
     if _BIG_ENDIAN and data.itemsize > 1:
         data = array(data.typecode, data)
@@ -236,9 +261,9 @@ def _little_endian_bytes(data: array) -> bytes:
 def read_safetensors(path: PathLike) -> dict[str, TensorRecord]:
     """Read a safetensors file into ``{name: (dtype_name, shape, array)}``, sorted by name.
 
-    Stored F16 and BF16 come back as ``float32``, the integer types I32/I16/I8/U32/U16/U8 as
-    ``int64``. A truncated or malformed file raises :class:`SafetensorsError` (a ValueError)
-    naming the file and the problem.
+    F16 and BF16 come back as ``float16``/``bfloat16`` (values in float32 storage), U32/U16 as
+    ``int64``, the other types as themselves. A truncated or malformed file raises
+    :class:`SafetensorsError` (a ValueError) naming the file and the problem.
     """
     path = os.fspath(path)
     with open(path, "rb") as f:
@@ -385,18 +410,20 @@ def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 def _decode(code: str, raw: bytes) -> array:
     """Turn little-endian bytes of safetensors dtype ``code`` into a puredl storage array."""
     if code == "F16":
-        return array("f", struct.unpack(f"<{len(raw) // 2}e", raw))
+        return Float16Buffer("f", struct.unpack(f"<{len(raw) // 2}e", raw))
     if code == "BF16":
         # bfloat16 is the top half of a float32: put its two bytes above two zero bytes.
         widened = bytearray(2 * len(raw))
         hi = (0, 1) if _BIG_ENDIAN else (2, 3)
         widened[hi[0] :: 4] = raw[1::2] if _BIG_ENDIAN else raw[0::2]
         widened[hi[1] :: 4] = raw[0::2] if _BIG_ENDIAN else raw[1::2]
-        return array("f", bytes(widened))
+        return BFloat16Buffer("f", bytes(widened))
     if code in ("F32", "F64"):
         out = array("f" if code == "F32" else "d")
     elif code == "BOOL":
         out = array("b")
+    elif code == "I8":
+        return Int8Buffer("b", raw)
     else:
         out = array(_INT_TYPECODES[_INT_CODES[code]])
     out.frombytes(raw)
@@ -404,7 +431,7 @@ def _decode(code: str, raw: bytes) -> array:
         out.byteswap()
     if code == "BOOL":
         return array("b", (1 if v else 0 for v in out)) if any(v not in (0, 1) for v in out) else out
-    kept = {"I64": "q", "I32": "i", "I16": "h", "U8": "B", "I8": "h", "U32": "q", "U16": "q"}
+    kept = {"I64": "q", "I32": "i", "I16": "h", "U8": "B", "U32": "q", "U16": "q"}
     if code in kept and out.typecode != kept[code]:
         return array(kept[code], out)
     return out
@@ -454,7 +481,7 @@ def load(
 ) -> Any:
     """Load what :func:`save` wrote: ``{name: Tensor}`` (sorted by name) or the nested checkpoint.
 
-    F32/F64/I64/BOOL keep their dtype; F16 and BF16 load as float32; I32/I16/I8/U32/U16/U8
+    Every dtype keeps its own (F16 float16, BF16 bfloat16, I8 int8, ...) except U32/U16, which
     load as int64. ``map_location`` moves the tensors as in ``torch.load`` (a device, a dict
     ``{"cuda:0": "cpu"}`` or a callable ``fn(tensor, location)``). ``weights_only`` and
     ``mmap`` are accepted for torch compatibility: nothing is ever unpickled, and the file is

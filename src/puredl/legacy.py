@@ -27,6 +27,9 @@ TYPE_NAMES = {
     "LongTensor": "int64",
     "IntTensor": "int32",
     "ShortTensor": "int16",
+    "CharTensor": "int8",
+    "HalfTensor": "float16",
+    "BFloat16Tensor": "bfloat16",
     "ByteTensor": "uint8",
     "BoolTensor": "bool",
 }
@@ -74,6 +77,9 @@ IntTensor = _typed("IntTensor")
 ShortTensor = _typed("ShortTensor")
 ByteTensor = _typed("ByteTensor")
 BoolTensor = _typed("BoolTensor")
+CharTensor = _typed("CharTensor")
+HalfTensor = _typed("HalfTensor")
+BFloat16Tensor = _typed("BFloat16Tensor")
 
 
 def type_name(t: Any) -> str:
@@ -125,10 +131,16 @@ def to_numpy(t: Any, force: bool = False) -> Any:
         "int64": np.int64,
         "int32": np.int32,
         "int16": np.int16,
+        "int8": np.int8,
         "uint8": np.uint8,
         "bool": np.bool_,
-    }[t.dtype.name]
+        "float16": np.float16,
+    }.get(t.dtype.name)
+    if kind is None:  # NumPy has no bfloat16
+        raise TypeError(f"Got unsupported ScalarType {t.dtype.name} (NumPy has no such type), as torch says")
     arr = t.to_array()
+    if t.dtype.name == "float16":  # stored as float32: every value converts exactly
+        return np.frombuffer(arr, dtype=np.float32).astype(np.float16).reshape(t.shape)
     if t.dtype.name == "bool":
         return np.frombuffer(arr.tobytes(), dtype=np.int8).astype(np.bool_).reshape(t.shape)
     return np.frombuffer(arr, dtype=kind).reshape(t.shape).copy()

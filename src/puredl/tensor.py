@@ -117,6 +117,10 @@ class Tensor(metaclass=TensorMeta):  # the metaclass gives torch's Tensor(data) 
 
     nelement = numel  # torch's older name, still in lecture code
 
+    def element_size(self) -> int:
+        """Bytes per element as torch counts them (2 for float16, although the pure tier stores 4)."""
+        return self.dtype.itemsize
+
     def size(self, dim: int | None = None):
         if dim is None:
             return self.shape
@@ -174,7 +178,11 @@ class Tensor(metaclass=TensorMeta):  # the metaclass gives torch's Tensor(data) 
     @classmethod
     def from_array(cls, arr, shape: tuple, dtype: dt.DType | None = None) -> Tensor:
         """Wrap a flat ``array.array`` (ownership passes to the tensor)."""
-        d = dt.BY_TYPECODE[arr.typecode] if dtype is None else dt.as_dtype(dtype)
+        # a tagged buffer (float16, bfloat16, int8) names its dtype; a plain one is its typecode's
+        if dtype is None:
+            d = getattr(arr, "dtype", None) or dt.BY_TYPECODE[arr.typecode]
+        else:
+            d = dt.as_dtype(dtype)
         return _wrap(_pure.from_values(arr, tuple(shape), d), _pure)
 
     def __float__(self) -> float:

@@ -63,6 +63,15 @@ class TensorMethods:
     def double(self) -> Tensor:
         return ops.cast(self, dt.float64)
 
+    def half(self) -> Tensor:
+        return ops.cast(self, dt.float16)
+
+    def bfloat16(self) -> Tensor:
+        return ops.cast(self, dt.bfloat16)
+
+    def char(self) -> Tensor:
+        return ops.cast(self, dt.int8)
+
     def long(self) -> Tensor:
         return ops.cast(self, dt.int64)
 

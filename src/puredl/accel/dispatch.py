@@ -90,6 +90,8 @@ def torch_impl(t) -> object:
     if cached is not None and cached[0] is impl:
         return cached[1]
     view = _tb.from_pure(impl)
+    if t.dtype.itemsize == 2 and t.dtype.typecode == "f":
+        return view  # float16/bfloat16: a converted copy, stale after an in-place change: not cached
     t._alt = (impl, view)  # shares memory, so it stays valid as long as the impl does
     return view
 
@@ -399,9 +401,12 @@ def run_inplace(op: str, tensors, kernel: str, head: tuple, *tail):
     if be is _pure:
         for t in tensors:
             if t._be is not _pure:
-                be = _tb  # a torch input on the CPU: torch writes through a view of the target
+                # a torch input on the CPU: torch writes through a view of the target, unless the
+                # target has no view (float16/bfloat16 pure storage): then pure writes it, reading
+                # copies of the torch inputs
+                be = _tb if _tb.shares_memory(target._impl) else _pure
                 break
-        else:
+        if be is _pure:
             if _logging:
                 _log(op, tensors, "pure", "in place, where the target lives")
             stats = _st._stats  # (count_pure, inlined)
@@ -411,6 +416,10 @@ def run_inplace(op: str, tensors, kernel: str, head: tuple, *tail):
                 row = stats.per_op[op] = [0, 0, 0]
             row[0] += 1
             n = len(tensors)  # (no list for the common arities, as in run)
+            if t._be is not _pure:  # torch inputs, read as pure copies
+                return getattr(_pure, kernel)(
+                    target._impl, *head, *[pure_impl(t) for t in tensors[1:]], *tail
+                )
             if n == 3:
                 _, b, c = tensors
                 return getattr(_pure, kernel)(target._impl, *head, b._impl, c._impl, *tail)

@@ -11,6 +11,8 @@ import math
 import operator
 from array import array
 
+from puredl import dtypes as _dt
+from puredl.backends.pure_narrow import BUFFER, narrow
 from puredl.dtypes import BY_TYPECODE, INT_RANGE, DType
 from puredl.shapes import broadcast_shapes  # noqa: F401 - part of this module's API (kernels use it)
 
@@ -41,7 +43,17 @@ class PureArray:
 
     @property
     def dtype(self) -> DType:
-        return BY_TYPECODE[self.buf.typecode]
+        buf = self.buf
+        return BY_TYPECODE[buf.typecode] if type(buf) is array else buf.dtype  # a tagged buffer knows
+
+
+def _as(dtype: DType, a: PureArray) -> PureArray:
+    """``a``, a kernel's fresh result, stored as ``dtype``: float16/bfloat16/int8 results are narrowed
+    to what the dtype holds (``pure_narrow.narrow``) and tagged; the other dtypes pass unchanged."""
+    cls = BUFFER.get(dtype)
+    if cls is None or type(a.buf) is cls:
+        return a
+    return PureArray(narrow(dtype, a.buf, wrap=True), a.shape, a._strides, a.offset)
 
 
 # --------------------------------------------------------------------------- layout helpers
@@ -123,12 +135,13 @@ def _broadcast_strides(a: PureArray, shape: tuple) -> tuple:
     return (0,) * lead + tuple(0 if n == 1 and m != 1 else st for n, m, st in pairs)
 
 
-_INT_CODES = "qihB"  # int64, int32, int16, uint8
-_WRAP = {d.typecode: r for d, r in INT_RANGE.items()}
+_INT_CODES = "qihB"  # int64, int32, int16, uint8 (int8 shares 'b' with bool: ask the dtype)
+_WRAP = {d.typecode: r for d, r in INT_RANGE.items() if d is not _dt.int8}
 
 
 def _wrapped(typecode: str, xs) -> array:
-    """``array(typecode, xs)``; a narrow integer type wraps out-of-range values around, like torch."""
+    """``array(typecode, xs)``; a narrow integer type wraps out-of-range values around, like torch
+    (int8 results are made in 'b' and wrapped by ``_as``)."""
     lohi = _WRAP.get(typecode)
     if lohi is None:
         return array(typecode, xs)
@@ -145,24 +158,47 @@ def _wrapped(typecode: str, xs) -> array:
 
 
 def from_values(data, shape: tuple, dtype: DType) -> PureArray:
-    if dtype.typecode == "b":
+    if dtype is _dt.bool_:
         data = [1 if x else 0 for x in data]
-    buf = data if isinstance(data, array) and data.typecode == dtype.typecode else array(dtype.typecode, data)
+    if dtype in BUFFER:
+        buf = data if type(data) is BUFFER[dtype] else narrow(dtype, data)  # int8: out of range raises
+    elif type(data) is array and data.typecode == dtype.typecode:
+        buf = data
+    else:
+        buf = array(dtype.typecode, data)
     if len(buf) != numel(shape):
         raise ValueError(f"from_values: {len(buf)} values do not fill shape {shape}")
     return PureArray(buf, tuple(shape))
 
 
 def full(shape: tuple, value, dtype: DType) -> PureArray:
-    if dtype.typecode == "b":
+    if dtype is _dt.bool_:
         value = 1 if value else 0
-    elif dtype.typecode in _INT_CODES:
+    elif not dtype.is_floating_point:
         value = int(value)  # truncation toward zero, like torch
+    if dtype in BUFFER:
+        _check_fill(dtype, value, numel(shape))
+        one = narrow(dtype, [value])
+        return PureArray(type(one)(one.typecode, one * numel(shape)), tuple(shape))
     return PureArray(array(dtype.typecode, [value]) * numel(shape), tuple(shape))
+
+
+# the largest finite float16 and bfloat16
+_HALF_MAX = {_dt.float16: 65504.0, _dt.bfloat16: 3.3895313892515355e38}
+
+
+def _check_fill(dtype: DType, value, n: int) -> None:
+    """torch refuses to fill two or more half elements with a finite value beyond the type's range."""
+    top = _HALF_MAX.get(dtype)
+    if top is not None and n > 1 and math.isfinite(value) and abs(value) > top:
+        raise RuntimeError(f"value {value!r} cannot be converted to type {dtype.name} without overflow")
 
 
 def to_array(a: PureArray) -> array:
     v = values(a)
+    cls = type(a.buf)
+    if cls is not array:  # a tagged buffer (float16, bfloat16, int8): the copy keeps the tag
+        return cls(a.buf.typecode, v)
     if isinstance(v, array) and v is not a.buf:
         return v  # already a fresh copy
     return array(a.buf.typecode, v)
@@ -170,7 +206,7 @@ def to_array(a: PureArray) -> array:
 
 def tolist(a: PureArray):
     v = values(a)
-    if a.buf.typecode == "b":
+    if a.dtype is _dt.bool_:
         v = [bool(x) for x in v]
     else:
         v = list(v)
@@ -192,7 +228,7 @@ def _empty_nested(shape: tuple):
 
 def item(a: PureArray):
     x = a.buf[a.offset]
-    return bool(x) if a.buf.typecode == "b" else x
+    return bool(x) if a.dtype is _dt.bool_ else x
 
 
 def device(a: PureArray) -> str:
@@ -200,13 +236,16 @@ def device(a: PureArray) -> str:
 
 
 def cast(a: PureArray, dtype: DType) -> PureArray:
-    if a.buf.typecode == dtype.typecode:
+    src = a.dtype
+    if src is dtype:
         return a
     v = values(a)
-    if dtype.typecode in _INT_CODES:
-        v = v if a.buf.typecode in _INT_CODES else [int(x) for x in v]  # truncation toward zero, like torch
-    elif dtype.typecode == "b":
+    if dtype is _dt.bool_:
         v = [1 if x else 0 for x in v]
+    elif not dtype.is_floating_point and src.is_floating_point:
+        v = [int(x) for x in v]  # truncation toward zero, like torch
+    if dtype in BUFFER:
+        return PureArray(narrow(dtype, v, wrap=True), a.shape)  # the rounding of .half(), .bfloat16()
     return PureArray(_wrapped(dtype.typecode, v), a.shape)
 
 
@@ -309,10 +348,14 @@ def setitem(a: PureArray, key: tuple, value) -> None:
         for p, x in zip(positions, src):
             buf[p] = x
     else:
-        if buf.typecode == "b":
+        dtype = a.dtype
+        if dtype is _dt.bool_:
             value = 1 if value else 0
-        elif buf.typecode in _INT_CODES:
+        elif not dtype.is_floating_point:
             value = int(value)
+        if dtype in BUFFER:
+            _check_fill(dtype, value, len(positions))
+            value = narrow(dtype, [value])[0]  # the value as the dtype holds it (int8: out of range raises)
         for p in positions:
             buf[p] = value
 
@@ -386,16 +429,21 @@ _BINARY = {
 _BINARY_SAFE = {"div": _safe_div, "pow": _safe_pow, "floor_divide": _safe_floordiv}
 
 
-def _map2(op: str, fn, xs, ys, typecode: str):
-    if typecode in "qihBb" and op == "pow":  # exact integer powers (math.pow gives floats)
+def _map2(op: str, fn, xs, ys, dtype: DType):
+    typecode = dtype.typecode
+    if dtype is _dt.int8 and op == "pow":
+        return narrow(dtype, map(_ipow, xs, ys), wrap=True)
+    if not dtype.is_floating_point and op == "pow":  # exact integer powers (math.pow gives floats)
         return _wrapped(typecode, map(_ipow, xs, ys))
-    if typecode in _INT_CODES and op == "div":
+    if (typecode in _INT_CODES or dtype is _dt.int8) and op == "div":
         raise TypeError("integer true division must produce a float result")
     try:
         return array(typecode, map(fn, xs, ys))
     except OverflowError:
         if typecode in _WRAP:
             return _wrapped(typecode, map(fn, xs, ys))
+        if dtype is _dt.int8:
+            return narrow(dtype, map(fn, xs, ys), wrap=True)
         safe = _BINARY_SAFE.get(op)
         if safe is None:
             raise
@@ -411,7 +459,7 @@ def binary(op: str, a: PureArray, b: PureArray, dtype: DType) -> PureArray:
     shape = broadcast_shapes(op, a.shape, b.shape)
     xs = broadcast_values(a, shape)
     ys = broadcast_values(b, shape)
-    return PureArray(_map2(op, _BINARY[op], xs, ys, dtype.typecode), shape)
+    return _as(dtype, PureArray(_map2(op, _BINARY[op], xs, ys, dtype), shape))
 
 
 def binary_scalar(op: str, a: PureArray, s, reverse: bool, dtype: DType) -> PureArray:
@@ -419,7 +467,7 @@ def binary_scalar(op: str, a: PureArray, s, reverse: bool, dtype: DType) -> Pure
     ys = [s] * len(xs)  # a list, not repeat(): _map2 may iterate twice (retry with the safe function)
     if reverse:
         xs, ys = ys, xs
-    return PureArray(_map2(op, _BINARY[op], xs, ys, dtype.typecode), a.shape)
+    return _as(dtype, PureArray(_map2(op, _BINARY[op], xs, ys, dtype), a.shape))
 
 
 def _safe_exp(x):
@@ -477,26 +525,30 @@ _UNARY_SAFE = {"exp": _safe_exp, "log": _safe_log, "sqrt": _safe_sqrt}
 
 def unary(op: str, a: PureArray, dtype: DType | None = None) -> PureArray:
     xs = values(a)
-    tc = (dtype or a.dtype).typecode
+    dtype = dtype or a.dtype
+    tc = dtype.typecode
     if op == "relu":
         zero = 0.0 if tc in "fd" else 0
         # `zero if x < 0` keeps NaN and -0.0 as they are, like torch
-        return PureArray(array(tc, [zero if x < 0 else x for x in xs]), a.shape)
+        return _as(dtype, PureArray(array(tc, [zero if x < 0 else x for x in xs]), a.shape))
     fn = _UNARY[op]
     try:
         out = array(tc, map(fn, xs))
     except OverflowError:
-        out = _wrapped(tc, map(fn, xs)) if tc in _WRAP else array(tc, map(_UNARY_SAFE[op], xs))
+        if dtype is _dt.int8:
+            out = narrow(dtype, map(fn, xs), wrap=True)
+        else:
+            out = _wrapped(tc, map(fn, xs)) if tc in _WRAP else array(tc, map(_UNARY_SAFE[op], xs))
     except ValueError:
         out = array(tc, map(_UNARY_SAFE[op], xs))
-    return PureArray(out, a.shape)
+    return _as(dtype, PureArray(out, a.shape))
 
 
 def relu_backward(g: PureArray, a: PureArray) -> PureArray:
     """``g`` where ``a > 0``, else 0; a NaN in ``a`` lets ``g`` through (torch's threshold_backward)."""
     zero = 0 if g.buf.typecode in _INT_CODES else 0.0
     out = [zero if x <= 0 else y for x, y in zip(values(a), values(g))]
-    return PureArray(array(g.buf.typecode, out), a.shape)
+    return _as(g.dtype, PureArray(array(g.buf.typecode, out), a.shape))
 
 
 def clamp(a: PureArray, lo, hi) -> PureArray:
@@ -509,7 +561,7 @@ def clamp(a: PureArray, lo, hi) -> PureArray:
         out = [lo if x < lo else x for x in xs]
     else:
         out = [hi if x > hi else x for x in xs]
-    return PureArray(array(a.buf.typecode, out), a.shape)
+    return _as(a.dtype, PureArray(array(a.buf.typecode, out), a.shape))
 
 
 def where(cond: PureArray, a: PureArray, b: PureArray, dtype: DType) -> PureArray:
@@ -517,7 +569,7 @@ def where(cond: PureArray, a: PureArray, b: PureArray, dtype: DType) -> PureArra
     cs = broadcast_values(cond, shape)
     xs = broadcast_values(cast(a, dtype), shape)
     ys = broadcast_values(cast(b, dtype), shape)
-    return PureArray(array(dtype.typecode, [x if c else y for c, x, y in zip(cs, xs, ys)]), shape)
+    return _as(dtype, PureArray(array(dtype.typecode, [x if c else y for c, x, y in zip(cs, xs, ys)]), shape))
 
 
 # --------------------------------------------------------------------------- matmul
@@ -533,7 +585,7 @@ def matmul(a: PureArray, b: PureArray, dtype: DType) -> PureArray:
     if k != k2:
         raise ValueError(f"matmul: shapes {a.shape} and {b.shape} are not aligned ({k} != {k2})")
     batch = broadcast_shapes("matmul", a.shape[:-2], b.shape[:-2])
-    if dtype.typecode in _WRAP:  # narrow ints: exact Python-int sums, then wrapped around as torch's
+    if dtype in INT_RANGE:  # narrow ints: exact Python-int sums, then wrapped around as torch's
         av = _as_list(broadcast_values(cast(a, dtype), batch + (m, k)))
         bv = _as_list(broadcast_values(cast(b, dtype), batch + (k, n)))
         sums = []
@@ -541,6 +593,8 @@ def matmul(a: PureArray, b: PureArray, dtype: DType) -> PureArray:
             rows = [av[(bi * m + i) * k : (bi * m + i + 1) * k] for i in range(m)]
             cols = list(zip(*[bv[(bi * k + j) * n : (bi * k + j + 1) * n] for j in range(k)])) or [()] * n
             sums.extend(sum(map(operator.mul, r, c)) for r in rows for c in cols)
+        if dtype is _dt.int8:
+            return PureArray(narrow(dtype, sums, wrap=True), batch + (m, n))
         return PureArray(_wrapped(dtype.typecode, sums), batch + (m, n))
     if k == 0:  # an empty sum is zero
         return full(batch + (m, n), 0, dtype)
@@ -549,7 +603,7 @@ def matmul(a: PureArray, b: PureArray, dtype: DType) -> PureArray:
     if not batch and k > 4:
         # 2-D: read row-major or transposed operands straight from their buffers (x @ W.T, g.T @ x)
         _dots_into(out, _matrix_lines(a, m, k, rows=True), _matrix_lines(b, k, n, rows=False))
-        return PureArray(out, (m, n))
+        return _as(dtype, PureArray(out, (m, n)))
     av = _as_list(broadcast_values(a, batch + (m, k)))
     bv = _as_list(broadcast_values(b, batch + (k, n)))
     mk, kn = m * k, k * n
@@ -576,7 +630,7 @@ def matmul(a: PureArray, b: PureArray, dtype: DType) -> PureArray:
         # transpose once: each column becomes a contiguous tuple
         cols = list(zip(*[bv[base_b + i * n : base_b + (i + 1) * n] for i in range(k)]))
         _dots_into(out, rows, cols)
-    return PureArray(out, batch + (m, n))
+    return _as(dtype, PureArray(out, batch + (m, n)))
 
 
 def linear(x: PureArray, w: PureArray, b: PureArray | None, dtype: DType) -> PureArray:
@@ -585,15 +639,17 @@ def linear(x: PureArray, w: PureArray, b: PureArray | None, dtype: DType) -> Pur
     if w.shape[1] != k:
         raise ValueError(f"linear: input {x.shape} has {k} features, weight {w.shape} expects {w.shape[1]}")
     lead = x.shape[:-1]
+    # half precision: x @ W.T + b in float32, rounded once at the end (torch's addmm)
+    acc = _dt.float32 if dtype is _dt.float16 or dtype is _dt.bfloat16 else dtype
     # W.T is read in place by matmul's 2-D path: no transposed copy
-    out = matmul(reshape(x, (numel(lead), k)), permute(w, (1, 0)), dtype)
+    out = matmul(reshape(x, (numel(lead), k)), permute(w, (1, 0)), acc)
     if b is not None and o:
         bv, flat, rows = _as_list(values(cast(b, dtype))), out.buf.tolist(), []
         add = operator.add
         for i in range(0, len(flat), o):
             rows.extend(map(add, flat[i : i + o], bv))
         out = PureArray(array(dtype.typecode, rows), out.shape)
-    return reshape(out, lead + (o,))
+    return reshape(_as(dtype, out), lead + (o,))
 
 
 def _matrix_lines(a: PureArray, r: int, c: int, rows: bool) -> list:
@@ -643,7 +699,7 @@ def _keep_shape(shape: tuple, dims: tuple, keepdim: bool) -> tuple:
 def reduce_sum(a: PureArray, dims: tuple, keepdim: bool, dtype: DType) -> PureArray:
     out_shape = _keep_shape(a.shape, dims, keepdim)
     if len(dims) == len(a.shape):
-        return PureArray(array(dtype.typecode, [sum(values(a))]), out_shape)
+        return _as(dtype, PureArray(array(dtype.typecode, [sum(values(a))]), out_shape))
     lead = len(dims)
     if dims == tuple(range(lead)) and is_contiguous(a):  # leading dims (a bias gradient): sum columns
         inner, outer = numel(a.shape[lead:]), numel(a.shape[:lead])
@@ -651,12 +707,12 @@ def reduce_sum(a: PureArray, dims: tuple, keepdim: bool, dtype: DType) -> PureAr
             return full(out_shape, 0, dtype)
         v = _as_list(values(a))
         sums = list(map(sum, zip(*[v[i * inner : (i + 1) * inner] for i in range(outer)])))
-        return PureArray(array(dtype.typecode, sums), out_shape)
+        return _as(dtype, PureArray(array(dtype.typecode, sums), out_shape))
     vs, _, group = _moved_last(a, dims)
     if group == 0:
         return full(out_shape, 0, dtype)
     sums = [sum(vs[i : i + group]) for i in range(0, len(vs), group)]
-    return PureArray(array(dtype.typecode, sums), out_shape)
+    return _as(dtype, PureArray(array(dtype.typecode, sums), out_shape))
 
 
 def _largest(xs):
@@ -693,7 +749,7 @@ def reduce(op: str, a: PureArray, dims: tuple, keepdim: bool, dtype: DType) -> P
         out = [fn(vs[i : i + group]) for i in range(0, len(vs), group)]
     shape = _keep_shape(a.shape, dims, keepdim)
     try:
-        return PureArray(array(dtype.typecode, out), shape)
+        return _as(dtype, PureArray(array(dtype.typecode, out), shape))
     except OverflowError:  # an integer product past int64 (prod's only int dtype) wraps around, as torch's
         return PureArray(array(dtype.typecode, [(x + (1 << 63)) % (1 << 64) - (1 << 63) for x in out]), shape)
 
@@ -716,7 +772,7 @@ def max_dim(a: PureArray, dim: int, keepdim: bool, largest: bool = True):
             best.append(m)
         where_.append(j)
     shape = _keep_shape(a.shape, (dim,), keepdim)
-    return PureArray(array(a.buf.typecode, best), shape), PureArray(array("q", where_), shape)
+    return _as(a.dtype, PureArray(array(a.buf.typecode, best), shape)), PureArray(array("q", where_), shape)
 
 
 def argmax_all(a: PureArray, largest: bool = True) -> PureArray:
@@ -732,7 +788,7 @@ def argmax_all(a: PureArray, largest: bool = True) -> PureArray:
 
 def softmax(a: PureArray, dim: int, log: bool = False) -> PureArray:
     if numel(a.shape) == 0:
-        return PureArray(array(a.buf.typecode), a.shape)
+        return _as(a.dtype, PureArray(array(a.buf.typecode), a.shape))
     vs, kept, group = _moved_last(a, (dim,))
     out = []
     exp, lg = math.exp, math.log
@@ -752,7 +808,7 @@ def softmax(a: PureArray, dim: int, log: bool = False) -> PureArray:
     # result is laid out with `dim` last; view it back in the original order
     nd = len(a.shape)
     moved_shape = kept + (a.shape[dim],)
-    res = PureArray(array(a.buf.typecode, out), moved_shape)
+    res = _as(a.dtype, PureArray(array(a.buf.typecode, out), moved_shape))
     order = [d for d in range(nd) if d != dim] + [dim]
     inverse = [0] * nd
     for pos, d in enumerate(order):
@@ -775,7 +831,7 @@ def cat(dim: int, dtype: DType, *arrays: PureArray) -> PureArray:
         for v, size in chunks:
             out.extend(v[o * size : (o + 1) * size])
     shape = first[:dim] + (sum(a.shape[dim] for a in arrays),) + first[dim + 1 :]
-    return PureArray(out, shape)
+    return _as(dtype, PureArray(out, shape))
 
 
 def index_select0(a: PureArray, idx: PureArray) -> PureArray:
@@ -790,7 +846,7 @@ def index_select0(a: PureArray, idx: PureArray) -> PureArray:
         if i < 0:
             i += rows
         out.extend(v[i * inner : (i + 1) * inner])
-    return PureArray(out, idx.shape + a.shape[1:])
+    return _as(a.dtype, PureArray(out, idx.shape + a.shape[1:]))
 
 
 def index_add0(shape: tuple, idx: PureArray, src: PureArray) -> PureArray:
@@ -805,7 +861,7 @@ def index_add0(shape: tuple, idx: PureArray, src: PureArray) -> PureArray:
         base, sbase = i * inner, n * inner
         for j in range(inner):
             out[base + j] += sv[sbase + j]
-    return PureArray(array(src.buf.typecode, out), tuple(shape))
+    return _as(src.dtype, PureArray(array(src.buf.typecode, out), tuple(shape)))
 
 
 # --------------------------------------------------------------------------- losses
@@ -850,12 +906,12 @@ def nll_loss(
             loss = (1.0 - eps) * loss + eps / c * smooth
         rows.append(loss)
     if reduction == "none":
-        out = PureArray(array(tc, rows), (n,))
+        out = _as(x.dtype, PureArray(array(tc, rows), (n,)))
     else:
         s = math.fsum(rows)
         if reduction == "mean":
             s = s / total if total else _nan
-        out = PureArray(array(tc, [s]), ())
+        out = _as(x.dtype, PureArray(array(tc, [s]), ()))
     return out, logp, total
 
 
@@ -897,7 +953,7 @@ def nll_loss_backward(
             out.extend([sa * exp(lp) - ac for lp, ac in zip(lps[i * c : (i + 1) * c], a)])
         else:
             out.extend([-ac for ac in a])
-    return PureArray(array(logp.buf.typecode, out), (n, c))
+    return _as(logp.dtype, PureArray(array(logp.buf.typecode, out), (n, c)))
 
 
 # the CNN family and top-k live in their own module (kernels only, like this one)

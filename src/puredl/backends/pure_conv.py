@@ -13,6 +13,7 @@ from array import array
 
 from puredl.backends.pure import (
     PureArray,
+    _as,
     _moved_last,
     binary,
     matmul,
@@ -75,7 +76,7 @@ def im2col(
                 for r in range(oh):
                     start = first + r * sh * wp
                     out.extend(src[start : start + span : sw])
-    return PureArray(out, (n, c * kh * kw, oh * ow))
+    return _as(a.dtype, PureArray(out, (n, c * kh * kw, oh * ow)))
 
 
 def col2im(
@@ -107,13 +108,13 @@ def col2im(
                     acc[seg] = array(tc, map(add, acc[seg], cv[pos : pos + ow]))
                     pos += ow
     if not (pt or pb or pl or pr):
-        return PureArray(acc, (n, c, h, w))
+        return _as(cols.dtype, PureArray(acc, (n, c, h, w)))
     out = array(tc)
     for p in range(n * c):
         base = p * plane + pt * wp + pl
         for r in range(h):
             out.extend(acc[base + r * wp : base + r * wp + w])
-    return PureArray(out, (n, c, h, w))
+    return _as(cols.dtype, PureArray(out, (n, c, h, w)))
 
 
 def conv2d(
@@ -167,7 +168,7 @@ def topk(a: PureArray, k: int, dim: int, largest: bool, sorted_: bool) -> tuple:
     for pos, d in enumerate(order):
         inverse[d] = pos
     inverse = tuple(inverse)
-    vals = permute(PureArray(array(a.buf.typecode, out_v), moved), inverse)
+    vals = permute(_as(a.dtype, PureArray(array(a.buf.typecode, out_v), moved)), inverse)
     idx = permute(PureArray(array("q", out_i), moved), inverse)
     return vals, idx
 

@@ -19,6 +19,8 @@ def _flat(a: PureArray | None) -> array | None:
     """The ``array.array`` holding exactly ``a``'s elements in row-major order, or None."""
     if a is None or a.offset or len(a.buf) != numel(a.shape) or not is_contiguous(a):
         return None
+    if type(a.buf) is not array:  # float16/bfloat16/int8 (tagged): a raw write would skip the rounding
+        return None
     return a.buf
 
 

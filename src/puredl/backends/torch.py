@@ -32,23 +32,20 @@ DEVICE = "cpu"
 TORCH_DTYPE = {
     dt.float32: torch.float32,
     dt.float64: torch.float64,
+    dt.float16: torch.float16,
+    dt.bfloat16: torch.bfloat16,
     dt.int64: torch.int64,
     dt.int32: torch.int32,
     dt.int16: torch.int16,
+    dt.int8: torch.int8,
     dt.uint8: torch.uint8,
     dt.bool_: torch.bool,
 }
 DTYPE_FROM_PUREDL = {d.name: t for d, t in TORCH_DTYPE.items()}
 PUREDL_DTYPE = {t: d for d, t in TORCH_DTYPE.items()}
-# torch dtypes puredl has no storage for: converted (copied) to the nearest puredl dtype
-WIDENED = {
-    torch.float16: torch.float32,
-    torch.bfloat16: torch.float32,
-    torch.int8: torch.int16,  # int8's typecode 'b' is bool's storage
-}
-
-_BY_TYPECODE = {d.typecode: t for d, t in TORCH_DTYPE.items()}
-_INTS = (torch.int64, torch.int32, torch.int16, torch.uint8)
+# the torch dtype of each pure buffer's storage (half floats live in float32 buffers)
+_STORAGE = {d: torch.float32 if d.typecode == "f" else t for d, t in TORCH_DTYPE.items()}
+_INTS = (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8)
 _frombuffer = torch.frombuffer
 _aten = torch.ops.aten  # the kernels torch's own autograd calls (no extra dispatch layer)
 _SMALL_COPY = 4096  # below this many elements, tobytes() beats a memoryview copy
@@ -78,7 +75,15 @@ def tolist(a: torch.Tensor):
 
 def to_array(a: torch.Tensor) -> array:
     """A flat row-major ``array.array`` copy (one C-level copy, no Python loop)."""
-    tc = PUREDL_DTYPE[a.dtype].typecode
+    d = PUREDL_DTYPE[a.dtype]
+    cls = _pure.BUFFER.get(d)
+    if cls is None:
+        return _host_array(a, d.typecode)
+    # float16/bfloat16 (widened to float32, exactly) and int8: the pure backend's tagged buffer
+    return cls(d.typecode, _host_array(a if d is dt.int8 else a.float(), d.typecode))
+
+
+def _host_array(a: torch.Tensor, tc: str) -> array:
     n = a.numel()
     if n == 0:
         return array(tc)
@@ -89,7 +94,7 @@ def to_array(a: torch.Tensor) -> array:
     try:
         np_view = host.numpy()
     except RuntimeError:  # numpy missing: copy through a buffer that torch fills
-        out = array(tc, bytes(n * PUREDL_DTYPE[a.dtype].itemsize))
+        out = array(tc, bytes(n * array(tc).itemsize))
         torch.frombuffer(out, dtype=a.dtype).copy_(host)
         return out
     if n < _SMALL_COPY:
@@ -109,9 +114,11 @@ def from_pure(a: _pure.PureArray, dev: str = "cpu") -> torch.Tensor:
 
     Writes through either side are seen by the other, like torch views. The array must never be
     resized while the view lives (the pure backend only grows arrays it has just created).
+    float16 and bfloat16 are the exception: their float32 storage is converted (a copy).
     """
     buf = a.buf
-    tdt = _BY_TYPECODE[buf.typecode]
+    d = a.dtype
+    tdt = _STORAGE[d]
     shape = a.shape
     if not buf:
         t = torch.empty(shape, dtype=tdt)
@@ -123,9 +130,16 @@ def from_pure(a: _pure.PureArray, dev: str = "cpu") -> torch.Tensor:
             t = t.view(*shape) if shape else t.view(())
         else:
             t = t.as_strided(shape, a.strides, a.offset)
+    if tdt is not TORCH_DTYPE[d]:
+        t = t.to(TORCH_DTYPE[d])  # exact: every value of the buffer is a value of the dtype
     if dev != "cpu":
         t = t.to(dev)
     return t
+
+
+def shares_memory(a: _pure.PureArray) -> bool:
+    """Whether ``from_pure(a)`` is a view of ``a``'s buffer (not for the half floats)."""
+    return _STORAGE[a.dtype] is TORCH_DTYPE[a.dtype]
 
 
 # --------------------------------------------------------------------------- creation

@@ -1,8 +1,9 @@
 """Direct CUDA runtime access on NVIDIA's cuda-bindings (``pip install 'puredl[cuda]'``).
 
 Importing this package needs nothing beyond the standard library; cuda-bindings is imported on
-the first call that needs it. Without a usable GPU every call except ``is_available()`` raises
-``CudaUnavailableError``, whose message lists what to check.
+the first call that needs it. Without a usable GPU ``is_available()`` is False and
+``device_count()`` is 0 (as torch's); every other call raises ``CudaUnavailableError``, whose
+message lists what to check (``checked_device_count()`` is the count that raises).
 
 >>> from puredl import cuda
 >>> if cuda.is_available():
@@ -13,6 +14,7 @@ the first call that needs it. Without a usable GPU every call except ``is_availa
 from puredl.cuda.device import (
     DeviceProperties,
     can_access_peer,
+    checked_device_count,
     current_device,
     device_count,
     devices,
@@ -44,6 +46,7 @@ __all__ = [
     "HostMemory",
     "Stream",
     "can_access_peer",
+    "checked_device_count",
     "current_device",
     "device_count",
     "devices",

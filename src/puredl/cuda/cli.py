@@ -26,7 +26,7 @@ def collect_info() -> dict[str, Any]:
     """Everything `puredl cuda info` shows, as plain data; raises CudaUnavailableError without a GPU."""
     from puredl import cuda
 
-    count = cuda.device_count()
+    count = cuda.checked_device_count()
     rows = []
     for props in cuda.devices():
         free, total = cuda.get_device_memory(props.index)

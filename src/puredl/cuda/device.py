@@ -46,7 +46,7 @@ def parse_device(spec: Any, *, check_count: bool = True) -> tuple[str, int | Non
         if kind == "cpu" and index is not None:
             raise ValueError(f"invalid device {spec!r}: 'cpu' takes no index")
     if kind == "cuda" and check_count:
-        count = device_count()
+        count = checked_device_count()
         if index is not None and index >= count:
             have = (
                 "1 CUDA device (cuda:0)"
@@ -68,13 +68,24 @@ def resolve_index(device: DeviceLike) -> int:
 
 
 def device_count() -> int:
-    """Number of CUDA devices; raises CudaUnavailableError when there is none.
+    """Number of usable CUDA devices: 0 without cuda-bindings, a driver or a device, as torch's.
 
     >>> from puredl.cuda.testing import FakeRuntime, FakeDevice
     >>> with _binding.use_runtime(FakeRuntime([FakeDevice(), FakeDevice()])):
     ...     device_count()
     2
+    >>> with _binding.use_runtime(FakeRuntime([])):
+    ...     device_count()
+    0
     """
+    try:
+        return checked_device_count()
+    except CudaUnavailableError:
+        return 0
+
+
+def checked_device_count() -> int:
+    """Number of CUDA devices; raises CudaUnavailableError, saying what to check, when there is none."""
     rt = runtime()
     count = check(rt, rt.cudaGetDeviceCount(), "cudaGetDeviceCount")
     if count <= 0:
@@ -89,7 +100,7 @@ def is_available() -> bool:
     True
     """
     try:
-        return device_count() > 0
+        return checked_device_count() > 0
     except Exception:
         return False
 
@@ -211,7 +222,7 @@ def get_device_memory(device: DeviceLike = None) -> tuple[int, int]:
 
 def devices() -> list[DeviceProperties]:
     """Properties of every device, in index order (``for d in devices(): ...``)."""
-    return [get_device_properties(i) for i in range(device_count())]
+    return [get_device_properties(i) for i in range(checked_device_count())]
 
 
 def synchronize(device: DeviceLike = None) -> None:

@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if not cuda.is_available():
         try:
-            cuda.device_count()
+            cuda.checked_device_count()
             reason = "no CUDA device"
         except cuda.CudaError as exc:
             reason = getattr(exc, "reason", str(exc))

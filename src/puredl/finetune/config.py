@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union
 
+from puredl.finetune.devices import PRECISIONS
 from puredl.finetune.errors import ConfigError
 from puredl.finetune.lora import LoRAConfig
 from puredl.finetune.threads import DEFAULT_POLICY, POLICIES
@@ -30,6 +31,11 @@ CONFIG_SUFFIXES = (".sdn", ".yaml", ".yml")
 DATA_KINDS = ("korean_text", "medical_terms", "medical_mcq")
 SCHEDULERS = ("cosine", "linear", "constant")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
+# keys that were renamed: an old config gets told what to write instead of "unknown key"
+REPLACED_KEYS = {
+    "training.bf16": "training.precision: 'bf16' or 'fp32' (bf16 autocast now applies on CPU too; fp32 is "
+    "the default everywhere)",
+}
 MAX_CONFIG_BYTES = 1 << 20  # a run config is a few KB; refuse anything that could not be one
 MAX_EXPANDED_NODES = 100_000  # YAML aliases may repeat a block, not blow it up (alias bombs)
 QUOTE_LIMIT = 80  # characters of a bad value quoted in an error message
@@ -62,7 +68,9 @@ class ModelSection:
     )
     revision: str | None = _f(None, "Hub revision (branch, tag or commit) for a Hugging Face id.")
     dtype: str = _f(
-        "auto", "Weight dtype: auto (bfloat16 on GPU when training.bf16, else float32), float32, bfloat16."
+        "auto",
+        "Weight dtype: auto (bfloat16 on GPU when training.precision is bf16, else float32), float32, "
+        "bfloat16.",
     )
     lora_r: int = _lora_field("r")
     lora_alpha: float = _lora_field("alpha")
@@ -101,7 +109,11 @@ class TrainingSection:
     )
     seed: int = _f(42, "Seed for LoRA initialisation, dropout and data order.")
     device: str = _f("auto", "cpu, cuda, cuda:N or auto (first GPU when there is one); --device overrides.")
-    bf16: bool = _f(True, "On GPU: bfloat16 weights and autocast (ignored on CPU, which trains in float32).")
+    precision: str = _f(
+        "fp32",
+        "Training compute: fp32, or bf16 (bfloat16 autocast on CPU and GPU; the LoRA weights, optimizer and "
+        "evaluation stay float32; on GPU model.dtype auto also stores the frozen base in bfloat16).",
+    )
     gradient_checkpointing: bool = _f(False, "Recompute activations in backward to save memory.")
     checkpoint_every: int = _f(25, "Save a resumable checkpoint every N optimizer steps (0 = never).")
     num_threads: int | None = _f(None, "torch CPU threads (null = what thread_policy picks).")
@@ -347,6 +359,8 @@ def _build(cls: type, raw: Any, prefix: str, source: str | None) -> Any:
     known = {f.name: f for f in dataclasses.fields(cls) if not f.metadata.get("internal")}
     kwargs: dict[str, Any] = {}
     for key, value in raw.items():
+        if f"{prefix}{key}" in REPLACED_KEYS:
+            raise ConfigError(f"'{prefix}{key}' was replaced by {REPLACED_KEYS[prefix + key]}", source)
         if key not in known:
             close = difflib.get_close_matches(str(key)[:QUOTE_LIMIT], list(known), n=1)
             hint = f"; did you mean '{prefix}{close[0]}'?" if close else ""
@@ -486,6 +500,7 @@ def _check_training(t: TrainingSection, where: str, need: Any) -> None:
         need(getattr(t, key) >= 1, f"{where}{key}", "must be >= 1", getattr(t, key))
     need(t.learning_rate > 0, f"{where}learning_rate", "must be > 0", t.learning_rate)
     need(t.scheduler in SCHEDULERS, f"{where}scheduler", f"must be one of {SCHEDULERS}", t.scheduler)
+    need(t.precision in PRECISIONS, f"{where}precision", f"must be one of {PRECISIONS}", t.precision)
     need(t.warmup_steps >= 0, f"{where}warmup_steps", "must be >= 0", t.warmup_steps)
     need(0.0 <= t.warmup_ratio < 1.0, f"{where}warmup_ratio", "must be in [0, 1)", t.warmup_ratio)
     need(t.weight_decay >= 0, f"{where}weight_decay", "must be >= 0", t.weight_decay)

@@ -14,6 +14,8 @@ from typing import Any
 from puredl._optional import require
 from puredl.finetune.errors import DeviceError, OutOfMemoryError
 
+PRECISIONS = ("fp32", "bf16")  # training.precision: float32 compute, or bfloat16 autocast
+
 
 def resolve_device(device: str) -> str:
     """Check ``device`` ("cpu", "cuda", "cuda:N", "auto") against this machine; return a torch device string.
@@ -109,9 +111,24 @@ def describe_device(device: str) -> str:
     return f"cpu ({torch.get_num_threads()} threads)"
 
 
+def amp_dtype(precision: str) -> Any:
+    """The autocast dtype of a ``training.precision`` value: bfloat16 for ``bf16``, None for ``fp32``.
+
+    >>> amp_dtype("fp32") is None
+    True
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"training.precision must be one of {PRECISIONS}, got {precision!r}")
+    return require("torch", "llm", "fine-tuning").bfloat16 if precision == "bf16" else None
+
+
 def autocast(device: str, dtype: Any) -> Any:
-    """bfloat16 autocast on CUDA; a no-op context elsewhere."""
+    """Autocast to ``dtype`` on the device's type (CUDA or CPU); a no-op context for None or float32.
+
+    Parameters stay in their own dtype (the LoRA master weights in float32); only the
+    forward and backward compute runs in ``dtype``.
+    """
     torch = require("torch", "llm", "fine-tuning")
-    if device.startswith("cuda") and dtype is not None and dtype != torch.float32:
-        return torch.autocast("cuda", dtype=dtype)
-    return contextlib.nullcontext()
+    if dtype is None or dtype == torch.float32:
+        return contextlib.nullcontext()
+    return torch.autocast("cuda" if device.startswith("cuda") else "cpu", dtype=dtype)

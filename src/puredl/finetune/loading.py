@@ -144,11 +144,15 @@ def _tied_output_names(model: Any) -> list[str]:
     return [f"{n}.weight" for n in names]
 
 
-def resolve_dtype(dtype: str, device: str, bf16: bool) -> Any:
-    """torch dtype for the weights: ``auto`` means bfloat16 on CUDA with ``bf16``, float32 otherwise."""
+def resolve_dtype(dtype: str, device: str, precision: str = "fp32") -> Any:
+    """torch dtype for the weights: ``auto`` means bfloat16 on CUDA with precision bf16, float32 otherwise.
+
+    On CPU bf16 training is autocast over float32 weights (the frozen base stays exact; the
+    LoRA weights are float32 either way).
+    """
     torch = require("torch", "llm", "fine-tuning")
     if dtype == "auto":
-        return torch.bfloat16 if (device.startswith("cuda") and bf16) else torch.float32
+        return torch.bfloat16 if (device.startswith("cuda") and precision == "bf16") else torch.float32
     return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
 
 
@@ -178,9 +182,7 @@ def load_model_and_tokenizer(
             hub["local_files_only"] = True
     try:
         tokenizer = transformers.AutoTokenizer.from_pretrained(str(source), **hub)
-        model = transformers.AutoModelForCausalLM.from_pretrained(
-            str(source), dtype=dtype or torch.float32, **hub
-        )
+        model = load_causal_lm(str(source), dtype or torch.float32, device, **hub)
     except (OSError, ValueError) as exc:
         raise ModelLoadError(_load_failure_message(name, source, exc, config_path)) from exc
     tokenizer.padding_side = "right"
@@ -190,6 +192,31 @@ def load_model_and_tokenizer(
     model.to(device)
     model.eval()
     return model, tokenizer
+
+
+def attention_for(device: str) -> dict[str, str]:
+    """``attn_implementation="sdpa"`` on CUDA (PyTorch's fused attention), transformers' choice elsewhere.
+
+    >>> attention_for("cuda:0"), attention_for("cpu")
+    ({'attn_implementation': 'sdpa'}, {})
+    """
+    return {"attn_implementation": "sdpa"} if device.startswith("cuda") else {}
+
+
+def load_causal_lm(source: str, dtype: Any, device: str, **hub: Any) -> Any:
+    """``AutoModelForCausalLM.from_pretrained`` with SDPA attention on CUDA when the architecture has it.
+
+    A model class without an SDPA path raises at once (before reading weights); it is then
+    loaded with its default attention.
+    """
+    transformers = require("transformers", "llm", "fine-tuning")
+    attention = attention_for(device)
+    try:
+        return transformers.AutoModelForCausalLM.from_pretrained(source, dtype=dtype, **attention, **hub)
+    except ValueError as exc:
+        if not attention or "scaled_dot_product_attention" not in str(exc):
+            raise
+        return transformers.AutoModelForCausalLM.from_pretrained(source, dtype=dtype, **hub)
 
 
 def _hub_resolves(host: str = "huggingface.co") -> bool:

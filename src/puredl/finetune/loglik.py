@@ -31,6 +31,7 @@ from typing import Any
 
 from puredl.finetune import model_io as io
 from puredl.finetune import shared_prompt as sp
+from puredl.finetune.output_layer import logits_at
 
 SCORINGS = ("sum", "mean", "char", "pmi")
 TIE_TOL = 1e-6  # scores closer than this count as a tie (float32 log-softmax noise)
@@ -77,21 +78,28 @@ def token_nlls(
             width = max(len(seqs[i][0]) for i in batch)
             ids = torch.full((len(batch), width), pad, dtype=torch.long)
             mask = torch.zeros((len(batch), width), dtype=torch.long)
-            labels = torch.full((len(batch), width), -100, dtype=torch.long)
+            rows: list[int] = []
+            cols: list[int] = []
+            targets: list[int] = []
             for row, i in enumerate(batch):
                 seq, start = seqs[i]
                 ids[row, : len(seq)] = torch.tensor(seq)
                 mask[row, : len(seq)] = 1
-                labels[row, start : len(seq)] = torch.tensor(seq[start:])
-            logits = model(input_ids=ids.to(dev), attention_mask=mask.to(dev), use_cache=False).logits
-            logits = logits[:, :-1].float()
-            target = labels[:, 1:].to(logits.device)
+                rows += [row] * (len(seq) - start)
+                cols += range(start - 1, len(seq) - 1)  # position t predicts token t + 1
+                targets += seq[start:]
+            # logits only at the predicting positions: no padding, no last position
+            logits = logits_at(
+                model, rows, cols, input_ids=ids.to(dev), attention_mask=mask.to(dev), use_cache=False
+            )
             nll = torch.nn.functional.cross_entropy(
-                logits.reshape(-1, logits.shape[-1]), target.reshape(-1), ignore_index=-100, reduction="none"
-            ).reshape(target.shape)
-            for row, i in enumerate(batch):
+                logits, torch.tensor(targets, device=logits.device), reduction="none"
+            )
+            at = 0
+            for i in batch:
                 seq, start = seqs[i]
-                results[i] = nll[row, start - 1 : len(seq) - 1].double().tolist()
+                results[i] = nll[at : at + len(seq) - start].double().tolist()
+                at += len(seq) - start
     return results
 
 
@@ -167,8 +175,8 @@ def continuation_logprobs(
 
     The prompt is encoded with special tokens and the continuation without, exactly as the
     training batches do. Batches are left-padded (explicit position ids) so every continuation
-    ends at the last position and only the last ``max continuation + 1`` logits are computed
-    (Gemma's 262k-word output layer dominates the cost otherwise).
+    ends at the last position; the output layer runs only at the positions that predict a
+    continuation token (Gemma's 262k-word output layer dominates the cost otherwise).
     """
     torch = io.torch_module()
     if batch_size < 1:
@@ -186,7 +194,6 @@ def continuation_logprobs(
         if len(ctx) > room:  # keep the first token (<bos>) and the end of the prompt
             ctx = ctx[:1] + ctx[len(ctx) - room + 1 :]
         encoded.append((ctx + tail, len(tail)))
-    keep_arg = io.accepts_logits_to_keep(model)
     order = sorted(range(len(encoded)), key=lambda i: len(encoded[i][0]))
     pad = io.pad_id(tokenizer)
     results: list[tuple[float, int]] = [(0.0, 0)] * len(encoded)
@@ -194,7 +201,6 @@ def continuation_logprobs(
         groups = io.batches(order, batch_size)
         for batch in io.progress(groups, len(groups), desc, progress):
             width = max(len(encoded[i][0]) for i in batch)
-            keep = max(encoded[i][1] for i in batch) + 1
             ids = torch.full((len(batch), width), pad, dtype=torch.long)
             mask = torch.zeros((len(batch), width), dtype=torch.long)
             for row, i in enumerate(batch):
@@ -202,21 +208,28 @@ def continuation_logprobs(
                 ids[row, width - len(seq) :] = torch.tensor(seq)
                 mask[row, width - len(seq) :] = 1
             positions = (mask.cumsum(-1) - 1).clamp(min=0)
-            kwargs = {"logits_to_keep": keep} if keep_arg else {}
-            out = model(
+            rows: list[int] = []
+            cols: list[int] = []
+            for row, i in enumerate(batch):
+                n = encoded[i][1]
+                rows += [row] * n
+                cols += range(width - n - 1, width - 1)  # the positions predicting the continuation
+            logits = logits_at(
+                model,
+                rows,
+                cols,
                 input_ids=ids.to(dev),
                 attention_mask=mask.to(dev),
                 position_ids=positions.to(dev),
                 use_cache=False,
-                **kwargs,
             )
-            logits = out.logits[:, -keep:].float()
-            logp = torch.log_softmax(logits, dim=-1)
-            for row, i in enumerate(batch):
+            targets = ids[rows, [c + 1 for c in cols]].to(logits.device)
+            picked = logits.gather(1, targets.unsqueeze(1)).squeeze(1) - torch.logsumexp(logits, dim=-1)
+            at = 0
+            for i in batch:
                 n = encoded[i][1]
-                steps = torch.arange(keep - n - 1, keep - 1, device=logp.device)
-                target = ids[row, width - n :].to(logp.device)
-                results[i] = (float(logp[row, steps, target].sum()), n)
+                results[i] = (float(picked[at : at + n].sum()), n)
+                at += n
     return results
 
 

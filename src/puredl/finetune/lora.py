@@ -8,6 +8,8 @@ The seed recipe's ``LoRAConfig(r, alpha, dropout, target_modules=["q_proj", "v_p
 * ``"embeddings"`` means ``model.get_input_embeddings()``. Gemma 3 ties it to the output layer,
   so the embedding LoRA is trained as one tied pair (PEFT ``ensure_weight_tying``) and merged once
   into the shared matrix: merged logits equal base-plus-adapter logits;
+* the scale multiplies the rank-r intermediate instead of the layer output (``lora_scale``):
+  the same values and gradients without a pass over Gemma's [tokens, 262k] logits;
 * saved folders are plain PEFT adapters (adapter_config.json + adapter_model.safetensors, never
   a full copy of the embedding matrix) that ``peft.PeftModel.from_pretrained`` loads.
 
@@ -29,6 +31,7 @@ from typing import Any
 
 from puredl._atomic import replace_dir  # the one folder-replace (refuses folders puredl did not write)
 from puredl._optional import require
+from puredl.finetune.lora_scale import fold_lora_scale
 
 EMBEDDINGS = "embeddings"
 ADAPTER_CONFIG = "adapter_config.json"
@@ -230,6 +233,7 @@ def add_lora(
             else:
                 model = peft.get_peft_model(model, peft_cfg, adapter_name=name)
     _activate(model, existing + [name], trainable_before | ({name} if trainable else set()))
+    fold_lora_scale(model)  # the scale multiplies [tokens, r], not the 262k-wide output (same values)
     model.train(was_training)  # PEFT switches to train mode; keep the caller's mode
     return model
 

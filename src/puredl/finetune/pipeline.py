@@ -139,7 +139,7 @@ def _silent(text: str) -> None:
 
 def load_base(ctx: RunContext) -> tuple[Any, Any]:
     """The base model and tokenizer on the run's device."""
-    dtype = resolve_dtype(ctx.cfg.model.dtype, ctx.device, ctx.cfg.training.bf16)
+    dtype = resolve_dtype(ctx.cfg.model.dtype, ctx.device, ctx.cfg.training.precision)
     return load_model_and_tokenizer(
         ctx.cfg.model.name,
         device=ctx.device,
@@ -164,8 +164,10 @@ def lora_config_for(ctx: RunContext, k: int) -> LoRAConfig:
 
 
 def _amp_dtype(ctx: RunContext) -> Any:
-    torch = require("torch", "llm", "fine-tuning")
-    return torch.bfloat16 if (ctx.device.startswith("cuda") and ctx.cfg.training.bf16) else None
+    """The autocast dtype of training (``training.precision``), None for float32."""
+    from puredl.finetune.devices import amp_dtype
+
+    return amp_dtype(ctx.cfg.training.precision)
 
 
 # ---------------------------------------------------------------- one phase

@@ -64,8 +64,6 @@ ADDED_KEYS_EARLIER_VALUE = {
     "precision": "fp32",
     "thread_policy": "torch",
 }
-# keys that were removed: an old run's file may hold them; this value is what the new keys reproduce
-RETIRED_KEYS_DEFAULT = {"bf16": False}
 _held_locks: dict[Path, Any] = {}  # run folders this process holds the lock of -> open lock file
 
 __all__ = [
@@ -183,7 +181,8 @@ def begin_run(ctx: Any) -> dict | None:
     state = read_json(run_dir / STATE_FILE)
     if state is None:
         return None
-    changed = config_changes(state.get("config") or {}, config_to_dict(ctx.cfg))
+    old = with_precision_key(state.get("config") or {}, ctx.device)
+    changed = config_changes(old, config_to_dict(ctx.cfg))
     refused = [key for key in changed if not may_change_on_resume(key)]
     if refused:
         shown = ", ".join(refused[:5]) + (f" and {len(refused) - 5} more" if len(refused) > 5 else "")
@@ -211,6 +210,26 @@ def begin_phase(ctx: Any, k: int) -> None:
         )
 
 
+def with_precision_key(old: dict, device: str) -> dict:
+    """A saved run config from before ``training.precision`` replaced ``training.bf16``, in today's keys.
+
+    ``bf16: true`` meant bfloat16 on a GPU and float32 on CPU, so a CPU run saved with it resumes
+    as ``precision: fp32`` (what it trained in) instead of being refused as changed.
+
+    >>> with_precision_key({"training": {"bf16": True, "device": "cpu"}}, "cpu")
+    {'training': {'device': 'cpu', 'precision': 'fp32'}}
+    """
+    training = old.get("training") if isinstance(old, dict) else None
+    if not isinstance(training, dict) or "bf16" not in training:
+        return old
+    training = dict(training)
+    bf16 = bool(training.pop("bf16"))
+    saved_device = str(training.get("device") or "auto")
+    on_gpu = (device if saved_device == "auto" else saved_device).startswith("cuda")
+    training.setdefault("precision", "bf16" if bf16 and on_gpu else "fp32")
+    return {**old, "training": training}
+
+
 def may_change_on_resume(key: str) -> bool:
     """Whether a dotted config key (``training.learning_rate``, ``phases[1].warmup_steps``) may change."""
     section, _, name = key.rpartition(".")
@@ -234,10 +253,9 @@ def config_changes(old: Any, new: Any, prefix: str = "") -> list[str]:
     if isinstance(old, dict) and isinstance(new, dict):
         out: list[str] = []
         for key in list(old) + [k for k in new if k not in old]:
-            if key not in old and key in ADDED_KEYS_EARLIER_VALUE and new[key] == ADDED_KEYS_EARLIER_VALUE[key]:
+            earlier = ADDED_KEYS_EARLIER_VALUE.get(key, ADDED_KEYS_EARLIER_VALUE)  # the dict: no such key
+            if key not in old and new[key] == earlier:
                 continue  # saved before the key existed, resumed with the behaviour it had then
-            if key not in new and key in RETIRED_KEYS_DEFAULT and old[key] == RETIRED_KEYS_DEFAULT[key]:
-                continue
             out += config_changes(old.get(key), new.get(key), f"{prefix}{key}.")
         return out
     if (

@@ -21,13 +21,13 @@ continuation)`` requests, ``choice_loglikelihoods`` takes ``(context, [continuat
 
 from __future__ import annotations
 
-import inspect
 import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from puredl._optional import require
+from puredl.finetune.output_layer import logits_at
 
 METHODS = ("letter", "cloze", "pmi")
 LETTERS = "ABCDEFGHIJ"
@@ -195,18 +195,21 @@ def loglikelihoods(
     with torch.no_grad():
         for batch in _batches(ordered, batch_size):
             width = len(batch[0].tokens)
-            first = min(_first_scored(r) for r in batch)
             ids = torch.full((len(batch), width), pad, dtype=torch.long)
             for b, r in enumerate(batch):
                 ids[b, : len(r.tokens)] = torch.tensor(r.tokens, dtype=torch.long)
-            logits = _continuation_logits(model, ids.to(device), first)  # [B, width-first, V]
-            logp = torch.log_softmax(logits.float(), dim=-1)
-            for b, r in enumerate(batch):
+            # the output layer only at the positions that predict a continuation token
+            at_row = [b for b, r in enumerate(batch) for _ in range(len(r.tokens) - _first_scored(r))]
+            at_pos = [p for r in batch for p in range(_first_scored(r), len(r.tokens))]
+            logits = logits_at(model, at_row, at_pos, input_ids=ids.to(device))  # [positions, V]
+            logp = torch.log_softmax(logits, dim=-1)
+            at = 0
+            for r in batch:
+                end = at + len(r.tokens) - _first_scored(r)  # this row's scored positions end here
                 for index, cont in r.wanted:
-                    end = len(r.tokens) - first
-                    pos = logp[b, end - len(cont) : end]
-                    target = torch.tensor(cont, dtype=torch.long, device=device).unsqueeze(-1)
-                    out[index] = float(pos.gather(-1, target).sum())
+                    target = torch.tensor(cont, dtype=torch.long, device=logp.device).unsqueeze(-1)
+                    out[index] = float(logp[end - len(cont) : end].gather(-1, target).sum())
+                at = end
             if progress:
                 progress(sum(len(r.wanted) for r in batch))
     return out
@@ -230,20 +233,6 @@ def _batches(rows: list[_Row], batch_size: int, max_span: int = MAX_LOGIT_SPAN) 
         batch.append(row)
     if batch:
         yield batch
-
-
-def _continuation_logits(model: Any, ids: Any, first: int) -> Any:
-    """Logits of positions ``first``.. only (a 262k vocabulary makes the full tensor gigabytes)."""
-    torch = require("torch", "llm", "scoring")
-    forward = getattr(model, "forward", model)
-    try:
-        takes_keep = "logits_to_keep" in inspect.signature(forward).parameters
-    except (TypeError, ValueError):
-        takes_keep = False
-    if takes_keep:
-        keep = torch.arange(first, ids.shape[1], device=ids.device)
-        return model(ids, logits_to_keep=keep).logits
-    return model(ids).logits[:, first:]
 
 
 def choice_loglikelihoods(

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from puredl.finetune import model_io as io
+from puredl.finetune.output_layer import logits_at
 
 
 def _text_config(model: Any) -> Any:
@@ -80,20 +81,19 @@ def shared_prompt_logprobs(
     dtype = io.model_dtype(model)
     lowest = torch.finfo(dtype).min
     pad = io.pad_id(tokenizer)
-    keep_arg = io.accepts_logits_to_keep(model)
-    rows = [_row_layout(ctx, tails) for ctx, tails in encoded]
-    order = sorted(range(len(rows)), key=lambda i: len(rows[i][0]))
+    layouts = [_row_layout(ctx, tails) for ctx, tails in encoded]
+    order = sorted(range(len(layouts)), key=lambda i: len(layouts[i][0]))
     k = max((len(tails) for _, tails in encoded), default=1)
     results: list[list[tuple[float, int]]] = [[] for _ in encoded]
     with io.evaluating(model):
         batches = io.batches(order, max(1, batch_size // k))
         for batch in io.progress(batches, len(batches), desc, progress):
-            width = max(len(rows[i][0]) for i in batch)
+            width = max(len(layouts[i][0]) for i in batch)
             ids = torch.full((len(batch), width), pad, dtype=torch.long)
             pos = torch.zeros((len(batch), width), dtype=torch.long)
             branch = torch.full((len(batch), width), -1, dtype=torch.long)  # -1: padding
             for r, i in enumerate(batch):
-                row_ids, row_pos, row_branch = rows[i]
+                row_ids, row_pos, row_branch = layouts[i]
                 n = len(row_ids)
                 ids[r, width - n :] = torch.tensor(row_ids)
                 pos[r, width - n :] = torch.tensor(row_pos)
@@ -111,33 +111,32 @@ def shared_prompt_logprobs(
                 for name, mask in masks.items()
             }
             # logits only where an option token is predicted: the prompt's last token and the options'
-            first = width - max(len(rows[i][0]) - len(encoded[i][0]) for i in batch) - 1
-            kwargs = {"logits_to_keep": width - first} if keep_arg else {}
-            out = model(
+            rows: list[int] = []
+            cols: list[int] = []
+            targets: list[int] = []
+            for r, i in enumerate(batch):
+                ctx, tails = encoded[i]
+                start = width - len(layouts[i][0])  # where this row's prompt begins
+                at = start + len(ctx)  # where its first option begins
+                for tail in tails:
+                    cols += [start + len(ctx) - 1] + list(range(at, at + len(tail) - 1))
+                    targets += tail
+                    at += len(tail)
+                rows += [r] * (len(cols) - len(rows))
+            logits = logits_at(
+                model,
+                rows,
+                cols,
                 input_ids=ids.to(dev),
                 attention_mask=masks if len(masks) > 1 else masks["full_attention"],
                 position_ids=pos.to(dev),
                 use_cache=False,
-                **kwargs,
             )
-            logits = out.logits[:, -(width - first) :]
-            for r, i in enumerate(batch):
-                ctx, tails = encoded[i]
-                start = width - len(rows[i][0])  # where this row's prompt begins
-                at = start + len(ctx)  # where its first option begins
-                predictors, targets = [], []
-                for tail in tails:
-                    predictors += [start + len(ctx) - 1] + list(range(at, at + len(tail) - 1))
-                    targets += tail
-                    at += len(tail)
-                cols = torch.tensor(predictors, device=logits.device) - first
-                row_logits = logits[r, cols].float()
-                picked = row_logits.gather(
-                    1, torch.tensor(targets, device=logits.device).unsqueeze(1)
-                ).squeeze(1)
-                logp = picked - torch.logsumexp(row_logits, dim=-1)
-                at = 0
-                for tail in tails:
+            target = torch.tensor(targets, device=logits.device).unsqueeze(1)
+            logp = logits.gather(1, target).squeeze(1) - torch.logsumexp(logits, dim=-1)
+            at = 0
+            for i in batch:
+                for tail in encoded[i][1]:
                     results[i].append((float(logp[at : at + len(tail)].sum()), len(tail)))
                     at += len(tail)
     return results

@@ -46,6 +46,7 @@ from puredl.finetune.checkpoint import (
 from puredl.finetune.devices import autocast, is_main_process, oom_guard
 from puredl.finetune.errors import FinetuneError, TrainingDivergedError
 from puredl.finetune.lora import fold_tied_gradients, tied_parameter_groups
+from puredl.finetune.output_layer import decoder_and_head, head_logits
 from puredl.finetune.schedule import lr_factor, warmup_steps_for
 
 LOG_FILE = "train_log.jsonl"
@@ -127,21 +128,6 @@ def token_loss_sum(logits: Any, labels: Any) -> Any:
     )
 
 
-def _decoder_and_head(model: Any) -> tuple[Any, Any, float | None] | None:
-    """(decoder, output layer, logit soft-cap) when logits can be computed for chosen positions only."""
-    peft = require("peft", "llm", "fine-tuning")
-    base = model.get_base_model() if isinstance(model, peft.PeftModel) else model
-    get_decoder = getattr(base, "get_decoder", None)
-    head = base.get_output_embeddings() if hasattr(base, "get_output_embeddings") else None
-    if get_decoder is None or head is None:
-        return None
-    decoder = get_decoder()
-    if decoder is None or decoder is base:
-        return None
-    text_cfg = base.config.get_text_config() if hasattr(base.config, "get_text_config") else base.config
-    return decoder, head, getattr(text_cfg, "final_logit_softcapping", None)
-
-
 def batch_loss_sum(model: Any, batch: dict[str, Any]) -> Any:
     """Summed next-token loss of a batch, computing output logits only where a label is taken.
 
@@ -150,7 +136,7 @@ def batch_loss_sum(model: Any, batch: dict[str, Any]) -> Any:
     model's full forward for architectures without a separate decoder.
     """
     torch = require("torch", "llm", "fine-tuning")
-    parts = _decoder_and_head(model)
+    parts = decoder_and_head(model)
     inputs = model_inputs(batch)
     if parts is None:
         logits = model(**inputs).logits
@@ -159,9 +145,7 @@ def batch_loss_sum(model: Any, batch: dict[str, Any]) -> Any:
     hidden = decoder(**inputs).last_hidden_state
     targets = batch["labels"][:, 1:]
     keep = targets != IGNORE_INDEX
-    logits = head(hidden[:, :-1][keep]).float()
-    if softcap:
-        logits = torch.tanh(logits / softcap) * softcap
+    logits = head_logits(head, softcap, hidden[:, :-1][keep])
     return torch.nn.functional.cross_entropy(logits, targets[keep], reduction="sum")
 
 

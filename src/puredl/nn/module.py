@@ -332,6 +332,16 @@ class Module:
 
         return self.to(float64)
 
+    def half(self) -> Module:
+        from puredl.dtypes import float16
+
+        return self.to(float16)
+
+    def bfloat16(self) -> Module:
+        from puredl.dtypes import bfloat16
+
+        return self.to(bfloat16)
+
     def cpu(self) -> Module:
         return self.to("cpu")
 
