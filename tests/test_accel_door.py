@@ -154,3 +154,13 @@ def test_run_calls_the_kernel_on_the_chosen_backend_with_head_impls_tail():
     be, out = accel.run("clamp", "elementwise", 3, (pd.tensor([-1.0, 0.5, 2.0]),), "clamp", (), 0.0, 1.0)
     assert be is T and out.tolist() == [0.0, 0.5, 1.0]
     assert accel.get_stats().op("clamp") == (0, 1, 0)
+
+
+def test_a_half_pure_target_takes_a_torch_value_on_pure():
+    """float16 pure storage has no zero-copy torch view: the write runs on pure, reading a copy."""
+    accel.set_acceleration("auto")
+    accel.reset_stats()
+    x = pd.zeros(3, dtype=pd.float16)
+    x[1:] = pd.from_torch(torch.tensor([1.5, 2.5], dtype=torch.float16))
+    assert x.tolist() == [0.0, 1.5, 2.5] and x._be is P
+    assert accel.get_stats().op("setitem") == (1, 0, 0)
