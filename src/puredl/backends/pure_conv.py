@@ -156,7 +156,7 @@ def topk(a: PureArray, k: int, dim: int, largest: bool, sorted_: bool) -> tuple:
     vs, kept, group = _moved_last(a, (dim,))
     isnan = math.isnan
     out_v, out_i = [], []
-    for s in range(0, len(vs), group):
+    for s in range(0, len(vs), max(group, 1)):  # an empty dim has no rows
         row = vs[s : s + group]
         order = sorted(range(group), key=lambda j: (isnan(row[j]), row[j]), reverse=largest)[:k]
         out_i.extend(order)
@@ -173,4 +173,9 @@ def topk(a: PureArray, k: int, dim: int, largest: bool, sorted_: bool) -> tuple:
     return vals, idx
 
 
-__all__ = ["col2im", "conv2d", "conv2d_backward", "im2col", "numel", "topk"]
+def sort(a: PureArray, dim: int, descending: bool, stable: bool) -> tuple:
+    """(values, int64 indices) along ``dim`` in order; Python's sort is stable, so ``stable`` holds always."""
+    return topk(a, a.shape[dim], dim, descending, True)
+
+
+__all__ = ["col2im", "conv2d", "conv2d_backward", "im2col", "numel", "sort", "topk"]

@@ -319,6 +319,7 @@ _UNARY = {
     "sqrt": torch.sqrt,
     "abs": torch.abs,
     "sign": torch.sign,
+    "round": torch.round,
     "sigmoid": torch.sigmoid,
     "tanh": torch.tanh,
     "gelu": _gelu,
@@ -636,12 +637,18 @@ def topk(a: torch.Tensor, k: int, dim: int, largest: bool, sorted_: bool):
     return res.values, res.indices
 
 
+@_guarded
+def sort(a: torch.Tensor, dim: int, descending: bool, stable: bool):
+    res = torch.sort(a, dim=dim, descending=descending, stable=stable)
+    return res.values, res.indices
+
+
 # --------------------------------------------------------------------------- per-device backends
 
 _KERNELS = (
     "device dtype_of item tolist to_array to_pure cast contiguous clone view reshape permute expand getitem "
     "setitem binary binary_scalar unary clamp where matmul reduce_sum reduce max_dim argmax_all softmax "
-    "cat index_select0 index_add0 nll_loss nll_loss_backward linear relu_backward im2col col2im topk conv2d "
+    "cat index_select0 index_add0 nll_loss nll_loss_backward linear relu_backward im2col col2im topk sort conv2d "
     "conv2d_backward"
 ).split()
 
