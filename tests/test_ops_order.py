@@ -83,7 +83,8 @@ def test_cumsum_of_integers_and_bool_is_int64_like_torch():
     for vals, pdt, tdt in (([1, 2, 3], pd.int32, torch.int32), ([True, False, True], pd.bool, torch.bool)):
         assert_close(pd.tensor(vals, dtype=pdt).cumsum(0), torch.tensor(vals, dtype=tdt).cumsum(0))
     assert_close(
-        pd.tensor([1, 2, 3]).cumsum(0, dtype=pd.float64), torch.tensor([1, 2, 3]).cumsum(0, dtype=torch.float64)
+        pd.tensor([1, 2, 3]).cumsum(0, dtype=pd.float64),
+        torch.tensor([1, 2, 3]).cumsum(0, dtype=torch.float64),
     )
 
 
@@ -93,7 +94,10 @@ def test_sort_matches_torch(sd, dtype, layout, seed, descending):
     pa, ta, pl, tl = make_pair(shape, dtype, layout, seed)  # ties only between expanded copies
     (vp, ip), (vt, it) = pd.sort(pa, dim, descending=descending), torch.sort(ta, dim, descending=descending)
     assert_close(vp, vt, what=f"sort {shape} dim={dim} descending={descending}")
-    sp, st_ = pa.sort(dim=dim, descending=descending, stable=True), ta.sort(dim=dim, descending=descending, stable=True)
+    sp, st_ = (
+        pa.sort(dim=dim, descending=descending, stable=True),
+        ta.sort(dim=dim, descending=descending, stable=True),
+    )
     assert_close(sp.values, st_.values)
     assert_close(sp.indices, st_.indices)  # stable: ties in their original order, in every mode
     if layout != "expanded":
@@ -134,7 +138,9 @@ def test_round_halves_to_even_keeps_integers_and_specials():
     vals = [0.5, 1.5, 2.5, -0.5, -1.5, float("inf"), float("-inf"), float("nan")]
     assert_close(pd.round(pd.tensor(vals)), torch.round(torch.tensor(vals)))
     assert_close(pd.tensor([1, -2]).round(), torch.tensor([1, -2]).round())
-    assert_close(pd.round(pd.tensor([1.25, 1.35]), decimals=1), torch.round(torch.tensor([1.25, 1.35]), decimals=1))
+    assert_close(
+        pd.round(pd.tensor([1.25, 1.35]), decimals=1), torch.round(torch.tensor([1.25, 1.35]), decimals=1)
+    )
 
 
 NEW = {

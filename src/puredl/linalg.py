@@ -38,18 +38,14 @@ class VectorNorm(Function):
 
 
 def _float_input(x: Tensor, dtype, name: str) -> Tensor:
-    if dtype is not None:
-        x = cast(x, dt.as_dtype(dtype))
-    if not x.dtype.is_floating_point:
+    if not x.dtype.is_floating_point:  # checked before dtype= applies, as torch
         raise RuntimeError(
             f"{name}: Expected a floating point or complex tensor as input. Got {x.dtype.name}"
         )
-    return x
+    return x if dtype is None else cast(x, dt.as_dtype(dtype))
 
 
-def vector_norm(
-    x: Tensor, ord: float = 2, dim=None, keepdim: bool = False, *, dtype=None
-) -> Tensor:  # noqa: A002
+def vector_norm(x: Tensor, ord: float = 2, dim=None, keepdim: bool = False, *, dtype=None) -> Tensor:  # noqa: A002
     """The ``ord``-norm of the elements over ``dim`` (every dimension when None)."""
     x = _float_input(x, dtype, "linalg.vector_norm")
     if isinstance(ord, str) or isinstance(ord, bool):
@@ -65,7 +61,8 @@ def vector_norm(
     if p == -math.inf:
         return amin(unary("abs", x), reduce_dims, keepdim)
     if p == 0.0:
-        return reduce_sum(cast(x != 0, x.dtype), reduce_dims, keepdim)
+        # |sign(x)| counts the non-zeros and carries torch's zero gradient
+        return reduce_sum(unary("abs", unary("sign", x)), reduce_dims, keepdim)
     if p == 1.0:
         return reduce_sum(unary("abs", x), reduce_dims, keepdim)
     with autograd.no_grad():

@@ -105,7 +105,7 @@ def round(input: Tensor, *, decimals: int = 0) -> Tensor:  # noqa: A001, A002
     if decimals == 0:
         return unary("round", input)
     if not input.dtype.is_floating_point:
-        raise RuntimeError(f'"round_decimals" not implemented for \'{input.dtype.name}\'')
+        raise RuntimeError(f"\"round_decimals\" not implemented for '{input.dtype.name}'")
     if decimals > 0:
         scale = 10.0**decimals
         return unary("round", input * scale) / scale

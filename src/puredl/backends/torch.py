@@ -648,8 +648,8 @@ def sort(a: torch.Tensor, dim: int, descending: bool, stable: bool):
 _KERNELS = (
     "device dtype_of item tolist to_array to_pure cast contiguous clone view reshape permute expand getitem "
     "setitem binary binary_scalar unary clamp where matmul reduce_sum reduce max_dim argmax_all softmax "
-    "cat index_select0 index_add0 nll_loss nll_loss_backward linear relu_backward im2col col2im topk sort conv2d "
-    "conv2d_backward"
+    "cat index_select0 index_add0 nll_loss nll_loss_backward linear relu_backward im2col col2im topk sort "
+    "conv2d conv2d_backward"
 ).split()
 
 
