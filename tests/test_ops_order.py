@@ -79,6 +79,21 @@ def test_cumsum_matches_torch(sd, dtype, layout, seed):
     assert_grads_close([pl], [tl])
 
 
+@given(sd=shape_and_dim(0, 4), dtype=float_dtypes, layout=layouts, seed=seeds, zeros=st.booleans())
+def test_cumprod_matches_torch(sd, dtype, layout, seed, zeros):
+    shape, dim = sd
+    pa, ta, pl, tl = make_pair(shape, dtype, layout, seed, low=-1.5, high=1.5)
+    if zeros and pa.numel():  # torch's gradient through a zero is its own formula: compare it
+        with pd.no_grad(), torch.no_grad():
+            pl.view(-1)[0] = 0.0
+            tl.view(-1)[0] = 0.0
+    out_p, out_t = pd.cumprod(pa, dim), torch.cumprod(ta, dim)
+    assert_close(out_p, out_t, what=f"cumprod {shape} dim={dim}")
+    assert_close(pa.cumprod(dim), ta.cumprod(dim))
+    backward_both(out_p, out_t, seed)
+    assert_grads_close([pl], [tl])
+
+
 def test_cumsum_of_integers_and_bool_is_int64_like_torch():
     for vals, pdt, tdt in (([1, 2, 3], pd.int32, torch.int32), ([True, False, True], pd.bool, torch.bool)):
         assert_close(pd.tensor(vals, dtype=pdt).cumsum(0), torch.tensor(vals, dtype=tdt).cumsum(0))

@@ -90,7 +90,7 @@ from puredl.ops import (
 from puredl.ops import reduce_max as max  # noqa: A004
 from puredl.ops import reduce_min as min  # noqa: A004
 from puredl.linalg import tensor_norm as norm
-from puredl.ops_order import argsort, cumsum, flip, repeat, sort
+from puredl.ops_order import argsort, cumprod, cumsum, flip, sort
 from puredl.ops_select import masked_fill, mm, multinomial, topk, tril, triu
 from puredl.ops_window import conv2d
 from puredl.placement import device, get_default_device, set_default_device

@@ -1,10 +1,10 @@
 """Ops that reorder, repeat or accumulate elements along dimensions: ``flip``, ``repeat``, ``sort``,
-``cumsum``, and ``round`` with ``decimals=``.
+``cumsum``, ``cumprod``, and ``round`` with ``decimals=``.
 
 All but ``sort`` are composed from other ops (their gradients come with them): ``flip`` picks
 rows in reverse with ``index_select``, ``repeat`` is ``expand`` plus ``reshape``, ``cumsum`` is
-a matmul with an upper-triangular matrix of ones, ``round(decimals=d)`` scales, rounds and
-scales back as torch's kernel does. ``sort`` has one kernel per backend (``sort``: stable on the
+a matmul with an upper-triangular matrix of ones, ``cumprod`` one product per step,
+``round(decimals=d)`` scales, rounds and scales back as torch's kernel does. ``sort`` has one kernel per backend (``sort``: stable on the
 pure backend always, torch's own sort on torch) and shares ``topk``'s node for its gradient.
 """
 
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from puredl import accel
 from puredl import dtypes as dt
-from puredl.ops import REDUCTION, _numel, _record, cast, index_select0, matmul, normalize_dim, unary
+from puredl.ops import REDUCTION, _numel, _record, cast, index_select0, matmul, normalize_dim, stack, unary
 from puredl.ops_select import TopK
 from puredl.tensor import Tensor, ValuesIndices, _wrap
 
@@ -80,6 +80,25 @@ def cumsum(input: Tensor, dim: int, *, dtype=None) -> Tensor:  # noqa: A002
     return matmul(a.transpose(d, -1), upper).transpose(d, -1)
 
 
+def cumprod(input: Tensor, dim: int, *, dtype=None) -> Tensor:  # noqa: A002
+    """Running products along ``dim`` (integers and bool into int64, as torch's): one product per
+    step, so the gradient (zeros included) is the chain rule's, as torch's."""
+    d = normalize_dim(dim, max(input.ndim, 1), "cumprod")
+    if dtype is not None:
+        a = cast(input, dt.as_dtype(dtype))
+    elif input.dtype.is_floating_point:
+        a = input
+    else:
+        a = cast(input, dt.int64)
+    if a.ndim == 0 or a.shape[d] == 0:
+        return a.clone()
+    lead = (slice(None),) * d
+    running = [a[lead + (0,)]]
+    for i in range(1, a.shape[d]):
+        running.append(running[-1] * a[lead + (i,)])
+    return stack(running, d)
+
+
 def sort(input: Tensor, dim: int = -1, descending: bool = False, stable: bool = False) -> ValuesIndices:  # noqa: A002
     """Values along ``dim`` in order and the int64 indices they came from (ties keep their order
     when ``stable``; the pure backend's sort is always stable)."""
@@ -114,7 +133,16 @@ def round(input: Tensor, *, decimals: int = 0) -> Tensor:  # noqa: A001, A002
 
 
 # Tensor methods (torch's names)
-Tensor.flip = lambda self, *dims: flip(self, dims[0] if len(dims) == 1 else dims)
+
+
+def _flip_method(self: Tensor, *dims, **kwargs) -> Tensor:
+    if "dims" in kwargs:
+        return flip(self, kwargs.pop("dims"), **kwargs)
+    return flip(self, dims[0] if len(dims) == 1 else dims)
+
+
+Tensor.flip = _flip_method
+Tensor.cumprod = lambda self, dim, *, dtype=None: cumprod(self, dim, dtype=dtype)
 Tensor.repeat = repeat
 Tensor.cumsum = lambda self, dim, *, dtype=None: cumsum(self, dim, dtype=dtype)
 Tensor.sort = lambda self, dim=-1, descending=False, stable=False: sort(self, dim, descending, stable)
