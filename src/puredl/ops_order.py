@@ -4,8 +4,9 @@
 All but ``sort`` are composed from other ops (their gradients come with them): ``flip`` picks
 rows in reverse with ``index_select``, ``repeat`` is ``expand`` plus ``reshape``, ``cumsum`` is
 a matmul with an upper-triangular matrix of ones, ``cumprod`` one product per step,
-``round(decimals=d)`` scales, rounds and scales back as torch's kernel does. ``sort`` has one kernel per backend (``sort``: stable on the
-pure backend always, torch's own sort on torch) and shares ``topk``'s node for its gradient.
+``round(decimals=d)`` scales, rounds and scales back as torch's kernel does. ``sort`` has one
+kernel per backend (``sort``: stable on the pure backend always, torch's own sort on torch) and
+shares ``topk``'s node for its gradient.
 """
 
 from __future__ import annotations
