@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 import puredl as pd
 from oracle import torch  # a stand-in that skips the test using it where torch is not installed
 from torch_ref import (
+    TORCH_DTYPE,
     assert_close,
     assert_grads_close,
     backward_both,
@@ -188,3 +189,23 @@ def test_new_tensor_copies_and_detaches_and_new_ones_can_require_grad():
         out[0] = 5.0
     assert src.tolist() == [1.0, 2.0]
     assert pd.zeros(1).new_ones(2, requires_grad=True).requires_grad
+
+
+@pytest.mark.parametrize("dtype", [pd.float16, pd.bfloat16])
+def test_half_results_hold_only_half_values_like_torch(dtype):
+    vals = [[0.1, 2.5, -1.7, 3.3], [1e-3, -0.5, 7.9, 0.3]]
+    p, t = pd.tensor(vals, dtype=dtype), to_torch(pd.tensor(vals, dtype=dtype))
+    for name, f in {
+        "sort": lambda x: x.sort(1, descending=True).values,
+        "round": lambda x: x.round(),
+        "round1": lambda x: x.round(decimals=1),
+        "flip": lambda x: x.flip(0, 1),
+        "repeat": lambda x: x.repeat(2, 1),
+        "cumsum": lambda x: x.cumsum(1),
+        "cumprod": lambda x: x.cumprod(1),
+        "norm": lambda x: x.norm(dim=1),
+    }.items():
+        out = f(p)
+        assert_close(out, f(t), what=f"{name} {dtype}")
+        held = torch.tensor(out.reshape(-1).tolist(), dtype=torch.float32).to(TORCH_DTYPE[dtype]).float()
+        assert out.reshape(-1).tolist() == held.tolist(), f"{name}: a value {dtype.name} does not hold"
