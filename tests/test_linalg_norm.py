@@ -78,6 +78,12 @@ def test_norm_refuses_what_torch_refuses_or_puredl_lacks():
         pd.linalg.vector_norm(pd.tensor([1, 2]))
     with pytest.raises(RuntimeError, match="floating point"):
         torch.linalg.vector_norm(torch.tensor([1, 2]))
+    for lib in (pd, torch):
+        with pytest.raises(RuntimeError, match="dimension is empty"):
+            lib.linalg.vector_norm(lib.ones(2, 0), math.inf, dim=1)
+    assert_close(
+        pd.linalg.vector_norm(pd.ones(2, 0), 2, dim=1), torch.linalg.vector_norm(torch.ones(2, 0), 2, dim=1)
+    )
     with pytest.raises(NotImplementedError, match="matrix norm"):
         pd.linalg.norm(pd.ones(2, 3), 2)
     with pytest.raises(NotImplementedError, match="nuc"):

@@ -44,6 +44,7 @@ def test_flip_matches_torch(shape, dtype, layout, seed, data):
 def test_flip_refuses_repeated_dims_and_copies():
     with pytest.raises(RuntimeError, match="duplicates"):
         pd.flip(pd.ones(2, 3), (1, -1))
+    assert_close(pd.flip(pd.tensor(3.0), [0]), torch.flip(torch.tensor(3.0), [0]))
     a = pd.tensor([1.0, 2.0])
     b = pd.flip(a, ())
     b[0] = 9.0

@@ -56,6 +56,12 @@ def vector_norm(x: Tensor, ord: float = 2, dim=None, keepdim: bool = False, *, d
     else:
         dims = normalize_dims(dim, x.ndim, "linalg.vector_norm")
     reduce_dims = dims or None
+    empty = [d for d in dims if x.shape[d] == 0]
+    if abs(p) == math.inf and empty:
+        raise RuntimeError(
+            f"linalg.vector_norm cannot compute the {ord} norm on the dimension {empty[0]} "
+            "because this dimension is empty and the operation does not have an identity"
+        )
     if p == math.inf:
         return amax(unary("abs", x), reduce_dims, keepdim)
     if p == -math.inf:

@@ -35,6 +35,8 @@ def flip(input: Tensor, dims) -> Tensor:  # noqa: A002
     if len(set(ds)) != len(ds):
         raise RuntimeError(f"flip: dims has duplicates, original flip dims={list(wanted)}")
     out = input
+    if input.ndim == 0:
+        return input.clone()
     for d in ds:
         n = out.shape[d]
         backwards = arange(n - 1, -1, -1, dtype=dt.int64, device=out.device)
