@@ -210,3 +210,18 @@ def test_half_results_hold_only_half_values_like_torch(dtype):
         assert_close(out, f(t), what=f"{name} {dtype}")
         held = torch.tensor(out.reshape(-1).tolist(), dtype=torch.float32).to(TORCH_DTYPE[dtype]).float()
         assert out.reshape(-1).tolist() == held.tolist(), f"{name}: a value {dtype.name} does not hold"
+
+
+def test_cumsum_over_a_vocabulary_sized_dimension_matches_torch():
+    # top-p sampling runs cumsum over the whole vocabulary: linear work, no n-by-n matrix
+    n = 100_000
+    vals = [((i * 7919) % 1000) / 1000.0 for i in range(n)]
+    p = pd.tensor(vals, requires_grad=True)
+    t = torch.tensor(vals, requires_grad=True)
+    out_p, out_t = p.cumsum(0), t.cumsum(0)
+    assert_close(out_p[-3:], out_t[-3:])
+    assert_close(out_p[::997], out_t[::997])
+    out_p[::2].sum().backward()
+    out_t[::2].sum().backward()
+    assert_close(p.grad[:5], t.grad[:5])
+    assert_close(p.grad[-5:], t.grad[-5:])

@@ -1,19 +1,19 @@
 """Ops that reorder, repeat or accumulate elements along dimensions: ``flip``, ``repeat``, ``sort``,
 ``cumsum``, ``cumprod``, and ``round`` with ``decimals=``.
 
-All but ``sort`` are composed from other ops (their gradients come with them): ``flip`` picks
-rows in reverse with ``index_select``, ``repeat`` is ``expand`` plus ``reshape``, ``cumsum`` is
-a matmul with an upper-triangular matrix of ones, ``cumprod`` one product per step,
-``round(decimals=d)`` scales, rounds and scales back as torch's kernel does. ``sort`` has one
-kernel per backend (``sort``: stable on the pure backend always, torch's own sort on torch) and
-shares ``topk``'s node for its gradient.
+``flip`` picks rows in reverse with ``index_select``, ``repeat`` is ``expand`` plus ``reshape``,
+``cumprod`` one product per step, ``round(decimals=d)`` scales, rounds and scales back as torch's
+kernel does: composed, their gradients come with them. ``cumsum`` has one kernel per backend and a
+node whose gradient is a reversed ``cumsum``; ``sort`` has one kernel per backend (``sort``:
+stable on the pure backend always, torch's own sort on torch) and shares ``topk``'s node.
 """
 
 from __future__ import annotations
 
 from puredl import accel
 from puredl import dtypes as dt
-from puredl.ops import REDUCTION, _numel, _record, cast, index_select0, matmul, normalize_dim, stack, unary
+from puredl.autograd import Function
+from puredl.ops import REDUCTION, _numel, _record, cast, index_select0, normalize_dim, stack, unary
 from puredl.ops_select import TopK
 from puredl.tensor import Tensor, ValuesIndices, _wrap
 
@@ -64,11 +64,17 @@ def repeat(input: Tensor, *sizes) -> Tensor:  # noqa: A002
     return out.reshape(tuple(r * s for r, s in zip(reps, shape)))
 
 
+class CumSum(Function):
+    """The gradient of running sums: running sums of the gradient from the far end."""
+
+    __slots__ = ("dim",)
+
+    def backward(self, g):
+        return (flip(cumsum(flip(g, self.dim), self.dim), self.dim),)
+
+
 def cumsum(input: Tensor, dim: int, *, dtype=None) -> Tensor:  # noqa: A002
     """Running sums along ``dim`` (integers and bool sum into int64, as torch's)."""
-    from puredl.creation import ones
-    from puredl.ops_select import triu
-
     d = normalize_dim(dim, max(input.ndim, 1), "cumsum")
     if dtype is not None:
         a = cast(input, dt.as_dtype(dtype))
@@ -78,9 +84,10 @@ def cumsum(input: Tensor, dim: int, *, dtype=None) -> Tensor:  # noqa: A002
         a = cast(input, dt.int64)
     if a.ndim == 0:
         return a.clone()
-    n = a.shape[d]
-    upper = triu(ones(n, n, dtype=a.dtype, device=a.device))  # column j sums rows 0..j
-    return matmul(a.transpose(d, -1), upper).transpose(d, -1)
+    be, (ia,) = accel.select("cumsum", REDUCTION, _numel(a.shape), (a,))
+    node = CumSum()
+    node.dim = d
+    return _record(node, (a,), _wrap(be.cumsum(ia, d), be))
 
 
 def cumprod(input: Tensor, dim: int, *, dtype=None) -> Tensor:  # noqa: A002

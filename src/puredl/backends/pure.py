@@ -962,4 +962,4 @@ def nll_loss_backward(
 
 
 # the CNN family and top-k live in their own module (kernels only, like this one)
-from puredl.backends.pure_conv import col2im, conv2d, conv2d_backward, im2col, sort, topk  # noqa: E402, F401
+from puredl.backends.pure_conv import col2im, conv2d, conv2d_backward, cumsum, im2col, sort, topk  # noqa: E402, F401

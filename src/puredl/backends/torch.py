@@ -643,13 +643,18 @@ def sort(a: torch.Tensor, dim: int, descending: bool, stable: bool):
     return res.values, res.indices
 
 
+@_guarded
+def cumsum(a: torch.Tensor, dim: int) -> torch.Tensor:
+    return torch.cumsum(a, dim)
+
+
 # --------------------------------------------------------------------------- per-device backends
 
 _KERNELS = (
     "device dtype_of item tolist to_array to_pure cast contiguous clone view reshape permute expand getitem "
     "setitem binary binary_scalar unary clamp where matmul reduce_sum reduce max_dim argmax_all softmax "
     "cat index_select0 index_add0 nll_loss nll_loss_backward linear relu_backward im2col col2im topk sort "
-    "conv2d conv2d_backward"
+    "cumsum conv2d conv2d_backward"
 ).split()
 
 
