@@ -346,6 +346,7 @@ UNARY_OPS = {
     "neg": UnaryOp(ELEMENTWISE, "same", "", lambda g, a, out: -g, "-x", ("__neg__",)),
     "abs": UnaryOp(ELEMENTWISE, "same", "input", lambda g, a, out: g * unary("sign", a), "|x|", ("__abs__",)),
     "sign": UnaryOp(ELEMENTWISE, "same", "", _sign_grad, "-1, 0 or 1 by the sign of x"),
+    "round": UnaryOp(ELEMENTWISE, "same", "", _sign_grad, "x rounded to the nearest integer, halves to even"),
     "exp": UnaryOp(ELEMENTWISE, "float", "output", lambda g, a, out: g * out, "e**x"),
     "log": UnaryOp(ELEMENTWISE, "float", "input", lambda g, a, out: g / a, "natural logarithm"),
     "sqrt": UnaryOp(ELEMENTWISE, "float", "output", lambda g, a, out: g / (2.0 * out), "square root"),

@@ -300,6 +300,7 @@ _UNARY = {
     "sqrt": torch.sqrt,
     "abs": torch.abs,
     "sign": torch.sign,
+    "round": torch.round,
     "sigmoid": torch.sigmoid,
     "tanh": torch.tanh,
     "gelu": _gelu,
@@ -596,6 +597,15 @@ def topk(a: torch.Tensor, k: int, dim: int, largest: bool, sorted_: bool):
     return res.values, res.indices
 
 
+def sort(a: torch.Tensor, dim: int, descending: bool, stable: bool):
+    res = torch.sort(a, dim=dim, descending=descending, stable=stable)
+    return res.values, res.indices
+
+
+def cumsum(a: torch.Tensor, dim: int) -> torch.Tensor:
+    return torch.cumsum(a, dim)
+
+
 # --------------------------------------------------------------------------- fused optimizer updates
 # torch's own in-place update, term for term as ``torch.optim`` writes it (so results match torch
 # bit for bit); False (nothing written) when a tensor has another dtype or device than ``w``.
@@ -652,8 +662,8 @@ def adam_update(
 _KERNELS = (
     "device dtype_of item tolist to_array to_pure cast contiguous clone view reshape permute expand getitem "
     "setitem binary binary_scalar unary clamp where matmul reduce_sum reduce max_dim argmax_all softmax "
-    "cat index_select0 index_add0 nll_loss nll_loss_backward linear relu_backward im2col col2im topk conv2d "
-    "conv2d_backward sgd_update adam_update"
+    "cat index_select0 index_add0 nll_loss nll_loss_backward linear relu_backward im2col col2im topk sort "
+    "cumsum conv2d conv2d_backward sgd_update adam_update"
 ).split()
 
 
