@@ -273,3 +273,22 @@ if __name__ == "__main__":  # python tests/finetune_helpers.py CONFIG [--resume]
     import sys
 
     run_tiny_pipeline(sys.argv[1], resume="--resume" in sys.argv[2:])
+
+
+def tiny_plan(**kw):
+    """A one-step, constant-LR TrainPlan for tiny-model tests; keywords override the defaults."""
+    from puredl.finetune.trainer import TrainPlan
+
+    base = dict(
+        epochs=1,
+        batch_size=4,
+        grad_accum=1,
+        learning_rate=1e-2,
+        scheduler="constant",
+        warmup=0,
+        total_steps=1,
+        seed=0,
+        max_grad_norm=0.0,
+    )
+    base.update(kw)
+    return TrainPlan(**base)

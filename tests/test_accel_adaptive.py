@@ -416,7 +416,7 @@ def test_pure_and_torch_modes_time_nothing_and_decide_as_before(clock, monkeypat
     assert ran == [mode] * 40
     s = accel.get_stats()
     assert (s.timed_count, s.explored_count, s.moves) == (0, 0, [])
-    assert accel.adaptive_model().keys == {} and accel.dispatch._timer is None
+    assert accel.adaptive_model().keys == {}
     assert P.reduce_sum is slow_pure and T.reduce_sum is slow_torch  # never swapped
 
 
@@ -496,14 +496,58 @@ def test_the_decision_log_and_stats_say_when_and_why_the_choice_moved(clock, mon
 # --------------------------------------------------------------------------- the cost model itself
 
 
-def test_a_timed_call_that_never_reaches_its_kernel_is_dropped_and_the_kernels_put_back(clock):
-    real = T.reduce  # the kernel that runs sum (ops.REDUCE_OPS)
+def test_select_takes_no_timed_call_and_replaces_no_kernel(clock):
+    """select() runs no kernel, so it has nothing to time: the timed call stays due for the door."""
+    real = T.reduce_sum
     x = pd.rand(1000)
     accel.set_threshold("reduction", 100)
-    accel.select("sum", "reduction", 1000, (x,))  # chosen and timed, but no kernel runs
-    assert accel.dispatch._timer is not None and T.reduce is not real
-    accel.set_acceleration("pure")
-    assert accel.dispatch._timer is None and T.reduce is real
+    be, _ = accel.select("sum", "reduction", 1000, (x,))
+    assert be is T and T.reduce_sum is real
+    assert accel.adaptive_model().keys == {} and accel.get_stats().timed_count == 0
+    x.sum()
+    assert accel.get_stats().timed_count == 1 and T.reduce_sum is real
+    assert accel.adaptive_model().keys[("sum", bucket(1000), False)].dropped == 0
+
+
+class ListeningModel(CostModel):
+    def __init__(self, heard: list, **kw):
+        super().__init__(**kw)
+        self.heard = heard
+
+    def observe(self, key, op, work, torch, seconds, prior):
+        self.heard.append((torch, seconds))
+        return super().observe(key, op, work, torch, seconds, prior)
+
+
+def test_timed_calls_read_the_clock_around_the_kernel_and_never_replace_it(clock, monkeypatch):
+    """The door times the kernel it calls; the backends' kernels stay what they are."""
+    clock.observed = []
+    accel.reset_adaptive(ListeningModel(clock.observed, clock=clock, rng=random.Random(0), sample_gap=(1, 2)))
+    FakeCosts(monkeypatch, clock, "reduce_sum", pure=2 * MS, torch=5 * MS)
+    fake_pure, fake_torch = P.reduce_sum, T.reduce_sum
+    accel.set_threshold("reduction", 100)
+    x = pd.rand(1000)
+    for _ in range(20):
+        assert x.sum().item() == pytest.approx(sum(x.tolist()), rel=1e-5)
+        assert P.reduce_sum is fake_pure and T.reduce_sum is fake_torch
+    assert accel.get_stats().timed_count == 20
+    assert accel.adaptive_model().keys[("sum", bucket(1000), False)].dropped == 0
+    # what the model was told is what the kernels cost on the clock, per backend
+    seen = {(torch, round(seconds / MS, 9)) for torch, seconds in clock.observed}
+    assert (True, 5) in seen and seen <= {(True, 5), (False, 2)}
+
+
+def test_a_timed_call_whose_torch_kernel_fails_falls_back_and_is_not_observed(clock, monkeypatch):
+    def boom(*args):
+        raise RuntimeError("simulated torch failure")
+
+    monkeypatch.setattr(T, "reduce_sum", boom)
+    monkeypatch.setattr(accel.dispatch, "_fallback_logged", {"sum"})  # (quiet)
+    accel.set_threshold("reduction", 100)
+    x = pd.rand(1000)
+    assert x.sum().item() == pytest.approx(sum(x.tolist()), rel=1e-5)
+    s = accel.get_stats()
+    assert (s.fallback_count, s.timed_count) == (1, 0)
     assert accel.adaptive_model().keys[("sum", bucket(1000), False)].dropped == 1
 
 
@@ -560,29 +604,3 @@ def test_adaptive_can_be_turned_off_from_the_environment():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert out.stdout.splitlines()[0] == "False", out.stderr
     assert "auto cost model: off  (PUREDL_ACCEL_ADAPTIVE=0)" in out.stdout
-
-
-def test_a_stand_in_kernel_left_without_its_timed_call_still_computes(clock):
-    """(Another thread took the timed call.) The stand-in runs the real kernel, timing nothing."""
-    x = pd.rand(1000)
-    accel.set_threshold("reduction", 100)
-    accel.select("sum", "reduction", 1000, (x,))
-    stand_in = T.reduce_sum
-    accel.dispatch._timer = None  # as if another thread had consumed it
-    try:
-        impl = accel.torch_impl(x)
-        assert stand_in(impl, (0,), False, pd.float32).item() == pytest.approx(sum(x.tolist()), rel=1e-5)
-        assert accel.get_stats().timed_count == 0
-    finally:
-        accel.reset_adaptive()  # puts every stand-in back
-    original = accel.dispatch._ORIGINAL
-    assert T.reduce_sum is original[(T, "reduce_sum")] and T.linear is original[(T, "linear")]
-    accel.dispatch._kernel_of.clear()  # (so that the next timed call swaps every kernel, as on a first call)
-    accel.select("sum", "reduction", 1000, (x,))
-    accel.dispatch._timer = None  # left behind again: the next timed calls must not take them for originals
-    try:
-        for _ in range(5):
-            assert x.sum().item() == pytest.approx(sum(x.tolist()), rel=1e-5)
-            assert (pd.rand(4, 8) @ pd.rand(8, 4)).shape == (4, 4)
-    finally:
-        accel.reset_adaptive()

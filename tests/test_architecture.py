@@ -104,17 +104,19 @@ def test_backends_import_nothing_from_accel_or_above():
     kernels = (
         "puredl.backends.pure",
         "puredl.backends.pure_conv",
+        "puredl.backends.pure_optim",
         "puredl.backends.pure_narrow",
         "puredl.backends.torch",
         "puredl.backends.contract",
     )
-    for mod in kernels:  # pure_conv: the pure backend's CNN kernels, in their own file
+    for mod in kernels:  # pure_conv, pure_optim: the pure backend's CNN and optimizer kernels
         allowed = {
             "puredl.dtypes",
             "puredl.shapes",
             "puredl.backends",
             "puredl.backends.pure",
             "puredl.backends.pure_conv",
+            "puredl.backends.pure_optim",
             "puredl.backends.pure_narrow",
         }
         assert graph[mod] <= allowed, f"{mod} imports {sorted(graph[mod] - allowed)}"

@@ -160,3 +160,24 @@ def test_from_torch_on_cuda_shares_memory():
     t = pd.from_torch(src)
     t[1] = 5.0
     assert src[1].item() == 5.0 and t.to_torch().data_ptr() == src.data_ptr()
+
+
+@pytest.mark.gpu
+@needs_cuda
+def test_a_cuda_round_trip_is_counted_and_logged_by_accel():
+    import io
+
+    accel.set_acceleration("pure")
+    accel.reset_stats()
+    log = io.StringIO()
+    accel.enable_logging(True, file=log)
+    w = pd.tensor([1.0, 2.0], requires_grad=True)
+    (w.to("cuda:0") * 3.0).sum().backward()  # the gradient moves back: a second "to"
+    accel.enable_logging(False)
+    assert accel.get_stats().op("to") == (1, 1, 0)  # to the GPU on torch; back to pure (PURE mode)
+    lines = [ln for ln in log.getvalue().splitlines() if ln.startswith("[accel] to ")]
+    assert lines == [
+        "[accel] to 2 -> torch (a move from cpu to cuda:0)",
+        "[accel] to 2 -> pure (a move from cuda:0 to cpu)",
+    ]
+    assert w.grad.tolist() == [3.0, 3.0] and w.grad._be.NAME == "pure"

@@ -23,6 +23,7 @@ from finetune_helpers import (  # noqa: E402
     tiny_gemma3,
     tiny_gemma3_config,
     tiny_gemma3_multimodal,
+    tiny_plan,  # noqa: E402
     tiny_tokenizer,
 )
 from puredl.finetune import trainer  # noqa: E402
@@ -39,25 +40,12 @@ from puredl.finetune.errors import ConfigError, FinetuneError  # noqa: E402
 from puredl.finetune.length_grouping import length_grouped_order, order_generator  # noqa: E402
 from puredl.finetune.lora import LoRAConfig, add_lora  # noqa: E402
 from puredl.finetune.packing import check_packing_isolates, pack_examples, pack_rows  # noqa: E402
-from puredl.finetune.trainer import TrainPlan, batch_loss_sum, model_inputs, train_adapter  # noqa: E402
+from puredl.finetune.trainer import batch_loss_sum, model_inputs, train_adapter  # noqa: E402
 
 SLIDING = 16  # tiny_gemma3_config's sliding window: the examples below are longer than it
 
 
-def plan(**kw) -> TrainPlan:
-    base = dict(
-        epochs=1,
-        batch_size=4,
-        grad_accum=1,
-        learning_rate=1e-2,
-        scheduler="constant",
-        warmup=0,
-        total_steps=1,
-        seed=0,
-        max_grad_norm=0.0,
-    )
-    base.update(kw)
-    return TrainPlan(**base)
+plan = tiny_plan  # one-step constant-LR plan (tests/finetune_helpers.py)
 
 
 def encoded(n: int = 12, max_length: int = 48) -> list[EncodedExample]:

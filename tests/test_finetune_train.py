@@ -24,30 +24,18 @@ from finetune_helpers import (  # noqa: E402
     tiny_config_text,
     tiny_gemma3,
     tiny_gemma3_multimodal,
+    tiny_plan,  # noqa: E402
     tiny_tokenizer,
 )
 from puredl.finetune.batching import IGNORE_INDEX, collate, encode_example, micro_batches  # noqa: E402
 from puredl.finetune.lora import LoRAConfig, add_lora  # noqa: E402
 from puredl.finetune.schedule import lr_factor, warmup_steps_for  # noqa: E402
-from puredl.finetune.trainer import TrainPlan, batch_loss_sum, token_loss_sum, train_adapter  # noqa: E402
+from puredl.finetune.trainer import batch_loss_sum, token_loss_sum, train_adapter  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 
 
-def plan(**kw) -> TrainPlan:
-    base = dict(
-        epochs=1,
-        batch_size=4,
-        grad_accum=1,
-        learning_rate=1e-2,
-        scheduler="constant",
-        warmup=0,
-        total_steps=1,
-        seed=0,
-        max_grad_norm=0.0,
-    )
-    base.update(kw)
-    return TrainPlan(**base)
+plan = tiny_plan  # one-step constant-LR plan (tests/finetune_helpers.py)
 
 
 def encoded(n: int = 8, max_length: int = 40):

@@ -60,6 +60,8 @@ UNARY = {
     "abs": (lambda m, a: a.abs(), (-3, 3)),
     "abs_op": (lambda m, a: abs(a), (-3, 3)),
     "sign": (lambda m, a: a.sign(), (-3, 3)),
+    "round": (lambda m, a: a.round(), (-3, 3)),
+    "round_fn": (lambda m, a: m.round(a), (-3, 3)),
     "relu": (lambda m, a: a.relu(), (-3, 3)),
     "sigmoid": (lambda m, a: a.sigmoid(), (-6, 6)),
     "tanh": (lambda m, a: a.tanh(), (-4, 4)),
@@ -245,7 +247,7 @@ def test_special_values_match_torch():
     vals = [0.0, -0.0, 1.0, -1.0, math.inf, -math.inf, math.nan, 800.0]
     a = pd.tensor(vals, dtype=pd.float64)
     ta = to_torch(a)
-    for name in ("exp", "log", "sqrt", "abs", "sigmoid", "tanh", "relu", "neg", "sign"):
+    for name in ("exp", "log", "sqrt", "abs", "sigmoid", "tanh", "relu", "neg", "sign", "round"):
         assert_close(getattr(a, name)(), getattr(ta, name)(), what=name)
     for name in ("abs", "relu", "sigmoid", "tanh", "exp"):  # gradients at NaN and 0
         x = pd.tensor([math.nan, 0.0, -1.0, 2.0], dtype=pd.float64, requires_grad=True)

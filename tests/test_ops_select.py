@@ -193,3 +193,10 @@ def test_sum_and_mean_accept_numpys_keepdims_as_torch_does():
 
 def test_nelement_is_numel():
     assert pd.ones(2, 3).nelement() == torch.ones(2, 3).nelement() == 6
+
+
+def test_topk_over_an_empty_dimension_matches_torch():
+    # the pure kernel once stepped through rows of length 0 (range step 0)
+    (vp, ip), (vt, it) = pd.topk(pd.ones(2, 0), 0, dim=1), torch.topk(torch.ones(2, 0), 0, dim=1)
+    assert_close(vp, vt)
+    assert_close(ip, it)

@@ -1,7 +1,8 @@
-"""Optimizer steps on torch storage: the same bits as torch.optim, and no puredl op per step.
+"""Optimizer steps on torch storage: the same bits as torch.optim, one fused kernel per parameter.
 
 Parameters live on torch (``from_torch``) or on pure storage with gradients on torch (how a
-model built in PURE mode trains in TORCH mode); both are updated in place by torch's own rule.
+model built in PURE mode trains in TORCH mode); both are updated in place by torch's own rule,
+one ``sgd_update``/``adam_update`` kernel per parameter that accel counts and logs.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ torch = pytest.importorskip("torch")
 
 import puredl as pd  # noqa: E402
 from puredl import accel, optim  # noqa: E402
-from puredl.optim import _torch_update  # noqa: E402
 
 SGD_CASES = [
     dict(lr=0.1),
@@ -41,6 +41,7 @@ def _run(make_pd, make_torch, storage: str, steps: int = 8):
         p_params = [pd.tensor(s.tolist()).requires_grad_() for s in starts]
     opt_t, opt_p = make_torch(t_params), make_pd(p_params)
     calls = []
+    accel.reset_stats()
     for gs in grads:
         for tp, pp, g in zip(t_params, p_params, gs):
             tp.grad = g.clone()
@@ -49,7 +50,10 @@ def _run(make_pd, make_torch, storage: str, steps: int = 8):
         before = accel.get_stats().total()
         opt_p.step()
         calls.append(accel.get_stats().total() - before)
-    assert calls == [0] * steps, "the update ran puredl ops instead of torch's in-place update"
+    # one fused kernel per parameter, no puredl op beside it, on torch
+    assert calls == [len(p_params)] * steps, "the update ran puredl ops instead of torch's in-place update"
+    (op,) = [name for name in accel.get_stats().per_op if name in ("sgd", "adam", "adamw")]
+    assert accel.get_stats().op(op) == (0, steps * len(p_params), 0)
     return p_params, t_params
 
 
@@ -97,4 +101,7 @@ def test_fused_false_and_other_backends_take_the_tensor_path():
     assert w.tolist() == pytest.approx([0.9, 1.9])
     pure_only = pd.tensor([1.0], requires_grad=True)
     pure_only.grad = pd.tensor([2.0])
-    assert _torch_update.update_backend(pure_only) is None
+    accel.reset_stats()
+    optim.SGD([pure_only], lr=0.1).step()
+    assert accel.get_stats().op("sgd") == (1, 0, 0)  # pure storage: the pure kernel
+    assert pure_only.tolist() == pytest.approx([0.8])

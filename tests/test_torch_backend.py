@@ -259,7 +259,7 @@ def test_max_dim_ties_pick_the_first_index():
 def test_cat_index_select_index_add_match_pure():
     a = arr([float(i) for i in range(6)], (3, 2))
     b = arr([10, 11], (1, 2), I64)
-    check(P.cat([a, b], 0, F32), T.cat([T.from_pure(a), T.from_pure(b)], 0, F32))
+    check(P.cat(0, F32, a, b), T.cat(0, F32, T.from_pure(a), T.from_pure(b)))
     idx = arr([2, -1, 0, 0], (2, 2), I64)
     check(P.index_select0(a, idx), T.index_select0(T.from_pure(a), T.from_pure(idx)))
     src = arr([1.0] * 8, (2, 2, 2))

@@ -13,7 +13,7 @@ tensor([[2., 4.]])
 # accelerator, utils, legacy, modes and placement are torch's surface outside the core (issue #13)
 # the core first: tensor_methods attaches the op methods to Tensor (tensor.py sits below the ops)
 from puredl import tensor_methods as _tensor_methods  # noqa: F401, I001 - installs Tensor's op methods
-from puredl import accelerator, data, datasets, nn, optim, utils  # noqa: E402
+from puredl import accelerator, data, datasets, linalg, nn, optim, utils  # noqa: E402
 from puredl import autograd_function as _autograd_function  # noqa: F401 - installs Function.apply
 from puredl import ops as _ops_module
 from puredl.autograd import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
@@ -89,6 +89,8 @@ from puredl.ops import (
 )
 from puredl.ops import reduce_max as max  # noqa: A004
 from puredl.ops import reduce_min as min  # noqa: A004
+from puredl.linalg import tensor_norm as norm
+from puredl.ops_order import argsort, cumprod, cumsum, flip, sort
 from puredl.ops_select import masked_fill, mm, multinomial, topk, tril, triu
 from puredl.ops_window import conv2d
 from puredl.placement import device, get_default_device, set_default_device
@@ -100,6 +102,7 @@ globals().update({_name: getattr(_ops_module, _name) for _name in (*_UNARY_OPS, 
 globals().update(_ops_module.REDUCE_FUNCTIONS)
 sum = _ops_module.REDUCE_FUNCTIONS["sum"]  # noqa: A001 - spelled out for readers and linters
 mean = _ops_module.REDUCE_FUNCTIONS["mean"]
+from puredl.ops_order import round  # noqa: A004, E402 - with decimals=, over the table's plain round
 
 float = float32  # noqa: A001 - torch's alias
 double = float64

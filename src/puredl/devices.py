@@ -63,18 +63,10 @@ class ToDevice(Function):
 
 
 def _moved_impl(t, target: str):
-    """(impl, backend) of ``t``'s data on ``target`` (a canonical device name)."""
+    """(impl, backend) of ``t``'s data on ``target`` (a canonical device name), through accel's door."""
     from puredl import accel
-    from puredl.backends import pure as _pure
 
-    tb = accel.torch_backend()
-    if target == "cpu":
-        impl = t._impl.cpu()  # from a CUDA device
-        if accel.get_current_mode() is accel.AccelMode.PURE:
-            return tb.to_pure(impl), _pure
-        return impl, tb
-    impl = tb.from_pure(t._impl, target) if t._be is _pure else t._impl.to(target)
-    return impl, tb.device_backend(target)
+    return accel.move(t, target)
 
 
 def move(t, device: str):

@@ -180,20 +180,12 @@ def check_fits(target: tuple, shape: tuple) -> None:
 def write_region(t: Tensor, nk: tuple, value) -> None:
     """Write ``value`` (tensor or scalar) into ``t``'s region ``nk`` (a normalized basic key), not
     recorded; bumps the version counter that ``t`` shares with its views."""
-    be = t._be
+    from puredl import accel
+
     if isinstance(value, Tensor):
         if value.device != t.device:
             value = value.to(t.device)
-        if value._be is be:
-            be.setitem(t._impl, nk, value._impl)
-        else:  # pure and torch storage on the CPU: torch writes through a zero-copy view of the target
-            from puredl import accel
-
-            tb = accel.torch_backend()
-            if be.NAME == "pure" and not tb.shares_memory(t._impl):  # float16/bfloat16 pure storage: no view
-                be.setitem(t._impl, nk, tb.to_pure(value._impl))
-            else:
-                tb.setitem(accel.torch_impl(t), nk, value._impl)
+        accel.run_inplace("setitem", (t, value), "setitem", (nk,))
     else:
-        be.setitem(t._impl, nk, value)
+        accel.run_inplace("setitem", (t,), "setitem", (nk, value))
     bump_version(t)

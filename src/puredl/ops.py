@@ -244,8 +244,7 @@ def binary(op: str, a, b) -> Tensor:
     if bd is not common:
         b = cast(b, common)
     work = _numel(a.shape) if a.shape == b.shape else _numel(broadcast_shapes(op, a.shape, b.shape))
-    be, (ia, ib) = accel.select(op, ELEMENTWISE, work, (a, b))
-    out_impl = be.binary(op, ia, ib, out_dtype)
+    be, out_impl = accel.run(op, ELEMENTWISE, work, (a, b), "binary", (op,), out_dtype)
     out = _wrap(out_impl, be)
     if spec.grad_a is None or not ((a._rg or b._rg) and autograd._grad_enabled):
         return out  # nothing to record (gradient rules run here with recording off: the common case)
@@ -277,8 +276,9 @@ def _scalar_op(op: str, a: Tensor, s, reverse: bool) -> Tensor:
             a = cast(a, out_dtype)
         if out_dtype.is_floating_point:
             s = float(s)
-    be, (ia,) = accel.select(op, ELEMENTWISE, _numel(a.shape), (a,))
-    out_impl = be.binary_scalar(op, ia, s, reverse, out_dtype)
+    be, out_impl = accel.run(
+        op, ELEMENTWISE, _numel(a.shape), (a,), "binary_scalar", (op,), s, reverse, out_dtype
+    )
     out = _wrap(out_impl, be)
     if spec.grad_a is None or not (a._rg and autograd._grad_enabled):
         return out
@@ -327,8 +327,8 @@ class UnaryOp:
 
 def _relu_grad(g: Tensor, a: Tensor, out) -> Tensor:
     # one kernel, torch's threshold_backward: NaN lets the gradient through
-    be, (ig, ia) = accel.select("relu_backward", ACTIVATION, _numel(a.shape), (g, a))
-    return _wrap(be.relu_backward(ig, ia), be)
+    be, out_impl = accel.run("relu_backward", ACTIVATION, _numel(a.shape), (g, a), "relu_backward", ())
+    return _wrap(out_impl, be)
 
 
 def _sign_grad(g: Tensor, a: Tensor, out) -> Tensor:
@@ -346,6 +346,7 @@ UNARY_OPS = {
     "neg": UnaryOp(ELEMENTWISE, "same", "", lambda g, a, out: -g, "-x", ("__neg__",)),
     "abs": UnaryOp(ELEMENTWISE, "same", "input", lambda g, a, out: g * unary("sign", a), "|x|", ("__abs__",)),
     "sign": UnaryOp(ELEMENTWISE, "same", "", _sign_grad, "-1, 0 or 1 by the sign of x"),
+    "round": UnaryOp(ELEMENTWISE, "same", "", _sign_grad, "x rounded to the nearest integer, halves to even"),
     "exp": UnaryOp(ELEMENTWISE, "float", "output", lambda g, a, out: g * out, "e**x"),
     "log": UnaryOp(ELEMENTWISE, "float", "input", lambda g, a, out: g / a, "natural logarithm"),
     "sqrt": UnaryOp(ELEMENTWISE, "float", "output", lambda g, a, out: g / (2.0 * out), "square root"),
@@ -398,8 +399,7 @@ def unary(op: str, a: Tensor) -> Tensor:
             a = cast(a, out_dtype)
     elif spec.dtype == "bool":
         out_dtype = dt.bool_
-    be, (ia,) = accel.select(op, spec.category, _numel(a.shape), (a,))
-    out_impl = be.unary(op, ia, out_dtype)
+    be, out_impl = accel.run(op, spec.category, _numel(a.shape), (a,), "unary", (op,), out_dtype)
     out = _wrap(out_impl, be)
     if spec.grad is None or not (a._rg and autograd._grad_enabled):
         return out
@@ -447,17 +447,17 @@ def clamp(a: Tensor, min=None, max=None) -> Tensor:  # noqa: A002 - torch's name
             out_dtype = dt.promote_scalar(out_dtype, bound)
     if out_dtype is not a.dtype:
         a = cast(a, out_dtype)
-    be, (ia,) = accel.select("clamp", ELEMENTWISE, _numel(a.shape), (a,))
+    be, out_impl = accel.run("clamp", ELEMENTWISE, _numel(a.shape), (a,), "clamp", (), min, max)
     node = Clamp()
     node.lo, node.hi = min, max
-    return _record(node, (a,), _wrap(be.clamp(ia, min, max), be), (a,))
+    return _record(node, (a,), _wrap(out_impl, be), (a,))
 
 
 class Where(Function):
     def backward(self, g):
         _, a, b = self.inputs
         zero = 0.0
-        cond = _wrap(*self.saved)
+        cond = self.saved
         ga = unbroadcast(where(cond, g, zero), a.shape) if a._rg else None
         gb = unbroadcast(where(cond, zero, g), b.shape) if b._rg else None
         return None, ga, gb
@@ -478,11 +478,12 @@ def where(cond: Tensor, a, b) -> Tensor:
         b = _constant(b, dt.promote_scalar(a.dtype, b), cond)
     out_dtype = dt.promote_tensors(a.dtype, a.ndim, b.dtype, b.ndim)
     shape = broadcast_shapes("where", broadcast_shapes("where", cond.shape, a.shape), b.shape)
-    be, (ic, ia, ib) = accel.select("where", ELEMENTWISE, _numel(shape), (cond, a, b))
-    ic = be.cast(ic, dt.bool_)
+    if cond.dtype is not dt.bool_:
+        cond = cast(cond, dt.bool_)
+    be, out_impl = accel.run("where", ELEMENTWISE, _numel(shape), (cond, a, b), "where", (), out_dtype)
     node = Where()
-    node.saved = (ic, be)
-    return _record(node, (cond, a, b), _wrap(be.where(ic, ia, ib, out_dtype), be), (cond,))
+    node.saved = cond
+    return _record(node, (cond, a, b), _wrap(out_impl, be), (cond,))
 
 
 # =========================================================================== matmul
@@ -524,9 +525,9 @@ def matmul(input: Tensor, other: Tensor) -> Tensor:  # noqa: A002 - torch's argu
     except ValueError:
         raise ValueError(f"matmul: batch dims of shapes {a.shape} and {b.shape} do not broadcast") from None
     work = _numel(batch) * a.shape[-2] * a.shape[-1] * b.shape[-1]  # multiply-adds
-    be, (ia, ib) = accel.select("matmul", MATMUL, work, (a, b))
+    be, out_impl = accel.run("matmul", MATMUL, work, (a, b), "matmul", (), out_dtype)
     saved = ((b,) if a._rg else ()) + ((a,) if b._rg else ())
-    return _record(Matmul(), (a, b), _wrap(be.matmul(ia, ib, out_dtype), be), saved)
+    return _record(Matmul(), (a, b), _wrap(out_impl, be), saved)
 
 
 class Linear(Function):
@@ -570,12 +571,10 @@ def linear(x: Tensor, w: Tensor, b: Tensor | None = None) -> Tensor:
         b = cast(b, dtype)
     work = _numel(x.shape) * w.shape[0]  # multiply-adds
     if b is None:
-        be, (ix, iw) = accel.select("linear", MATMUL, work, (x, w))
-        saved = _linear_reads(x, w)
-        return _record(Linear(), (x, w), _wrap(be.linear(ix, iw, None, dtype), be), saved)
-    be, (ix, iw, ib) = accel.select("linear", MATMUL, work, (x, w, b))
-    saved = _linear_reads(x, w)
-    return _record(Linear(), (x, w, b), _wrap(be.linear(ix, iw, ib, dtype), be), saved)
+        be, out_impl = accel.run("linear", MATMUL, work, (x, w), "linear", (), None, dtype)
+        return _record(Linear(), (x, w), _wrap(out_impl, be), _linear_reads(x, w))
+    be, out_impl = accel.run("linear", MATMUL, work, (x, w, b), "linear", (), dtype)
+    return _record(Linear(), (x, w, b), _wrap(out_impl, be), _linear_reads(x, w))
 
 
 # =========================================================================== reductions
@@ -663,8 +662,7 @@ def reduce(op: str, a: Tensor, dim=None, keepdim: bool = False, dtype=None) -> T
         raise TypeError(f"{op}: expected a floating point tensor, got {in_dtype.name}")
     if in_dtype is not out_dtype:
         a = cast(a, out_dtype)
-    be, (ia,) = accel.select(op, REDUCTION, _numel(a.shape), (a,))
-    out_impl = be.reduce(op, ia, dims, keepdim, out_dtype)
+    be, out_impl = accel.run(op, REDUCTION, _numel(a.shape), (a,), "reduce", (op,), dims, keepdim, out_dtype)
     out = _wrap(out_impl, be)
     if not (a._rg and autograd._grad_enabled):
         return out
@@ -743,8 +741,9 @@ def _max_min(a: Tensor, dim, keepdim: bool, largest: bool):
             raise RuntimeError(f"{name}(): an empty tensor has no {name}; give dim= (as torch asks)")
         return reduce("amax" if largest else "amin", a)
     d = normalize_dim(dim, a.ndim, name)
-    be, (ia,) = accel.select(name, REDUCTION, _numel(a.shape), (a,))
-    values_impl, idx_impl = be.max_dim(ia, d, keepdim, largest)
+    be, (values_impl, idx_impl) = accel.run(
+        name, REDUCTION, _numel(a.shape), (a,), "max_dim", (), d, keepdim, largest
+    )
     node = MaxDim()
     node.dim, node.keepdim, node.saved = d, keepdim, (idx_impl, be)
     return ValuesIndices(_record(node, (a,), _wrap(values_impl, be)), _wrap(idx_impl, be))
@@ -771,11 +770,12 @@ def _arg(a: Tensor, dim, keepdim: bool, largest: bool) -> Tensor:
     if dim is not None and a.ndim == 0:
         normalize_dim(dim, 0, name)
         return _arg(a.reshape(1), 0, False, largest)
-    be, (ia,) = accel.select(name, REDUCTION, _numel(a.shape), (a,))
     if dim is None:
-        out = _wrap(be.argmax_all(ia, largest), be)
+        be, idx = accel.run(name, REDUCTION, _numel(a.shape), (a,), "argmax_all", (), largest)
+        out = _wrap(idx, be)
         return out.reshape((1,) * a.ndim) if keepdim else out
-    _, idx = be.max_dim(ia, normalize_dim(dim, a.ndim, name), keepdim, largest)
+    d = normalize_dim(dim, a.ndim, name)
+    be, (_, idx) = accel.run(name, REDUCTION, _numel(a.shape), (a,), "max_dim", (), d, keepdim, largest)
     return _wrap(idx, be)
 
 
@@ -794,11 +794,11 @@ def _softmax(a: Tensor, dim: int, log_: bool) -> Tensor:
     d = normalize_dim(dim, a.ndim, name)
     if not a.dtype.is_floating_point:
         a = cast(a, dt.get_default_dtype())
-    be, (ia,) = accel.select(name, ACTIVATION, _numel(a.shape), (a,))
-    if a.ndim == 0:
+    if a.ndim == 0:  # a constant: no kernel to run
+        be, _ = accel.select(name, ACTIVATION, 1, (a,))
         out_impl = be.full((), 0.0 if log_ else 1.0, a.dtype)
     else:
-        out_impl = be.softmax(ia, d, log_)
+        be, out_impl = accel.run(name, ACTIVATION, _numel(a.shape), (a,), "softmax", (), d, log_)
     node = Softmax()
     node.dim, node.log, node.saved = d, log_, (out_impl, be)
     return _record(node, (a,), _wrap(out_impl, be), saved_out=True)
@@ -821,14 +821,15 @@ class NLLLoss(Function):
 
     def backward(self, g):
         logp, target, weight, total, be = self.saved
-        tensors = (g, _wrap(logp, be), _wrap(target, be))
-        if weight is not None:
-            tensors += (_wrap(weight, be),)
-        # the divisor ``total`` is a backend scalar; either backend's kernel reads the other's
-        be2, impls = accel.select("nll_loss_backward", ACTIVATION, _numel(logp.shape), tensors)
-        iw = impls[3] if weight is not None else None
         ii, eps, reduction, log_softmax = self.args
-        grad = be2.nll_loss_backward(impls[0], impls[1], impls[2], iw, ii, eps, reduction, total, log_softmax)
+        # the divisor ``total`` is a backend scalar; either backend's kernel reads the other's
+        if weight is None:
+            tensors, tail = (g, _wrap(logp, be), target), (None, ii, eps, reduction, total, log_softmax)
+        else:
+            tensors, tail = (g, _wrap(logp, be), target, weight), (ii, eps, reduction, total, log_softmax)
+        be2, grad = accel.run(
+            "nll_loss_backward", ACTIVATION, _numel(logp.shape), tensors, "nll_loss_backward", (), *tail
+        )
         return (_wrap(grad, be2),)
 
 
@@ -851,15 +852,18 @@ def nll_loss(
     if weight is not None and weight.dtype is not x.dtype:
         weight = cast(weight, x.dtype)
     name = "cross_entropy" if log_softmax else "nll_loss"
-    tensors = (x, target) if weight is None else (x, target, weight)
-    be, impls = accel.select(name, ACTIVATION, _numel(x.shape), tensors)
-    iw = impls[2] if weight is not None else None
-    loss, logp, total = be.nll_loss(
-        impls[0], impls[1], iw, ignore_index, label_smoothing, reduction, log_softmax
-    )
+    args = (ignore_index, label_smoothing, reduction, log_softmax)
+    if weight is None:
+        be, (loss, logp, total) = accel.run(
+            name, ACTIVATION, _numel(x.shape), (x, target), "nll_loss", (), None, *args
+        )
+    else:
+        be, (loss, logp, total) = accel.run(
+            name, ACTIVATION, _numel(x.shape), (x, target, weight), "nll_loss", (), *args
+        )
     node = NLLLoss()
-    node.args = (ignore_index, label_smoothing, reduction, log_softmax)
-    node.saved = (logp, impls[1], iw, total, be)
+    node.args = args
+    node.saved = (logp, target, weight, total, be)
     return _record(node, (x,), _wrap(loss, be), (target,) if weight is None else (target, weight))
 
 
@@ -1042,8 +1046,8 @@ def index_put_basic(a: Tensor, key: tuple, value) -> Tensor:
 class IndexSelect0(Function):
     def backward(self, g):
         a, idx = self.inputs
-        be, (ii, ig) = accel.select("index_add", SHAPE, _numel(g.shape), (idx, g))
-        return _wrap(be.index_add0(a.shape, ii, ig), be), None
+        be, out_impl = accel.run("index_add", SHAPE, _numel(g.shape), (idx, g), "index_add0", (a.shape,))
+        return _wrap(out_impl, be), None
 
 
 def index_select0(a: Tensor, idx: Tensor) -> Tensor:
@@ -1054,8 +1058,9 @@ def index_select0(a: Tensor, idx: Tensor) -> Tensor:
         raise IndexError(f"tensors used as indices must be int64 (long), int32 or bool, got {idx.dtype.name}")
     if a.ndim == 0:
         raise IndexError("cannot index a 0-d tensor with a tensor")
-    be, (ia, ii) = accel.select("index_select", SHAPE, _numel(idx.shape) * _numel(a.shape[1:]), (a, idx))
-    return _record(IndexSelect0(), (a, idx), _wrap(be.index_select0(ia, ii), be), (idx,))
+    work = _numel(idx.shape) * _numel(a.shape[1:])
+    be, out_impl = accel.run("index_select", SHAPE, work, (a, idx), "index_select0", ())
+    return _record(IndexSelect0(), (a, idx), _wrap(out_impl, be), (idx,))
 
 
 class Cat(Function):
@@ -1090,10 +1095,10 @@ def cat(tensors, dim: int = 0) -> Tensor:
     for t in kept[1:]:
         out_dtype = dt.promote(out_dtype, t.dtype)
     total = sum(_numel(t.shape) for t in kept)
-    be, impls = accel.select("cat", SHAPE, total, kept)
+    be, out_impl = accel.run("cat", SHAPE, total, kept, "cat", (d, out_dtype))
     node = Cat()
     node.dim = d
-    return _record(node, tensors, _wrap(be.cat(impls, d, out_dtype), be))
+    return _record(node, tensors, _wrap(out_impl, be))
 
 
 def stack(tensors, dim: int = 0) -> Tensor:

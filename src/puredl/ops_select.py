@@ -104,8 +104,7 @@ def topk(input: Tensor, k: int, dim: int = -1, largest: bool = True, sorted: boo
         raise RuntimeError(
             f"topk: selected index k={k} out of range for dimension {dim} of size {a.shape[d]}"
         )
-    be, (ia,) = accel.select("topk", REDUCTION, _numel(a.shape), (a,))
-    vals, idx = be.topk(ia, k, d, largest, sorted)
+    be, (vals, idx) = accel.run("topk", REDUCTION, _numel(a.shape), (a,), "topk", (), k, d, largest, sorted)
     node = TopK()
     node.dim, node.saved = d, (idx, be)
     values, indices = _record(node, (a,), _wrap(vals, be)), _wrap(idx, be)

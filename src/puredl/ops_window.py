@@ -36,10 +36,10 @@ class Conv2d(Function):
 
     def backward(self, g):
         x, w = self.inputs[0], self.inputs[1]
-        be, (ig, ix, iw) = accel.select(
-            "conv2d_backward", MATMUL, _numel(x.shape) * _numel(w.shape[1:]), (g, x, w)
+        work = _numel(x.shape) * _numel(w.shape[1:])
+        be, (gx, gw, gb) = accel.run(
+            "conv2d_backward", MATMUL, work, (g, x, w), "conv2d_backward", (), *self.args
         )
-        gx, gw, gb = be.conv2d_backward(ig, ix, iw, *self.args)
         grads = (_wrap(gx, be) if x._rg else None, _wrap(gw, be) if w._rg else None)
         if len(self.inputs) == 3:
             grads += (_wrap(gb, be) if self.inputs[2]._rg else None,)
@@ -63,17 +63,22 @@ class Fold(Function):
 
 
 def _unfold(a: Tensor, kernel: tuple, stride: tuple, pads: tuple, dilation: tuple, pad_value=0.0) -> Tensor:
-    be, (ia,) = accel.select("im2col", SHAPE, _numel(a.shape) * kernel[0] * kernel[1], (a,))
+    work = _numel(a.shape) * kernel[0] * kernel[1]
+    be, out_impl = accel.run(
+        "im2col", SHAPE, work, (a,), "im2col", (), kernel, stride, pads, dilation, pad_value
+    )
     node = Unfold()
     node.args = (a.shape, kernel, stride, pads, dilation)
-    return _record(node, (a,), _wrap(be.im2col(ia, kernel, stride, pads, dilation, pad_value), be))
+    return _record(node, (a,), _wrap(out_impl, be))
 
 
 def _fold(cols: Tensor, shape: tuple, kernel: tuple, stride: tuple, pads: tuple, dilation: tuple) -> Tensor:
-    be, (ic,) = accel.select("col2im", SHAPE, _numel(cols.shape), (cols,))
+    be, out_impl = accel.run(
+        "col2im", SHAPE, _numel(cols.shape), (cols,), "col2im", (), shape, kernel, stride, pads, dilation
+    )
     node = Fold()
     node.args = (shape, kernel, stride, pads, dilation)
-    return _record(node, (cols,), _wrap(be.col2im(ic, shape, kernel, stride, pads, dilation), be))
+    return _record(node, (cols,), _wrap(out_impl, be))
 
 
 def _check_4d(x: Tensor, name: str) -> tuple:
@@ -171,12 +176,14 @@ def conv2d(
     if bias is not None and bias.dtype is not x.dtype:
         bias = cast(bias, x.dtype)
     tensors = (x, weight) if bias is None else (x, weight, bias)
-    be, impls = accel.select("conv2d", MATMUL, n * o * oh * ow * cg * kh * kw, tensors)
+    work = n * o * oh * ow * cg * kh * kw
+    args = (stride, pads, dilation, groups)
+    if bias is None:
+        be, out_impl = accel.run("conv2d", MATMUL, work, tensors, "conv2d", (), None, *args)
+    else:
+        be, out_impl = accel.run("conv2d", MATMUL, work, tensors, "conv2d", (), *args)
     node = Conv2d()
-    node.args = (stride, pads, dilation, groups)
-    out_impl = be.conv2d(
-        impls[0], impls[1], impls[2] if bias is not None else None, stride, pads, dilation, groups
-    )
+    node.args = args
     out = _record(node, tensors, _wrap(out_impl, be), (x, weight))
     return out.squeeze(0) if single else out
 

@@ -259,6 +259,47 @@ class Tensor(metaclass=TensorMeta):  # the metaclass gives torch's Tensor(data) 
 
     data = data.setter(_set_data)  # `w.data += -lr * w.grad` assigns w.data
 
+    def __deepcopy__(self, memo: dict) -> Tensor:
+        """``copy.deepcopy``: a new leaf (of the same class: a Parameter stays one) with copied
+        storage, requires_grad and grad. Tensors sharing storage in one deepcopy share the copy."""
+        if self._node is not None and self._rg:
+            raise RuntimeError(
+                "Only Tensors created explicitly by the user (graph leaves) support the deepcopy "
+                "protocol at the moment.  If you were attempting to deepcopy a module, this may be "
+                "because of a torch.nn.utils.weight_norm usage, see "
+                "https://github.com/pytorch/pytorch/pull/103001"
+            )
+        if id(self) in memo:
+            return memo[id(self)]
+        new = Tensor.__new__(type(self))
+        new._impl, new._be = _copy_storage(self._impl, self._be, memo), self._be
+        new.shape, new.dtype = self.shape, self.dtype
+        new._node, new._rg, new._grad = None, self._rg, None
+        view = self._view
+        if view is not None and not (view[0]._node is not None and view[0]._rg):
+            # a view of a base: the copy is a view of the base's copy (one version counter)
+            new._view, new._vc = (view[0].__deepcopy__(memo), *view[1:]), None
+        else:
+            new._view, new._vc = None, [0]
+        memo[id(self)] = new
+        if self._grad is not None:
+            new._grad = self._grad.__deepcopy__(memo)
+        return new
+
+
+def _copy_storage(impl, be, memo: dict):
+    """A copy of ``impl``'s storage; views of one buffer (or torch storage) share one copy via ``memo``."""
+    if be is not _pure:
+        import copy
+
+        return copy.deepcopy(impl, memo)  # torch keeps shared storage shared through the memo
+    buf = impl.buf
+    new_buf = memo.get(id(buf))
+    if new_buf is None:
+        new_buf = memo[id(buf)] = type(buf)(buf.typecode, buf)  # keeps a float16/int8 buffer's tag
+        memo.setdefault(id(memo), []).append(buf)  # keep buf alive while its id is a memo key
+    return _pure.PureArray(new_buf, impl.shape, impl._strides, impl.offset)
+
 
 def _set_requires_grad(t: Tensor, requires_grad: bool) -> None:
     if requires_grad and not t.dtype.is_floating_point:

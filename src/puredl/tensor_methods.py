@@ -100,6 +100,27 @@ class TensorMethods:
     def clone(self) -> Tensor:
         return ops.clone(self)
 
+    # ------------------------------------------------------------------ new tensors like this one
+    # (torch's new_*: this tensor's dtype and device unless given; the size as varargs or one tuple)
+    def new_zeros(self, *size, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+        return creation.zeros(*size, **_like(self, dtype, device), requires_grad=requires_grad)
+
+    def new_ones(self, *size, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+        return creation.ones(*size, **_like(self, dtype, device), requires_grad=requires_grad)
+
+    def new_empty(self, *size, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+        return creation.empty(*size, **_like(self, dtype, device), requires_grad=requires_grad)
+
+    def new_full(self, size, fill_value, *, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+        return creation.full(size, fill_value, **_like(self, dtype, device), requires_grad=requires_grad)
+
+    def new_tensor(self, data, *, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+        if isinstance(data, Tensor):  # torch copies it, detached
+            out = ops.cast(data.detach(), dt.as_dtype(dtype or self.dtype)).clone()
+            out = out.to(device or self.device)
+            return out.requires_grad_(requires_grad)
+        return creation.tensor(data, **_like(self, dtype, device), requires_grad=requires_grad)
+
     # ------------------------------------------------------------------ indexing
     def __getitem__(self, key):
         return indexing.getitem(self, key)
@@ -299,6 +320,10 @@ def _shape_args(shape: tuple) -> tuple:
     if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
         return tuple(shape[0])
     return tuple(shape)
+
+
+def _like(t: Tensor, dtype, device) -> dict:
+    return {"dtype": dtype or t.dtype, "device": device or t.device}
 
 
 def _unary_operator(op: str, name: str) -> Callable:

@@ -36,6 +36,7 @@ PROGRAMS = [
     pytest.param("bigram"),
     pytest.param("gpt_tril"),
     pytest.param("cnn"),
+    pytest.param("ema_best_topp"),  # copy.deepcopy of models and state, norms, sort + cumsum (top-p)
     pytest.param("half_inference"),  # a float32-trained model served with .half() and bfloat16
 ]
 

@@ -22,11 +22,13 @@ from puredl.accel.availability import cuda_available, torch_available, torch_bac
 from puredl.accel.dispatch import (
     DeviceMismatchError,
     adaptive_model,
+    move,
     pure_impl,
     reset_adaptive,
+    run,
+    run_inplace,
     select,
     torch_impl,
-    torch_kernel_failed,
 )
 from puredl.accel.settings import (
     AUTO,
@@ -116,6 +118,9 @@ __all__ = [
     "reset_adaptive",
     "reset_stats",
     "reset_thresholds",
+    "run",
+    "run_inplace",
+    "move",
     "restore",
     "save_config",
     "select",
@@ -127,7 +132,6 @@ __all__ = [
     "torch_available",
     "torch_backend",
     "torch_impl",
-    "torch_kernel_failed",
     "torch_version",
     "using",
 ]

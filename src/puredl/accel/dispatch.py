@@ -27,7 +27,6 @@ from puredl.accel.stats import count_pure as _count_pure
 from puredl.accel.stats import count_torch as _count_torch
 from puredl.accel.stats import format_work as _human
 from puredl.backends import pure as _pure
-from puredl.backends.contract import COMPUTE_KERNELS
 
 # fast copies of the settings (refreshed by _refresh on every change): the per-op path reads these
 _mode = AccelMode.PURE
@@ -45,8 +44,6 @@ def _refresh() -> None:
     _fast = _mode is AccelMode.PURE and not _logging
     _fast_auto = _mode is AccelMode.AUTO and not _logging
     _fast_torch = _mode is AccelMode.TORCH and not _logging
-    if _timer is not None:  # a timed call due in AUTO must not time a kernel of another mode
-        _drop_timer()
     _model.activate(_mode is AccelMode.AUTO and _adaptive_on)  # AUTO's torch threads: AUTO only
     if _sample_in > 1 << 40:  # parked while there was nothing to time: look again
         _sample_in = 1
@@ -54,7 +51,6 @@ def _refresh() -> None:
 
 def _torch_loaded(tb) -> None:
     global _tb, _sample_in
-    tb.on_kernel_failure = torch_kernel_failed  # the fallback policy lives here, not in the backend
     _tb = tb
     _sample_in = 1  # AUTO may time calls from now on
 
@@ -115,9 +111,8 @@ def _move_cost(t, category: str) -> float:
     return _move_fixed[category] + n * _move_elem[category]
 
 
-# =========================================================================== the decision
+# =========================================================================== the door
 
-_last_op = ""
 # AUTO's cost model (puredl.adaptive): calls until the next timed one, and the model itself.
 # Only AUTO touches them; PURE and TORCH never read them.
 _sample_in = 1
@@ -126,15 +121,43 @@ _overridden = _model.by_op  # ops where observed costs overrule a threshold
 _PURE_FIXED_S = 4e-6  # a pure op's cost before its first element (priors of the cost model only)
 
 
-def select(op: str, category: str, work: int, tensors: tuple):
-    """Pick the backend for one op and return ``(backend, [impl of each tensor on it])``."""
-    if _fast:
+def run(op: str, category: str, work: int, tensors, kernel: str, head: tuple, *tail):
+    """Run one op: choose its backend, call ``kernel(*head, *impls, *tail)`` there and return
+    ``(backend, result)``; ``impls`` are the tensors' storage on that backend.
+
+    The one door to the backends: it counts the call (``get_stats``), logs the decision
+    (``enable_logging``), falls back to pure when a torch kernel fails in AUTO (other modes
+    re-raise, naming the op, kernel and mode), and reads the clock around the calls AUTO's cost
+    model samples. ``work`` is the op's size in its category's units (see ``select``).
+
+    >>> import puredl as pd
+    >>> be, out = run("add", "elementwise", 2, (pd.ones(2), pd.ones(2)), "binary", ("add",), pd.float32)
+    >>> be.NAME, be.tolist(out)
+    ('pure', [2.0, 2.0])
+    """
+    if _fast:  # PURE, no logging: one loop, one count, the kernel
         for t in tensors:
             if t._be is not _pure:
                 break
         else:
-            _count_pure(op)
-            return _pure, [t._impl for t in tensors]
+            stats = _st._stats  # (count_pure, inlined: the per-op path saves a call)
+            stats.pure_count += 1
+            row = stats.per_op.get(op)
+            if row is None:
+                row = stats.per_op[op] = [0, 0, 0]
+            row[0] += 1
+            # one or two tensors (nearly every op) without building a list: a list comprehension
+            # is a function call of its own before Python 3.12
+            n = len(tensors)
+            if n == 1:
+                return _pure, getattr(_pure, kernel)(*head, t._impl, *tail)
+            if n == 2:
+                a, b = tensors
+                return _pure, getattr(_pure, kernel)(*head, a._impl, b._impl, *tail)
+            if n == 3:
+                a, b, c = tensors
+                return _pure, getattr(_pure, kernel)(*head, a._impl, b._impl, c._impl, *tail)
+            return _pure, getattr(_pure, kernel)(*head, *[t._impl for t in tensors], *tail)
     elif _fast_auto:
         global _sample_in
         _sample_in -= 1
@@ -148,38 +171,95 @@ def select(op: str, category: str, work: int, tensors: tuple):
                         break
                 else:
                     _count_pure(op)
-                    return _pure, [t._impl for t in tensors]
+                    n = len(tensors)
+                    if n == 1:
+                        return _pure, getattr(_pure, kernel)(*head, t._impl, *tail)
+                    if n == 2:
+                        a, b = tensors
+                        return _pure, getattr(_pure, kernel)(*head, a._impl, b._impl, *tail)
+                    if n == 3:
+                        a, b, c = tensors
+                        return _pure, getattr(_pure, kernel)(*head, a._impl, b._impl, c._impl, *tail)
+                    return _pure, getattr(_pure, kernel)(*head, *[t._impl for t in tensors], *tail)
     elif _fast_torch:  # TORCH mode, data already on torch's CPU backend
         tcpu = _tb
         for t in tensors:
             if t._be is not tcpu:
                 break
         else:
-            global _last_op
-            _last_op = op
+            _count_torch(op)
+            try:
+                return tcpu, getattr(tcpu, kernel)(*head, *[t._impl for t in tensors], *tail)
+            except RuntimeError as exc:
+                return _failed(op, tcpu, tensors, kernel, head, tail, exc)
+    be, impls, sample = _decide(op, category, work, tensors)
+    fn = getattr(be, kernel)
+    try:
+        if sample is None:
+            return be, fn(*head, *impls, *tail)
+        result = fn(*head, *impls, *tail)
+    except RuntimeError as exc:
+        if be is _pure:
+            raise
+        if sample is not None:
+            _model.drop(sample[0])
+        return _failed(op, be, tensors, kernel, head, tail, exc)
+    _observe(sample, _model.clock() - sample[5])
+    return be, result
+
+
+def select(op: str, category: str, work: int, tensors):
+    """Pick the backend for one op and return ``(backend, [impl of each tensor on it])``, counted
+    and logged; the caller runs the kernels (for ops of several kernels; :func:`run` is the door).
+
+    ``work`` is the op's size: output elements for elementwise, activation, reduction (input
+    elements) and shape ops, multiply-adds for matmul.
+    """
+    if _fast:
+        for t in tensors:
+            if t._be is not _pure:
+                break
+        else:
+            _count_pure(op)
+            return _pure, [t._impl for t in tensors]
+    elif _fast_auto:  # (no countdown: nothing to time here)
+        if work < _thresholds[category] and op not in _overridden:
+            for t in tensors:
+                if t._be is not _pure:
+                    break
+            else:
+                _count_pure(op)
+                return _pure, [t._impl for t in tensors]
+    elif _fast_torch:
+        tcpu = _tb
+        for t in tensors:
+            if t._be is not tcpu:
+                break
+        else:
             _count_torch(op)
             return tcpu, [t._impl for t in tensors]
-    return _select(op, category, work, tensors)
+    be, impls, sample = _decide(op, category, work, tensors)
+    if sample is not None:  # no kernel call to time here
+        _model.drop(sample[0])
+    return be, impls
 
 
-def _select(op: str, category: str, work: int, tensors: tuple):
-    global _last_op, _sample_in
-    _last_op = op
+def _decide(op: str, category: str, work: int, tensors):
+    """``(backend, impls, sample)``: the choice, counted and logged; ``sample`` when AUTO times
+    this call: ``(key, op, work, use_torch, prior, start)``."""
+    global _sample_in
     tcpu = _tb
     mode = _mode
     adapt = False
     if mode is AccelMode.AUTO:
-        if _timer is not None:  # the last timed call never reached a kernel on its backend
-            _drop_timer()
         if tcpu is None or not _adaptive_on:
-            _sample_in = 1 << 62  # nothing to time: keep select()'s countdown off this path
+            _sample_in = 1 << 62  # nothing to time: keep the door's countdown off this path
         else:
-            if _logging:  # select() counts down only on the fast path
+            if _logging:  # the door counts down only on its fast path
                 _sample_in -= 1
             adapt = _sample_in <= 0 or op in _overridden
-    if (
-        not _logging and not adapt
-    ):  # the common cases first: AUTO below threshold on pure data, TORCH on torch data
+    if not _logging and not adapt:
+        # the common cases first: AUTO below threshold on pure data, TORCH on torch data
         if mode is AccelMode.AUTO:
             for t in tensors:
                 if t._be is not _pure:
@@ -187,14 +267,14 @@ def _select(op: str, category: str, work: int, tensors: tuple):
             else:
                 if work < _thresholds[category] or tcpu is None:
                     _count_pure(op)
-                    return _pure, [t._impl for t in tensors]
+                    return _pure, [t._impl for t in tensors], None
         elif mode is AccelMode.TORCH:
             for t in tensors:
                 if t._be is not tcpu:
                     break
             else:
                 _count_torch(op)
-                return tcpu, [t._impl for t in tensors]
+                return tcpu, [t._impl for t in tensors], None
     device_be = None
     n_torch = 0
     for t in tensors:
@@ -210,8 +290,9 @@ def _select(op: str, category: str, work: int, tensors: tuple):
                 f"{op}: expected all tensors on the same device, got {device_be.DEVICE} and {be.DEVICE}"
             )
     if device_be is not None:
-        return _on_device(op, device_be, tensors)
+        return _on_device(op, device_be, tensors) + (None,)
     reason = ""
+    sample = None
     if mode is AccelMode.TORCH:
         use_torch, reason = True, "mode torch"
     elif mode is AccelMode.PURE:
@@ -249,94 +330,24 @@ def _select(op: str, category: str, work: int, tensors: tuple):
                     _st._stats.explored_count += 1
                     if _logging:
                         reason = f"exploring: timing the other backend; {reason}"
-                _start_timer(tcpu if use_torch else _pure, key, op, work, use_torch, prior)
+                sample = (key, op, work, use_torch, prior, 0.0)
     if _logging:
         _log(op, tensors, "torch" if use_torch else "pure", reason)
+    if sample is not None:  # the clock starts before the inputs move: their cost is the choice's too
+        sample = sample[:5] + (_model.clock(),)
     if use_torch:
         _count_torch(op)
         if n_torch == len(tensors):
-            return tcpu, [t._impl for t in tensors]
-        return tcpu, [torch_impl(t) for t in tensors]
+            return tcpu, [t._impl for t in tensors], sample
+        return tcpu, [torch_impl(t) for t in tensors], sample
     _count_pure(op)
     if n_torch:
-        return _pure, [pure_impl(t) for t in tensors]
-    return _pure, [t._impl for t in tensors]
+        return _pure, [pure_impl(t) for t in tensors], sample
+    return _pure, [t._impl for t in tensors], sample
 
 
-# ---- timing one call of AUTO: the chosen backend's compute kernels are swapped, for that one
-# call, for versions that read the clock and put the originals back. The op calls the kernel
-# itself (accel does not), so this is how accel sees when it returns; PURE and TORCH never pay.
-
-_timer = None  # (backend, {kernel: original}, key, op, work, use_torch, prior, start) while one is due
-
-
-_kernel_of: dict[str, str] = {}  # op -> the kernel its last timed call ran: swap only that one
-
-
-def _start_timer(be, key: tuple, op: str, work: float, use_torch: bool, prior: bool) -> None:
-    global _timer
-    known = _kernel_of.get(op)
-    names = (known,) if known is not None else COMPUTE_KERNELS
-    originals = {}
-    for name in names:
-        timed = _TIMED.get((be, name))
-        if timed is None:
-            timed = _TIMED[(be, name)] = _timed_kernel(be, name)
-        fn = getattr(be, name)
-        if fn is timed:  # a stand-in left behind: never take it for the original
-            fn = _ORIGINAL[(be, name)]
-        originals[name] = _ORIGINAL[(be, name)] = fn
-        setattr(be, name, timed)
-    _timer = (be, originals, key, op, work, use_torch, prior, _model.clock())
-
-
-def _stop_timer():
-    global _timer
-    timer = _timer
-    _timer = None
-    if timer is not None:
-        be, originals = timer[0], timer[1]
-        for name, fn in originals.items():
-            setattr(be, name, fn)
-    return timer
-
-
-def _put_back_every_kernel() -> None:
-    """Every stand-in still on a backend replaced by what it stood in for."""
-    _stop_timer()
-    for (be, name), timed in _TIMED.items():
-        if getattr(be, name) is timed:
-            setattr(be, name, _ORIGINAL[(be, name)])
-
-
-def _drop_timer() -> None:
-    timer = _stop_timer()
-    if timer is not None:
-        _model.drop(timer[2])
-        _kernel_of.pop(timer[3], None)  # the op ran another kernel (add of a scalar): swap them all
-
-
-def _timed_kernel(be, name: str):
-    def timed(*args):
-        timer = _stop_timer()  # originals back first: a kernel calling another is not timed twice
-        if timer is None or timer[0] is not be:  # another thread took the timed call: just run
-            fn = getattr(be, name)
-            return (_ORIGINAL[(be, name)] if fn is timed else fn)(*args)
-        result = timer[1][name](*args)
-        _observe(timer, _model.clock() - timer[7])
-        _kernel_of[timer[3]] = name
-        return result
-
-    timed.__name__ = name
-    return timed
-
-
-_TIMED: dict[tuple, object] = {}  # (backend, kernel) -> its timed stand-in, made on first use
-_ORIGINAL: dict[tuple, object] = {}  # (backend, kernel) -> what the stand-in last replaced
-
-
-def _observe(timer, seconds: float) -> None:
-    _, _, key, op, work, use_torch, prior, _ = timer
+def _observe(sample: tuple, seconds: float) -> None:
+    key, op, work, use_torch, prior, _ = sample
     stats = _st._stats
     stats.timed_count += 1
     move = _model.observe(key, op, work, use_torch, seconds, prior)
@@ -354,7 +365,6 @@ def adaptive_model() -> _adaptive.CostModel:
 def reset_adaptive(model: _adaptive.CostModel | None = None) -> None:
     """Forget what AUTO observed (or start from ``model``, e.g. one with a test clock)."""
     global _model, _overridden, _sample_in
-    _put_back_every_kernel()
     _model.activate(False)  # torch's own thread count back
     _model = model if model is not None else _adaptive.CostModel(threads=_adaptive_threads.ThreadPolicy())
     _overridden = _model.by_op
@@ -362,7 +372,7 @@ def reset_adaptive(model: _adaptive.CostModel | None = None) -> None:
     _sample_in = 1
 
 
-def _on_device(op: str, be, tensors: tuple):
+def _on_device(op: str, be, tensors) -> tuple:
     """Every input on ``be``'s device; 0-d CPU tensors come along (as torch allows for scalars)."""
     impls = []
     for t in tensors:
@@ -381,34 +391,119 @@ def _on_device(op: str, be, tensors: tuple):
     return be, impls
 
 
+# =========================================================================== in place and device moves
+
+
+def run_inplace(op: str, tensors, kernel: str, head: tuple, *tail):
+    """Run an in-place kernel on the storage of ``tensors[0]``: ``kernel(target, *head, *others,
+    *tail)``, on the backend that holds the target (torch when a pure target meets torch inputs on
+    the CPU: it writes through a zero-copy view). Counted and logged as :func:`run`; a torch
+    failure on a pure target falls back to pure in AUTO; returns the kernel's result.
+    """
+    target = tensors[0]
+    be = target._be
+    if be is _pure:
+        for t in tensors:
+            if t._be is not _pure:
+                # a torch input on the CPU: torch writes through a view of the target, unless the
+                # target has no view (float16/bfloat16 pure storage): then pure writes it, reading
+                # copies of the torch inputs
+                be = _tb if _tb.shares_memory(target._impl) else _pure
+                break
+        if be is _pure:
+            if _logging:
+                _log(op, tensors, "pure", "in place, where the target lives")
+            stats = _st._stats  # (count_pure, inlined)
+            stats.pure_count += 1
+            row = stats.per_op.get(op)
+            if row is None:
+                row = stats.per_op[op] = [0, 0, 0]
+            row[0] += 1
+            n = len(tensors)  # (no list for the common arities, as in run)
+            if t._be is not _pure:  # torch inputs, read as pure copies
+                return getattr(_pure, kernel)(
+                    target._impl, *head, *[pure_impl(t) for t in tensors[1:]], *tail
+                )
+            if n == 3:
+                _, b, c = tensors
+                return getattr(_pure, kernel)(target._impl, *head, b._impl, c._impl, *tail)
+            if n == 2:
+                return getattr(_pure, kernel)(target._impl, *head, t._impl, *tail)
+            others = [t._impl for t in tensors]
+            return getattr(_pure, kernel)(others.pop(0), *head, *others, *tail)
+    if _logging:
+        _log(op, tensors, "torch", f"in place, where the target lives ({be.DEVICE})")
+    _count_torch(op)
+    impls = [t._impl if t._be is be else torch_impl(t) for t in tensors]
+    try:
+        return getattr(be, kernel)(impls[0], *head, *impls[1:], *tail)
+    except RuntimeError as exc:
+        if target._be is not _pure:
+            _failed(op, be, tensors, kernel, head, tail, exc, fallback=False)
+        _failed(op, be, tensors, kernel, head, tail, exc, fallback=_mode is AccelMode.AUTO)
+        return getattr(_pure, kernel)(target._impl, *head, *[pure_impl(t) for t in tensors[1:]], *tail)
+
+
+def move(t, target: str) -> tuple:
+    """``(impl, backend)`` of ``t``'s data on device ``target`` ("cpu" or "cuda:N"), counted as
+    the op "to" and logged; back on the CPU the data lands on pure in PURE mode, on torch otherwise."""
+    from puredl.accel.availability import torch_backend
+
+    tb = torch_backend()
+    if target == "cpu":  # from a CUDA device
+        impl = tb.to_device(t._impl, "cpu")
+        if _mode is AccelMode.PURE:
+            out, be = tb.to_pure(impl), _pure
+        else:
+            out, be = impl, tb
+    else:
+        out, be = tb.to_device(t._impl, target), tb.device_backend(target)
+    if _logging:
+        _log("to", (t,), be.NAME, f"a move from {t.device} to {target}")
+    if be is _pure:
+        _count_pure("to")
+    else:
+        _count_torch("to")
+    return out, be
+
+
 # =========================================================================== fallback
 
 _fallback_logged: set = set()
 
 
-def torch_kernel_failed(kernel: str, args: tuple, exc: Exception):
-    """Called by a torch kernel that raised: AUTO retries on pure; other modes re-raise with context."""
-    op = _last_op or kernel
-    if _mode is not AccelMode.AUTO:
-        where = f"kernel {kernel}, {_describe_args(args)}, mode {_mode.value}"
+def _failed(op: str, be, tensors, kernel: str, head: tuple, tail: tuple, exc: RuntimeError, fallback=None):
+    """A torch kernel raised: AUTO runs it on pure (the result goes back to ``be``); other modes
+    re-raise with the op, kernel and mode named. ``fallback=False``: re-raise; ``True``: only count
+    and report the fallback (the caller runs pure)."""
+    tb = _tb
+    if fallback is False or (fallback is None and _mode is not AccelMode.AUTO):
+        args = ", ".join(f"{t.dtype.name}{list(t.shape)} on {be.DEVICE}" for t in tensors)
+        where = f"kernel {kernel}, {args or 'no tensor arguments'}, mode {_mode.value}"
         msg = f"torch backend failed in {op} ({where}): {exc}"
         try:
             err = type(exc)(msg)
         except Exception:  # an exception type that wants other arguments
             err = RuntimeError(msg)
         raise err from exc
-    tb = _tb
-    dev = "cpu"
-    pure_args = []
-    for a in args:
-        if isinstance(a, tb.torch.Tensor):
-            dev = tb.device(a)
-            pure_args.append(tb.to_pure(a))
-        elif isinstance(a, list):
-            pure_args.append([tb.to_pure(x) if isinstance(x, tb.torch.Tensor) else x for x in a])
-        else:
-            pure_args.append(a)
-    result = getattr(_pure, kernel)(*pure_args)  # a user error raises here, with pure's message
+    if fallback:
+        _reported_fallback(op, exc)
+        return None
+    Tensor = tb.torch.Tensor
+
+    def on_pure(args):
+        return [tb.to_pure(a) if isinstance(a, Tensor) else a for a in args]
+
+    # a user error raises here, with pure's message
+    result = getattr(_pure, kernel)(*on_pure(head), *[pure_impl(t) for t in tensors], *on_pure(tail))
+    _reported_fallback(op, exc)
+    PureArray = _pure.PureArray
+    if isinstance(result, tuple):  # arrays go back to torch; Python scalars stay as they are
+        return be, tuple(be.from_pure(r) if isinstance(r, PureArray) else r for r in result)
+    return be, be.from_pure(result) if isinstance(result, PureArray) else result
+
+
+def _reported_fallback(op: str, exc: RuntimeError) -> None:
     _st.uncount_torch(op)
     _st.count_fallback(op)
     if op not in _fallback_logged:
@@ -418,20 +513,6 @@ def torch_kernel_failed(kernel: str, args: tuple, exc: Exception):
             "ran on pure instead (logged once per op)",
             file=sys.stderr,
         )
-    if isinstance(result, tuple):  # arrays go back to torch; Python scalars stay as they are
-        return tuple(tb.from_pure(r, dev) if isinstance(r, _pure.PureArray) else r for r in result)
-    return tb.from_pure(result, dev) if isinstance(result, _pure.PureArray) else result
-
-
-def _describe_args(args: tuple) -> str:
-    parts = []
-    for a in args:
-        shape = getattr(a, "shape", None)
-        if shape is not None and not isinstance(a, _pure.PureArray):
-            parts.append(f"{str(a.dtype).replace('torch.', '')}{list(shape)} on {_tb.device(a)}")
-        elif isinstance(a, list) and a and hasattr(a[0], "shape"):
-            parts.append(f"{len(a)} tensors")
-    return ", ".join(parts) or "no tensor arguments"
 
 
 _refresh()

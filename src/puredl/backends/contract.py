@@ -68,7 +68,7 @@ class Backend(Protocol):
     def nll_loss_backward(self, *args: Any) -> Impl: ...
 
     # ---- joining and gathering
-    def cat(self, arrays: list, dim: int, dtype: DType) -> Impl: ...
+    def cat(self, dim: int, dtype: DType, *arrays: Impl) -> Impl: ...
     def index_select0(self, a: Impl, idx: Impl) -> Impl: ...
     def index_add0(self, shape: tuple, idx: Impl, src: Impl) -> Impl: ...
 
@@ -80,6 +80,8 @@ class Backend(Protocol):
         self, cols: Impl, shape: tuple, kernel: tuple, stride: tuple, pads: tuple, dilation: tuple
     ) -> Impl: ...
     def topk(self, a: Impl, k: int, dim: int, largest: bool, sorted_: bool) -> tuple: ...
+    def sort(self, a: Impl, dim: int, descending: bool, stable: bool) -> tuple: ...
+    def cumsum(self, a: Impl, dim: int) -> Impl: ...
     def conv2d(
         self, x: Impl, w: Impl, b: Impl | None, stride: tuple, pads: tuple, dilation: tuple, groups: int
     ) -> Impl: ...
@@ -87,7 +89,37 @@ class Backend(Protocol):
         self, g: Impl, x: Impl, w: Impl, stride: tuple, pads: tuple, dilation: tuple, groups: int
     ) -> tuple: ...
 
+    # ---- fused optimizer updates, in place (False: not for these buffers, nothing written)
+    def sgd_update(
+        self,
+        w: Impl,
+        g: Impl,
+        buf: Impl | None,
+        lr: float,
+        momentum: float,
+        dampening: float,
+        weight_decay: float,
+        nesterov: bool,
+        maximize: bool,
+        first: bool,
+    ) -> bool: ...
+    def adam_update(
+        self,
+        w: Impl,
+        g: Impl,
+        m: Impl,
+        v: Impl,
+        vmax: Impl | None,
+        lr: float,
+        beta1: float,
+        beta2: float,
+        eps: float,
+        weight_decay: float,
+        decoupled: bool,
+        maximize: bool,
+        step_size: float,
+        bc2_sqrt: float,
+    ) -> bool: ...
+
 
 KERNELS = tuple(n for n, v in Backend.__dict__.items() if not n.startswith("_") and callable(v))
-# the kernels that run after accel.select has chosen the backend (AUTO times one of them now and then)
-COMPUTE_KERNELS = KERNELS[KERNELS.index("binary") :]

@@ -498,6 +498,10 @@ def _sign(x):
     return (x > 0) - (x < 0)  # 0 for NaN, as torch's sign (so abs' gradient there is 0)
 
 
+def _round(x):
+    return round(x) if x - x == 0 else x  # Python's round is half-to-even, as torch's; NaN/inf stay
+
+
 _SQRT1_2 = 1.0 / math.sqrt(2.0)
 
 
@@ -512,6 +516,7 @@ _UNARY = {
     "sqrt": math.sqrt,
     "abs": abs,
     "sign": _sign,
+    "round": _round,
     "sigmoid": _sigmoid,
     "tanh": math.tanh,
     "gelu": _gelu,
@@ -819,7 +824,7 @@ def softmax(a: PureArray, dim: int, log: bool = False) -> PureArray:
 # --------------------------------------------------------------------------- joining and gathering
 
 
-def cat(arrays: list, dim: int, dtype: DType) -> PureArray:
+def cat(dim: int, dtype: DType, *arrays: PureArray) -> PureArray:
     first = arrays[0].shape
     outer = numel(first[:dim])
     chunks = []
@@ -957,4 +962,5 @@ def nll_loss_backward(
 
 
 # the CNN family and top-k live in their own module (kernels only, like this one)
-from puredl.backends.pure_conv import col2im, conv2d, conv2d_backward, im2col, topk  # noqa: E402, F401
+from puredl.backends.pure_conv import col2im, conv2d, conv2d_backward, cumsum, im2col, sort, topk  # noqa: E402, F401
+from puredl.backends.pure_optim import adam_update, sgd_update  # noqa: E402, F401

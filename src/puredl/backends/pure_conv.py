@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import operator
 from array import array
+from itertools import accumulate
 
 from puredl.backends.pure import (
     PureArray,
@@ -156,21 +157,39 @@ def topk(a: PureArray, k: int, dim: int, largest: bool, sorted_: bool) -> tuple:
     vs, kept, group = _moved_last(a, (dim,))
     isnan = math.isnan
     out_v, out_i = [], []
-    for s in range(0, len(vs), group):
+    for s in range(0, len(vs), max(group, 1)):  # an empty dim has no rows
         row = vs[s : s + group]
         order = sorted(range(group), key=lambda j: (isnan(row[j]), row[j]), reverse=largest)[:k]
         out_i.extend(order)
         out_v.extend([row[j] for j in order])
-    nd = len(a.shape)
-    moved = kept + (k,)
+    vals = _moved_back(_as(a.dtype, PureArray(array(a.buf.typecode, out_v), kept + (k,))), dim)
+    idx = _moved_back(PureArray(array("q", out_i), kept + (k,)), dim)
+    return vals, idx
+
+
+def _moved_back(moved: PureArray, dim: int) -> PureArray:
+    """Undo ``_moved_last(a, (dim,))``: the last dimension of ``moved`` goes back to ``dim``."""
+    nd = len(moved.shape)
     order = [d for d in range(nd) if d != dim] + [dim]
     inverse = [0] * nd
     for pos, d in enumerate(order):
         inverse[d] = pos
-    inverse = tuple(inverse)
-    vals = permute(_as(a.dtype, PureArray(array(a.buf.typecode, out_v), moved)), inverse)
-    idx = permute(PureArray(array("q", out_i), moved), inverse)
-    return vals, idx
+    return permute(moved, tuple(inverse))
 
 
-__all__ = ["col2im", "conv2d", "conv2d_backward", "im2col", "numel", "topk"]
+def cumsum(a: PureArray, dim: int) -> PureArray:
+    """Running sums along ``dim``, accumulated in Python numbers (double, as torch's CPU kernel
+    accumulates float32) and rounded once per element."""
+    vs, kept, group = _moved_last(a, (dim,))
+    out = array(a.buf.typecode)
+    for s in range(0, len(vs), max(group, 1)):  # an empty dim has no rows
+        out.extend(accumulate(vs[s : s + group]))
+    return _moved_back(_as(a.dtype, PureArray(out, kept + (group,))), dim)
+
+
+def sort(a: PureArray, dim: int, descending: bool, stable: bool) -> tuple:
+    """(values, int64 indices) along ``dim`` in order; Python's sort is stable, so ``stable`` holds always."""
+    return topk(a, a.shape[dim], dim, descending, True)
+
+
+__all__ = ["col2im", "conv2d", "conv2d_backward", "cumsum", "im2col", "numel", "sort", "topk"]

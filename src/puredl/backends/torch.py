@@ -5,11 +5,10 @@ kernels with creation bound to that device). It imports torch at module level, s
 lazily (``puredl.accel`` does). Every impl it returns is a torch tensor that does not require
 grad: puredl's own autograd records the graph, torch only computes.
 
-Compute kernels are wrapped by ``_guarded``: a torch failure (RuntimeError) is handed to the
-``on_kernel_failure`` hook that ``puredl.accel`` installs (the backend imports nothing from accel),
-which retries the kernel on the pure backend in AUTO mode or re-raises with
-context otherwise. Validation errors (ValueError, IndexError) pass through unchanged, with the
-same messages as the pure backend.
+A torch failure (RuntimeError) propagates: the dispatcher that called the kernel
+(``puredl.accel.run``) retries it on the pure backend in AUTO mode or re-raises it with context
+otherwise; this module knows nothing of that policy. Validation errors (ValueError, IndexError)
+carry the same messages as the pure backend's.
 
 >>> import torch
 >>> import puredl
@@ -20,7 +19,6 @@ same messages as the pure backend.
 
 from __future__ import annotations
 
-import functools
 from array import array
 
 import torch
@@ -51,28 +49,6 @@ _INTS = (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8)
 _frombuffer = torch.frombuffer
 _aten = torch.ops.aten  # the kernels torch's own autograd calls (no extra dispatch layer)
 _SMALL_COPY = 4096  # below this many elements, tobytes() beats a memoryview copy
-
-
-# Called as ``on_kernel_failure(kernel_name, args, exc)`` when a guarded kernel raises; the
-# dispatcher above (puredl.accel) installs its fallback policy here, so this module knows none of it.
-on_kernel_failure = None
-
-
-def _guarded(fn):
-    """Hand a torch failure in ``fn`` to ``on_kernel_failure`` (accel: retry on pure, or re-raise)."""
-    name = fn.__name__
-
-    @functools.wraps(fn)
-    def kernel(*args):
-        try:
-            return fn(*args)
-        except RuntimeError as exc:
-            if on_kernel_failure is None:
-                raise
-            return on_kernel_failure(name, args, exc)
-
-    kernel.unguarded = fn
-    return kernel
 
 
 # --------------------------------------------------------------------------- metadata and export
@@ -167,6 +143,13 @@ def shares_memory(a: _pure.PureArray) -> bool:
 
 
 # --------------------------------------------------------------------------- creation
+
+
+def to_device(a, device_name: str) -> torch.Tensor:
+    """``a`` (a torch tensor or a PureArray) on ``device_name`` ("cpu" or "cuda:N"), copied when it moves."""
+    if isinstance(a, _pure.PureArray):
+        return from_pure(a, device_name)
+    return a.to(device_name)
 
 
 def from_values(data, shape: tuple, dtype: dt.DType) -> torch.Tensor:
@@ -267,7 +250,6 @@ def _check_int_pow(exponent) -> None:
         raise ValueError("integers to negative integer powers are not allowed")
 
 
-@_guarded
 def binary(op: str, a: torch.Tensor, b: torch.Tensor, dtype: dt.DType) -> torch.Tensor:
     if op == "pow" and a.dtype in _INTS:
         _check_int_pow(b)
@@ -284,7 +266,6 @@ def _scalar_minimum(a, s):
     return torch.clamp(a, max=s) if s == s else torch.full_like(a, s)
 
 
-@_guarded
 def binary_scalar(op: str, a: torch.Tensor, s, reverse: bool, dtype: dt.DType) -> torch.Tensor:
     tdt = TORCH_DTYPE[dtype]
     if op == "maximum":
@@ -319,6 +300,7 @@ _UNARY = {
     "sqrt": torch.sqrt,
     "abs": torch.abs,
     "sign": torch.sign,
+    "round": torch.round,
     "sigmoid": torch.sigmoid,
     "tanh": torch.tanh,
     "gelu": _gelu,
@@ -330,7 +312,6 @@ _UNARY = {
 }
 
 
-@_guarded
 def unary(op: str, a: torch.Tensor, dtype: dt.DType | None = None) -> torch.Tensor:
     out = _UNARY[op](a)
     if dtype is not None:
@@ -340,17 +321,14 @@ def unary(op: str, a: torch.Tensor, dtype: dt.DType | None = None) -> torch.Tens
     return out
 
 
-@_guarded
 def relu_backward(g: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
     return _aten.threshold_backward.default(g if g.dtype is a.dtype else g.to(a.dtype), a, 0)
 
 
-@_guarded
 def clamp(a: torch.Tensor, lo, hi) -> torch.Tensor:
     return torch.clamp(a, lo, hi)
 
 
-@_guarded
 def where(cond: torch.Tensor, a: torch.Tensor, b: torch.Tensor, dtype: dt.DType) -> torch.Tensor:
     tdt = TORCH_DTYPE[dtype]
     if cond.dtype is not torch.bool:
@@ -361,7 +339,6 @@ def where(cond: torch.Tensor, a: torch.Tensor, b: torch.Tensor, dtype: dt.DType)
 # --------------------------------------------------------------------------- matmul
 
 
-@_guarded
 def matmul(a: torch.Tensor, b: torch.Tensor, dtype: dt.DType) -> torch.Tensor:
     """Matrix product of two arrays with ndim >= 2, batch dimensions broadcast."""
     if a.shape[-1] != b.shape[-2]:
@@ -376,7 +353,6 @@ def matmul(a: torch.Tensor, b: torch.Tensor, dtype: dt.DType) -> torch.Tensor:
 _linear = torch._C._nn.linear
 
 
-@_guarded
 def linear(x: torch.Tensor, w: torch.Tensor, b, dtype: dt.DType) -> torch.Tensor:
     """``x @ w.T + b`` (one addmm), as the pure backend's ``linear``."""
     k = x.shape[-1]
@@ -396,7 +372,6 @@ def linear(x: torch.Tensor, w: torch.Tensor, b, dtype: dt.DType) -> torch.Tensor
 # --------------------------------------------------------------------------- reductions
 
 
-@_guarded
 def reduce_sum(a: torch.Tensor, dims: tuple, keepdim: bool, dtype: dt.DType) -> torch.Tensor:
     tdt = TORCH_DTYPE[dtype]
     if len(dims) == a.dim():  # every dimension (also a 0-d tensor): torch's dim=() would be ambiguous
@@ -421,11 +396,10 @@ _REDUCE = {
 }
 
 
-@_guarded
 def reduce(op: str, a: torch.Tensor, dims: tuple, keepdim: bool, dtype: dt.DType) -> torch.Tensor:
     """The table reduction ``op`` over ``dims`` (``a`` already has the result dtype)."""
     if op == "sum":
-        return reduce_sum(a, dims, keepdim, dtype)  # the module's kernel (the one AUTO may time or swap)
+        return reduce_sum(a, dims, keepdim, dtype)  # (looked up at call time: tests patch it)
     if not dims:  # no dimension to reduce (a 0-d tensor, or dim=()): the values themselves
         return a.clone()
     if op in ("amax", "amin") and not a.numel() and len(dims) == a.dim():
@@ -433,7 +407,6 @@ def reduce(op: str, a: torch.Tensor, dims: tuple, keepdim: bool, dtype: dt.DType
     return _REDUCE[op](a, dims, keepdim)
 
 
-@_guarded
 def max_dim(a: torch.Tensor, dim: int, keepdim: bool, largest: bool = True):
     """(values, int64 indices) of the max (or min) along ``dim``; first occurrence wins."""
     if a.dim() and a.shape[dim] == 0:
@@ -444,7 +417,6 @@ def max_dim(a: torch.Tensor, dim: int, keepdim: bool, largest: bool = True):
     return res.values, res.indices
 
 
-@_guarded
 def argmax_all(a: torch.Tensor, largest: bool = True) -> torch.Tensor:
     if a.numel() == 0:
         raise ValueError("argmax/argmin of an empty tensor")
@@ -453,7 +425,6 @@ def argmax_all(a: torch.Tensor, largest: bool = True) -> torch.Tensor:
     return torch.argmax(a) if largest else torch.argmin(a)
 
 
-@_guarded
 def softmax(a: torch.Tensor, dim: int, log: bool = False) -> torch.Tensor:
     return torch.log_softmax(a, dim) if log else torch.softmax(a, dim)
 
@@ -468,7 +439,6 @@ def _bad_target(target: torch.Tensor, c: int, ignore_index: int, name: str) -> I
     return IndexError(f"{name}: target {bad[0].item()} is out of bounds for {c} classes")
 
 
-@_guarded
 def nll_loss(x, target, weight, ignore_index: int, label_smoothing: float, reduction: str, log_softmax: bool):
     """The pure backend's ``nll_loss`` on aten's fused kernels (the ones torch's own autograd uses)."""
     name = "cross_entropy" if log_softmax else "nll_loss"
@@ -494,7 +464,6 @@ def nll_loss(x, target, weight, ignore_index: int, label_smoothing: float, reduc
     return loss, logp, total
 
 
-@_guarded
 def nll_loss_backward(
     grad,
     logp,
@@ -524,8 +493,7 @@ def nll_loss_backward(
 # --------------------------------------------------------------------------- joining and gathering
 
 
-@_guarded
-def cat(arrays: list, dim: int, dtype: dt.DType) -> torch.Tensor:
+def cat(dim: int, dtype: dt.DType, *arrays: torch.Tensor) -> torch.Tensor:
     tdt = TORCH_DTYPE[dtype]
     return torch.cat([t if t.dtype is tdt else t.to(tdt) for t in arrays], dim)
 
@@ -539,14 +507,12 @@ def _check_rows(idx: torch.Tensor, rows: int) -> None:
             raise IndexError(f"index {bad} is out of bounds for dimension 0 with size {rows}")
 
 
-@_guarded
 def index_select0(a: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     """Rows of ``a`` picked by an int64 index tensor of any shape (negative indices count from the end)."""
     _check_rows(idx, a.shape[0])
     return a[idx]
 
 
-@_guarded
 def index_add0(shape: tuple, idx: torch.Tensor, src: torch.Tensor) -> torch.Tensor:
     """zeros(shape) with rows ``src`` added at ``idx`` (repeated indices accumulate)."""
     rows = shape[0]
@@ -562,7 +528,6 @@ def index_add0(shape: tuple, idx: torch.Tensor, src: torch.Tensor) -> torch.Tens
 _F = torch.nn.functional
 
 
-@_guarded
 def im2col(a: torch.Tensor, kernel: tuple, stride: tuple, pads: tuple, dilation: tuple, pad_value=0.0):
     """(N, C, H, W) -> (N, C*kh*kw, OH*OW), as the pure backend's ``im2col`` (torch's unfold)."""
     pt, pb, pl, pr = pads
@@ -571,7 +536,6 @@ def im2col(a: torch.Tensor, kernel: tuple, stride: tuple, pads: tuple, dilation:
     return _F.unfold(a, tuple(kernel), dilation=tuple(dilation), stride=tuple(stride))
 
 
-@_guarded
 def col2im(cols: torch.Tensor, shape: tuple, kernel: tuple, stride: tuple, pads: tuple, dilation: tuple):
     """The adjoint of ``im2col`` (torch's fold, then the padding cut off)."""
     n, c, h, w = shape
@@ -592,14 +556,12 @@ def _padded_for_conv(x: torch.Tensor, pads: tuple):
     return _F.pad(x, (pl, pr, pt, pb)), (0, 0)
 
 
-@_guarded
 def conv2d(x: torch.Tensor, w: torch.Tensor, b, stride: tuple, pads: tuple, dilation: tuple, groups: int):
     """torch's own convolution kernel (the pure backend: im2col + matmul)."""
     xp, padding = _padded_for_conv(x, pads)
     return _F.conv2d(xp, w, b, tuple(stride), padding, tuple(dilation), groups)
 
 
-@_guarded
 def conv2d_backward(
     g: torch.Tensor,
     x: torch.Tensor,
@@ -630,10 +592,69 @@ def conv2d_backward(
     return gx, gw, gb
 
 
-@_guarded
 def topk(a: torch.Tensor, k: int, dim: int, largest: bool, sorted_: bool):
     res = torch.topk(a, k, dim, largest=largest, sorted=True)
     return res.values, res.indices
+
+
+def sort(a: torch.Tensor, dim: int, descending: bool, stable: bool):
+    res = torch.sort(a, dim=dim, descending=descending, stable=stable)
+    return res.values, res.indices
+
+
+def cumsum(a: torch.Tensor, dim: int) -> torch.Tensor:
+    return torch.cumsum(a, dim)
+
+
+# --------------------------------------------------------------------------- fused optimizer updates
+# torch's own in-place update, term for term as ``torch.optim`` writes it (so results match torch
+# bit for bit); False (nothing written) when a tensor has another dtype or device than ``w``.
+
+
+def _same_place(w: torch.Tensor, *others) -> bool:
+    return all(o is None or (o.dtype == w.dtype and o.device == w.device) for o in others)
+
+
+def sgd_update(w, g, buf, lr, momentum, dampening, weight_decay, nesterov, maximize, first) -> bool:
+    """torch.optim.SGD's single-tensor update of ``w`` and its momentum buffer (``first``: the
+    buffer takes the gradient itself) in place."""
+    if not _same_place(w, g, buf) or (momentum and buf is None):
+        return False
+    if maximize:
+        g = -g
+    if weight_decay:
+        g = g.add(w, alpha=weight_decay)
+    if momentum:
+        if first:
+            buf.copy_(g)
+        else:
+            buf.mul_(momentum).add_(g, alpha=1.0 - dampening)
+        g = g.add(buf, alpha=momentum) if nesterov else buf
+    w.add_(g, alpha=-lr)
+    return True
+
+
+def adam_update(
+    w, g, m, v, vmax, lr, beta1, beta2, eps, weight_decay, decoupled, maximize, step_size, bc2_sqrt
+) -> bool:
+    """torch.optim.Adam / AdamW's single-tensor update of ``w``, ``m``, ``v`` (and ``vmax``) in place."""
+    if not _same_place(w, g, m, v, vmax):
+        return False
+    if maximize:
+        g = -g
+    if weight_decay:
+        if decoupled:
+            w.mul_(1.0 - lr * weight_decay)
+        else:
+            g = g.add(w, alpha=weight_decay)
+    m.lerp_(g, 1.0 - beta1)
+    v.mul_(beta2).addcmul_(g, g, value=1.0 - beta2)
+    if vmax is not None:
+        torch.maximum(vmax, v, out=vmax)
+        v = vmax
+    denom = (v.sqrt() / bc2_sqrt).add_(eps)
+    w.addcdiv_(m, denom, value=-step_size)
+    return True
 
 
 # --------------------------------------------------------------------------- per-device backends
@@ -641,8 +662,8 @@ def topk(a: torch.Tensor, k: int, dim: int, largest: bool, sorted_: bool):
 _KERNELS = (
     "device dtype_of item tolist to_array to_pure cast contiguous clone view reshape permute expand getitem "
     "setitem binary binary_scalar unary clamp where matmul reduce_sum reduce max_dim argmax_all softmax "
-    "cat index_select0 index_add0 nll_loss nll_loss_backward linear relu_backward im2col col2im topk conv2d "
-    "conv2d_backward"
+    "cat index_select0 index_add0 nll_loss nll_loss_backward linear relu_backward im2col col2im topk sort "
+    "cumsum conv2d conv2d_backward sgd_update adam_update"
 ).split()
 
 

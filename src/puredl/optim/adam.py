@@ -11,14 +11,12 @@
 from __future__ import annotations
 
 import math
-from array import array
 from collections.abc import Iterable
 
-from puredl import ops
-from puredl.optim import _torch_update
-from puredl.optim._flat import read_values, writable_buffer
+from puredl import accel, ops
 from puredl.optim.optimizer import Optimizer
-from puredl.optim.sgd import _check
+from puredl.optim.sgd import _check, _narrow_on_pure
+from puredl.tensor import bump_version
 
 
 class Adam(Optimizer):
@@ -29,6 +27,7 @@ class Adam(Optimizer):
     """
 
     decoupled = False
+    _op = "adam"  # the op name in accel's statistics and log
 
     def __init__(
         self,
@@ -58,7 +57,7 @@ class Adam(Optimizer):
 
     def _update(self, p, state: dict, group: dict) -> None:
         state["step"] += 1
-        if self.fused is False or not (self._flat(p, state, group) or self._torch(p, state, group)):
+        if self.fused is False or not self._fused(p, state, group):
             self._tensor(p, state, group)
 
     def _coefficients(self, state: dict, group: dict) -> tuple[float, float]:
@@ -67,38 +66,27 @@ class Adam(Optimizer):
         step_size = group["lr"] / (1.0 - b1**step)
         return step_size, math.sqrt(1.0 - b2**step)
 
-    def _flat(self, p, state: dict, group: dict) -> bool:
-        w = writable_buffer(p)
-        g = read_values(p.grad) if w is not None else None
-        m, v = writable_buffer(state["exp_avg"]), writable_buffer(state["exp_avg_sq"])
-        vmax = writable_buffer(state["max_exp_avg_sq"]) if group["amsgrad"] else None
-        if g is None or m is None or v is None or (group["amsgrad"] and vmax is None):
+    def _fused(self, p, state: dict, group: dict) -> bool:
+        """One backend kernel (``adam_update``, chosen by accel where ``p`` lives) updates ``p``
+        and its moments in place; False when the kernel declines these buffers."""
+        if _narrow_on_pure(p, state["exp_avg"], state["exp_avg_sq"], state.get("max_exp_avg_sq")):
             return False
         b1, b2 = group["betas"]
-        lr, wd, eps = group["lr"], group["weight_decay"], group["eps"]
-        if group["maximize"]:
-            g = [-x for x in g]
-        if wd:
-            if self.decoupled:
-                keep = 1.0 - lr * wd
-                w[:] = array(w.typecode, [x * keep for x in w])
-            else:
-                g = [x + wd * y for x, y in zip(g, w)]
-        tc = w.typecode
-        a1, a2 = 1.0 - b1, 1.0 - b2
-        m[:] = array(tc, [mi + a1 * (gi - mi) for mi, gi in zip(m, g)])  # torch's lerp
-        v[:] = array(tc, [vi * b2 + a2 * gi * gi for vi, gi in zip(v, g)])
-        if vmax is not None:
-            vmax[:] = array(tc, [a if a >= b else b for a, b in zip(vmax, v)])
-            v = vmax
         step_size, bc2_sqrt = self._coefficients(state, group)
-        sqrt = math.sqrt
-        w[:] = array(tc, [x - step_size * mi / (sqrt(vi) / bc2_sqrt + eps) for x, mi, vi in zip(w, m, v)])
-        return True
-
-    def _torch(self, p, state: dict, group: dict) -> bool:
-        step_size, bc2_sqrt = self._coefficients(state, group)
-        return _torch_update.adam(p, state, group, self.decoupled, step_size, bc2_sqrt)
+        args = (group["lr"], b1, b2, group["eps"], group["weight_decay"], self.decoupled, group["maximize"])
+        args += (step_size, bc2_sqrt)
+        m, v = state["exp_avg"], state["exp_avg_sq"]
+        if group["amsgrad"]:
+            vmax = state["max_exp_avg_sq"]
+            written = (p, m, v, vmax)
+            done = accel.run_inplace(self._op, (p, p.grad, m, v, vmax), "adam_update", (), *args)
+        else:
+            written = (p, m, v)
+            done = accel.run_inplace(self._op, (p, p.grad, m, v), "adam_update", (), None, *args)
+        if done:
+            for t in written:
+                bump_version(t)
+        return done
 
     def _tensor(self, p, state: dict, group: dict) -> None:
         b1, b2 = group["betas"]
@@ -124,6 +112,7 @@ class AdamW(Adam):
     """Adam with decoupled weight decay: ``p *= 1 - lr * weight_decay`` before the Adam step."""
 
     decoupled = True
+    _op = "adamw"
 
     def __init__(
         self,

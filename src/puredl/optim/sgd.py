@@ -10,12 +10,14 @@
 
 from __future__ import annotations
 
-from array import array
 from collections.abc import Iterable
 
-from puredl.optim import _torch_update
-from puredl.optim._flat import new_like, read_values, writable_buffer
+from puredl import accel
+from puredl import dtypes as dt
+from puredl.backends import pure as P
+from puredl.creation import zeros_like
 from puredl.optim.optimizer import Optimizer
+from puredl.tensor import bump_version
 
 
 def _check(name: str, value: float, low: float = 0.0) -> None:
@@ -60,37 +62,45 @@ class SGD(Optimizer):
         self.fused = fused
 
     def _update(self, p, state: dict, group: dict) -> None:
-        if self.fused is False or not (_sgd_flat(p, state, group) or _torch_update.sgd(p, state, group)):
+        if self.fused is False or not _sgd_fused(p, state, group):
             _sgd_tensor(p, state, group)
 
 
-def _sgd_flat(p, state: dict, group: dict) -> bool:
-    w = writable_buffer(p)
-    g = read_values(p.grad) if w is not None else None
-    if g is None:
+def _sgd_fused(p, state: dict, group: dict) -> bool:
+    """One backend kernel (``sgd_update``, chosen by accel where ``p`` lives) updates ``p`` and its
+    momentum buffer in place; False when the kernel declines these buffers."""
+    momentum = group["momentum"]
+    if _narrow_on_pure(p, state.get("momentum_buffer")):
         return False
-    lr, momentum, wd = group["lr"], group["momentum"], group["weight_decay"]
-    if group["maximize"]:
-        g = [-x for x in g]
-    if wd:
-        g = [x + wd * v for x, v in zip(g, w)]
-    if momentum:
-        buf_t = state.get("momentum_buffer")
-        buf = writable_buffer(buf_t) if buf_t is not None else None
-        if buf_t is None:
-            buf_t = state["momentum_buffer"] = new_like(g, p)
-            buf = writable_buffer(buf_t)
-        elif buf is None:
-            return False
-        else:
-            keep = 1.0 - group["dampening"]
-            if keep == 1.0:
-                buf[:] = array(buf.typecode, [momentum * b + x for b, x in zip(buf, g)])
-            else:
-                buf[:] = array(buf.typecode, [momentum * b + keep * x for b, x in zip(buf, g)])
-        g = [x + momentum * b for x, b in zip(g, buf)] if group["nesterov"] else buf
-    w[:] = array(w.typecode, [v - lr * x for v, x in zip(w, g)])
-    return True
+    args = (
+        group["lr"],
+        momentum,
+        group["dampening"],
+        group["weight_decay"],
+        group["nesterov"],
+        group["maximize"],
+    )
+    if not momentum:
+        done = accel.run_inplace("sgd", (p, p.grad), "sgd_update", (), None, *args, False)
+        if done:
+            bump_version(p)
+        return done
+    buf = state.get("momentum_buffer")
+    first = buf is None
+    if first:  # torch's first step: the buffer takes the gradient
+        buf = zeros_like(p)
+    done = accel.run_inplace("sgd", (p, p.grad, buf), "sgd_update", (), *args, first)
+    if done:
+        state["momentum_buffer"] = buf
+        bump_version(p)
+        bump_version(buf)
+    return done
+
+
+def _narrow_on_pure(*tensors) -> bool:
+    """float16/bfloat16/int8 pure storage: tensor ops round every result; a fused write would not
+    (and torch cannot write through a view of it)."""
+    return any(t is not None and t._be is P and t.dtype in dt.NARROW for t in tensors)
 
 
 def _sgd_tensor(p, state: dict, group: dict) -> None:
