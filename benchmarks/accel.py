@@ -51,6 +51,9 @@ SIZES = [10, 30, 100, 300, 1_000, 3_000, 10_000, 30_000, 100_000, 300_000, 1_000
 QUICK_SIZES = [10, 100, 1_000, 10_000, 100_000]
 OPS = ("matmul", "add", "relu", "sum")
 GOAL = 1.1
+# untimed calls per setting and size first (at least 30 calls and 50 ms, at most 1 s): AUTO's
+# cost model learns each new size in its first calls, and the table shows the steady state
+WARMUP = (30, 0.05)
 
 
 AUTO_KEYS = ("auto_default", "auto_calibrated", "auto_static")
@@ -145,7 +148,9 @@ def measure_op(
             settings["pure"] = ("pure", None)
         # big ops run one call per round: more rounds, so that some run undisturbed on a busy machine
         big = est > 0.01 or work >= 1e8
-        row.update(time_modes(op, tensors, settings, min_time, rounds=15 if big else 3, stat=stat))
+        row.update(
+            time_modes(op, tensors, settings, min_time, rounds=15 if big else 3, stat=stat, warmup=WARMUP)
+        )
         for key in AUTO_KEYS:  # which backend AUTO picks now (after what it observed)
             mode_th_adaptive = settings[key]
             with accel.using(*mode_th_adaptive):
@@ -273,7 +278,10 @@ def run(args, torch, condition: str) -> int:
         f"uptime at start: `{uptime_start}`; at the end: `{uptime_end}`.\n\n"
         f"Times are per op through the public API: the {stat} of at least 3 rounds, the five settings "
         "taking turns round by round (so load from other processes hits them alike); inputs are "
-        "pure-resident and detached before each call. ratio = auto / min(pure, torch); goal <= 1.1.\n\n"
+        "pure-resident and detached before each call. Before its rounds each setting runs untimed "
+        f"for at least {WARMUP[0]} calls and {WARMUP[1] * 1e3:.0f} ms (at most {WARMUP[1] * 20:.0f} s): "
+        "AUTO's learning of a new size is not in the table, its steady state is. "
+        "ratio = auto / min(pure, torch); goal <= 1.1.\n\n"
         "AUTO (default) and AUTO (calibrated) run with the cost model (they time a few calls and "
         "override a threshold that observes slow); 'thresholds only' is AUTO with the default "
         "thresholds and no cost model, for comparison.\n\n"

@@ -20,11 +20,12 @@ used (``benchmarks/accel.py --set MARGIN=1.3`` changes one for a run).
 
 >>> m = CostModel(sample_gap=(1, 2))
 >>> key = ("sum", bucket(100_000), False)
->>> for _ in range(4):
-...     _ = m.observe(key, "sum", 100_000, True, 8e-3, prior=True)   # torch: 8 ms (stalling)
-...     move = m.observe(key, "sum", 100_000, False, 0.85e-3, prior=True)  # pure: 0.85 ms
->>> str(move)
-'sum 100.0k: torch -> pure (observed torch 8.00 ms vs pure 850 us, typical of 4 and 4 timed calls)'
+>>> moves = []
+>>> for _ in range(8):  # (4 pairs show it, 4 more confirm it: a move needs the evidence twice)
+...     moves.append(m.observe(key, "sum", 100_000, True, 8e-3, prior=True))  # torch: 8 ms (stalling)
+...     moves.append(m.observe(key, "sum", 100_000, False, 0.85e-3, prior=True))  # pure: 0.85 ms
+>>> [str(move) for move in moves if move]
+['sum 100.0k: torch -> pure (observed torch 8.00 ms vs pure 850 us, typical of 8 and 7 timed calls)']
 >>> m.decide(key, True)
 False
 """
@@ -55,6 +56,7 @@ TIMING_SHARE = 0.01  # is timed more often: at most this share of its time (a 1 
 MAX_GAP_SCALE = 4.0  # and a cheap key less often, up to this many times the ordinary gap
 MIN_EXPLORE_GAP = 2  # timed calls of a key between two explorations, at least
 STEADY_EXPLORE_GAP = 8  # ... once both backends are measured (even when they look alike)
+NEVER = 1 << 62  # the explore gap of an arm whose size alone rules it out
 
 
 def bucket(work: float) -> int:
@@ -141,6 +143,7 @@ class Books:
         "near",
         "calls_per_timed",
         "quantile",
+        "rechecking",
     )
 
     def __init__(self, calls_per_timed: float, quantile: float | None = None):
@@ -155,6 +158,7 @@ class Books:
         self.near = False  # the calibrated estimates of both arms are close (near the crossover)
         self.calls_per_timed = calls_per_timed  # how many calls one timed call stands for
         self.quantile = quantile  # of the kept timings that is the cost (None: QUANTILE)
+        self.rechecking = False  # the current arm is being timed afresh before a move
 
     def add(self, arm: bool, seconds: float) -> None:
         r = self.recent[arm]
@@ -181,6 +185,19 @@ class Books:
         if cur is None or other is None:
             return False
         return other * margin + MIN_GAIN_S < cur and self.mid[not current] < self.mid[current]
+
+    def confirmed(self, current: bool) -> bool:
+        """The other arm just came out clearly cheaper: is that so on a second look? The first
+        time, ``current``'s timings are dropped, to be taken afresh while both arms are timed: its
+        old ones may be a new size's first calls (fresh pages to fault in) or a burst of stalls
+        that has passed. A move needs the evidence twice."""
+        if self.rechecking:
+            self.rechecking = False
+            return True
+        self.rechecking = True
+        self.recent[current].clear()
+        self.cost[current] = self.mid[current] = None
+        return False
 
     def promising(self, current: bool, seconds: float, margin: float) -> bool:
         cur = self.cost[current]
@@ -271,7 +288,12 @@ class CostModel:
     def _gap(self, k: Books | None) -> int:
         if k is not None and k.dropped < MIN_OBS:
             seen = k.seen[0] + k.seen[1]
-            if seen < MIN_OBS or k.follow_up or (min(k.seen) < MIN_OBS and k.explore_gap <= MIN_EXPLORE_GAP):
+            if (
+                seen < MIN_OBS
+                or k.follow_up
+                or k.rechecking
+                or (min(k.seen) < MIN_OBS and k.explore_gap <= MIN_EXPLORE_GAP)
+            ):
                 return 1
         lo, hi = self.sample_gap
         gap = lo + int(self.rng.random() * (hi - lo))
@@ -303,6 +325,7 @@ class CostModel:
         cur = prior_cur if cur is None else cur
         if prior_other - cur > MAX_EXPLORE_EXTRA_S:  # by its size, not by a stall it once had
             k.since_explore += 1
+            k.explore_gap = NEVER  # (so the key is not timed at every call waiting for it)
             return False
         other = k.cost[not use_torch]
         return k.try_other(use_torch, cur, prior_other if other is None else other, self.budget)
@@ -337,6 +360,10 @@ class CostModel:
         if torch is not current and k.promising(current, seconds, margin):
             k.follow_up = True  # a promising try: look again at the next timed call
         if not k.cheaper(current, margin):
+            if k.cost[current] is not None:
+                k.rechecking = False  # the second look did not confirm it
+            return None
+        if not k.confirmed(current):
             return None
         new = not current
         k.follow_up, k.since_explore = False, 0  # the tries that led here are done

@@ -20,7 +20,7 @@ torch's own thread count back (:meth:`ThreadPolicy.activate`); a count the user 
 >>> p = ThreadPolicy(get_threads=lambda: threads[0], set_threads=lambda n: threads.__setitem__(0, n))
 >>> p.activate(True)
 >>> key = ("sum", 8, False)
->>> for i in range(12):
+>>> for i in range(20):
 ...     p.begin(key, calls_per_timed=1)
 ...     stall = threads[0] > 1  # a busy core: every parallel call on 2 threads waits 8 ms
 ...     _, move = p.end(key, "sum", 100_000, 8e-3 if stall else 20e-6)
@@ -38,6 +38,9 @@ from typing import NamedTuple
 
 from puredl import adaptive as _adaptive
 
+# off by default: measured under load (benchmarks/results/accel_2026-11-30_2cpu_load*.md), one
+# thread count for all of AUTO helped the ops that stalled and cost the large ones 1.3-1.7x
+ENABLED = 0  # 1: accel.reset_adaptive() gives AUTO this policy
 PARALLEL_BUCKET = 8  # adaptive.bucket(32768): from torch's grain on, an op may run on several threads
 THREAD_MARGIN = 1.5  # a thread count switches all of AUTO: wider than the backends' margin
 # a thread count's cost: this quantile of its kept timings (the backends' is 1/3): a stall that
@@ -179,6 +182,10 @@ class ThreadPolicy:
         if tried and k.promising(cur, seconds, self.margin):
             k.follow_up = True  # look again at its next timed call
         if not k.cheaper(cur, self.margin):
+            if k.cost[cur] is not None:
+                k.rechecking = False
+            return not tried, None
+        if not k.confirmed(cur):  # (a new size's first calls fault in fresh pages: ~0.7 ms for 4 MB)
             return not tried, None
         both = [b for b in self.books.values() if b.cost[0] is not None and b.cost[1] is not None]
         cur_sum = sum(b.cost[cur] for b in both)

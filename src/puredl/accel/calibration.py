@@ -153,7 +153,13 @@ def time_op(op: BenchOp, tensors: tuple, mode: str, min_time: float = 0.03, roun
 
 
 def time_modes(
-    op: BenchOp, tensors: tuple, settings: dict, min_time: float = 0.03, rounds: int = 3, stat: str = "best"
+    op: BenchOp,
+    tensors: tuple,
+    settings: dict,
+    min_time: float = 0.03,
+    rounds: int = 3,
+    stat: str = "best",
+    warmup: tuple[int, float] = (1, 0.0),
 ) -> dict[str, float]:
     """Seconds per call of ``op`` under each ``{label: (mode, thresholds or None[, adaptive])}``
     (the arguments of ``accel.using``), interleaved.
@@ -161,17 +167,26 @@ def time_modes(
     The settings take turns round by round, so a burst of load from other processes on a shared
     machine slows all of them alike instead of one; each label keeps its best round, or with
     ``stat="median"`` its median round (on a machine kept busy on purpose the stalls are what is
-    measured, and the best round would hide them).
+    measured, and the best round would hide them). ``warmup``: (calls, seconds) each setting
+    first runs untimed, at least that many calls and for at least that long, capped at 20x the
+    seconds (AUTO's cost model learns a new size in its first calls: steady state is timed).
     """
 
     def call():
         op.run(*tensors)
 
     batch, best = {}, {}
+    warm_calls, warm_s = warmup
     for label, setting in settings.items():
         with accel.using(*setting):
+            begun, n = time.perf_counter(), 0
+            while n < warm_calls or time.perf_counter() - begun < warm_s:
+                call()
+                n += 1
+                if time.perf_counter() - begun > 20 * warm_s > 0:
+                    break
             start = time.perf_counter()
-            call()  # warm-up, and the size of a batch of about 0.5 ms
+            call()  # the size of a batch of about 0.5 ms
             first = time.perf_counter() - start
         batch[label] = max(1, int(5e-4 / max(first, 1e-7)))
         best[label] = []

@@ -116,7 +116,14 @@ def _move_cost(t, category: str) -> float:
 # AUTO's cost model (puredl.adaptive): calls until the next timed one, and the model itself.
 # Only AUTO touches them; PURE and TORCH never read them.
 _sample_in = 1
-_model = _adaptive.CostModel(threads=_adaptive_threads.ThreadPolicy())
+
+
+def _new_model() -> _adaptive.CostModel:
+    threads = _adaptive_threads.ThreadPolicy() if _adaptive_threads.ENABLED else None
+    return _adaptive.CostModel(threads=threads)
+
+
+_model = _new_model()
 _overridden = _model.by_op  # ops where observed costs overrule a threshold
 _PURE_FIXED_S = 4e-6  # a pure op's cost before its first element (priors of the cost model only)
 
@@ -366,7 +373,7 @@ def reset_adaptive(model: _adaptive.CostModel | None = None) -> None:
     """Forget what AUTO observed (or start from ``model``, e.g. one with a test clock)."""
     global _model, _overridden, _sample_in
     _model.activate(False)  # torch's own thread count back
-    _model = model if model is not None else _adaptive.CostModel(threads=_adaptive_threads.ThreadPolicy())
+    _model = model if model is not None else _new_model()
     _overridden = _model.by_op
     _model.activate(_mode is AccelMode.AUTO and _adaptive_on)
     _sample_in = 1
