@@ -24,6 +24,7 @@ import inspect
 import os
 import runpy
 import sys
+import time
 
 SHIMS_PREFIX = "run_against: stand-ins for the old API:"
 
@@ -70,17 +71,28 @@ def fill_in_old_api(accel=None, calibration=None, modules: dict | None = None) -
 
         accel.using = using
         added.append("accel.using(adaptive)")
-    if calibration is not None and "stat" not in inspect.signature(calibration.time_modes).parameters:
+    if calibration is not None and "warmup" not in inspect.signature(calibration.time_modes).parameters:
         old_time_modes = calibration.time_modes
+        has_stat = "stat" in inspect.signature(old_time_modes).parameters
 
-        def time_modes(op, tensors, settings, min_time=0.03, rounds=3, stat="best"):
-            if stat != "best":
+        def time_modes(op, tensors, settings, min_time=0.03, rounds=3, stat="best", warmup=(1, 0.0)):
+            if stat != "best" and not has_stat:
                 raise SystemExit(f"run_against: the old time_modes keeps the best round only, not {stat!r}")
+            for setting in settings.values():  # the same untimed calls first as the new code makes
+                with accel.using(*setting):
+                    begun, n = time.perf_counter(), 0
+                    while n < warmup[0] or time.perf_counter() - begun < warmup[1]:
+                        op.run(*tensors)
+                        n += 1
+                        if time.perf_counter() - begun > 20 * warmup[1] > 0:
+                            break
+            if has_stat:
+                return old_time_modes(op, tensors, settings, min_time, rounds, stat)
             two = {label: tuple(setting[:2]) for label, setting in settings.items()}
             return old_time_modes(op, tensors, two, min_time, rounds)
 
         calibration.time_modes = time_modes
-        added.append("calibration.time_modes(stat)")
+        added.append("calibration.time_modes(stat, warmup)")
     stats_type = type(accel.get_stats())
     if not hasattr(stats_type, "moves"):
         stats_type.moves = property(lambda self: [])
