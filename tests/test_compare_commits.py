@@ -213,7 +213,7 @@ def test_stand_ins_for_the_old_api(mods):
         "accel.set_adaptive",
         "accel.reset_adaptive",
         "accel.using(adaptive)",
-        "calibration.time_modes(stat)",
+        "calibration.time_modes(stat, warmup)",
         "AccelStats.moves",
     ]
     assert (
