@@ -75,10 +75,10 @@ def fill_in_old_api(accel=None, calibration=None, modules: dict | None = None) -
         old_time_modes = calibration.time_modes
         has_stat = "stat" in inspect.signature(old_time_modes).parameters
 
-        def time_modes(op, tensors, settings, min_time=0.03, rounds=3, stat="best", warmup=(1, 0.0)):
+        def time_modes(op, tensors, settings, min_time=0.03, rounds=3, stat="best", warmup=(0, 0.0)):
             if stat != "best" and not has_stat:
                 raise SystemExit(f"run_against: the old time_modes keeps the best round only, not {stat!r}")
-            for setting in settings.values():  # the same untimed calls first as the new code makes
+            for setting in settings.values():  # the untimed calls the new code makes before its own first one
                 with accel.using(*setting):
                     begun, n = time.perf_counter(), 0
                     while n < warmup[0] or time.perf_counter() - begun < warmup[1]:
