@@ -11,7 +11,8 @@ import pytest
 
 from puredl.finetune.config import config_from_dict
 from puredl.finetune.errors import ConfigError
-from puredl.finetune.threads import ThreadPolicy, parse_policy, prepare_environment
+from puredl.finetune import threads
+from puredl.finetune.threads import ThreadPolicy, parse_policy, prepare_environment, wait_policy_for
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 
@@ -36,6 +37,49 @@ def test_the_users_wait_policy_is_kept():
     env = {}
     prepare_environment("torch", env)
     assert env == {}  # torch's policy leaves OpenMP's default alone
+    prepare_environment("adaptive", env)
+    assert env == {}  # so does adaptive: sleeping threads cost 12-16% on a quiet machine (measured)
+    assert wait_policy_for("passive:1") == "PASSIVE" and wait_policy_for("torch:1") is None
+
+
+def test_the_default_policy_is_adaptive():
+    assert config_from_dict({}).training.thread_policy == "adaptive"
+
+
+def _loadavg(tmp_path, running: list[int]):
+    """A stand-in for open() that serves /proc/loadavg with the given running counts in turn."""
+    real_open = open
+    counts = iter(running)
+
+    def fake_open(path, *args, **kwargs):
+        if path == "/proc/loadavg":
+            target = tmp_path / "loadavg"
+            target.write_text(f"0.50 0.40 0.30 {next(counts)}/300 12345\n")
+            return real_open(target, *args, **kwargs)
+        return real_open(path, *args, **kwargs)
+
+    return fake_open
+
+
+def test_our_own_runnable_threads_are_not_counted_as_other_processes(tmp_path, monkeypatch):
+    # 3 runnable on the machine, 2 of them our threads (the reader and a torch worker finishing)
+    monkeypatch.setattr("builtins.open", _loadavg(tmp_path, [3]))
+    assert threads.runnable_others(readings=1, task_states=lambda: ["R", "R", "S"]) == 1
+    monkeypatch.setattr("builtins.open", _loadavg(tmp_path, [1]))
+    assert threads.runnable_others(readings=1, task_states=lambda: ["S", "S"]) == 0  # the reader runs
+
+
+def test_the_least_of_a_few_readings_drops_a_passing_burst(tmp_path, monkeypatch):
+    monkeypatch.setattr("builtins.open", _loadavg(tmp_path, [4, 2, 3]))
+    assert threads.runnable_others(readings=3, gap_s=0, task_states=lambda: ["R"]) == 1
+
+
+def test_own_task_states_sees_this_process_running():
+    states = threads.own_task_states()
+    if not os.path.isdir("/proc/self/task"):
+        assert states == []
+    else:
+        assert "R" in states  # the thread reading is running
 
 
 class _Torch:

@@ -119,9 +119,10 @@ class TrainingSection:
     num_threads: int | None = _f(None, "torch CPU threads (null = what thread_policy picks).")
     thread_policy: str = _f(
         DEFAULT_POLICY,
-        "CPU threads on a shared machine: torch (torch's default threads, idle threads spin), passive "
-        "(OMP_WAIT_POLICY=PASSIVE: idle threads sleep) or adaptive (passive, and between steps as many "
-        "threads as other busy processes leave cores free). See docs/finetune.md 'Threads'.",
+        "CPU threads on a shared machine: torch (torch's default threads and OpenMP's waiting), passive "
+        "(OMP_WAIT_POLICY=PASSIVE: idle threads sleep at once) or adaptive (torch's waiting, and between "
+        "steps as many threads as other processes' runnable tasks leave cores free). See docs/finetune.md "
+        "'Threads'.",
     )
     replay_ratio: float = _f(
         0.0,

@@ -12,15 +12,19 @@ Policies (``training.thread_policy``):
 
 - ``torch``: torch's default threads and OpenMP's default waiting (the behaviour before policies);
 - ``passive``: torch's default threads, ``OMP_WAIT_POLICY=PASSIVE``;
-- ``adaptive``: passive, and between optimizer steps the thread count follows the cores the other
-  runnable processes leave free (the median of the last few readings of ``/proc/loadavg``).
+- ``adaptive`` (the default): OpenMP's default waiting, and between optimizer steps the thread
+  count follows the cores that other processes' runnable tasks leave free (the median of the last
+  few readings). Measured on 2 cores (benchmarks/results/finetune_throughput_2026-12-01_*): on a
+  quiet machine it keeps torch's count and speed (``passive`` there cost 12-16%: sleeping threads
+  wake late for each small op); with another busy process it drops to one thread, where the wait
+  policy no longer matters.
 
 ``training.num_threads: N`` fixes the count (``adaptive`` then never goes above N).
 
 >>> parse_policy("passive:1")
 ('passive', 1)
->>> wait_policy_for("adaptive")
-'PASSIVE'
+>>> wait_policy_for("passive"), wait_policy_for("adaptive")
+('PASSIVE', None)
 """
 
 from __future__ import annotations
@@ -28,12 +32,13 @@ from __future__ import annotations
 import os
 import statistics
 import sys
+import time
 from collections import deque
 from collections.abc import Callable, MutableMapping
 from typing import Any
 
 POLICIES = ("torch", "passive", "adaptive")
-DEFAULT_POLICY = "torch"  # the lead sets this from benchmarks/finetune_throughput.py --policies
+DEFAULT_POLICY = "adaptive"  # measured: benchmarks/finetune_throughput.py --policies (docs/finetune.md)
 WAIT_ENV = "OMP_WAIT_POLICY"
 READINGS = 5  # the adaptive count follows the median of this many load readings (one per step)
 
@@ -62,7 +67,7 @@ def parse_policy(spec: str) -> tuple[str, int | None]:
 def wait_policy_for(policy: str) -> str | None:
     """The ``OMP_WAIT_POLICY`` a policy wants (None: OpenMP's default)."""
     parse_policy(policy)
-    return None if policy == "torch" else "PASSIVE"
+    return "PASSIVE" if policy.partition(":")[0] == "passive" else None
 
 
 def prepare_environment(policy: str, env: MutableMapping[str, str] | None = None) -> str:
@@ -93,17 +98,53 @@ def prepare_environment(policy: str, env: MutableMapping[str, str] | None = None
     return f"{WAIT_ENV}={wanted}"
 
 
-def runnable_others() -> int | None:
-    """Runnable tasks on this machine besides the caller, from ``/proc/loadavg`` (None where unreadable).
-
-    The fourth field counts the tasks running or ready to run right now, the reader included.
-    """
+def _runnable_now(task_states: Callable[[], list[str]]) -> int | None:
+    """Runnable tasks of other processes right now: ``/proc/loadavg``'s running count (every
+    runnable task on the machine) less this process's own runnable threads."""
     try:
         with open("/proc/loadavg", encoding="ascii") as fh:
-            running = fh.read().split()[3].split("/")[0]
-        return max(0, int(running) - 1)
+            running = int(fh.read().split()[3].split("/")[0])
     except (OSError, IndexError, ValueError):
         return None
+    return max(0, running - max(1, task_states().count("R")))  # the reader itself runs
+
+
+def own_task_states() -> list[str]:
+    """The scheduler state letter (R, S, D, ...) of each thread of this process (Linux)."""
+    states = []
+    try:
+        tasks = os.listdir("/proc/self/task")
+    except OSError:
+        return states
+    for tid in tasks:
+        try:
+            with open(f"/proc/self/task/{tid}/stat", encoding="ascii", errors="replace") as fh:
+                stat = fh.read()
+        except OSError:
+            continue  # the thread ended meanwhile
+        states.append(stat[stat.rindex(")") + 2 : stat.rindex(")") + 3])
+    return states
+
+
+def runnable_others(
+    readings: int = 3, gap_s: float = 0.001, task_states: Callable[[], list[str]] = own_task_states
+) -> int | None:
+    """Runnable tasks of other processes, the least of ``readings`` readings ``gap_s`` apart
+    (None where ``/proc/loadavg`` is unreadable).
+
+    Our own torch threads are subtracted: just after a step one of them may still be finishing or
+    spinning, and counted as another process it halved the threads on a quiet machine (measured).
+    The least of a few readings drops such moments, and other processes' short bursts with them.
+    """
+    seen = []
+    for i in range(readings):
+        if i:
+            time.sleep(gap_s)
+        now = _runnable_now(task_states)
+        if now is None:
+            return None
+        seen.append(now)
+    return min(seen)
 
 
 def usable_cores() -> int:
