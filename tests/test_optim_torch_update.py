@@ -105,3 +105,44 @@ def test_fused_false_and_other_backends_take_the_tensor_path():
     optim.SGD([pure_only], lr=0.1).step()
     assert accel.get_stats().op("sgd") == (1, 0, 0)  # pure storage: the pure kernel
     assert pure_only.tolist() == pytest.approx([0.8])
+
+
+def _sgd_twice(param_on: str, buf_dtype, fused):
+    """Two SGD-momentum steps of a parameter whose momentum buffer is float16/bfloat16 pure storage
+    (a loaded state), the gradients arriving from torch; returns the parameter and the buffer."""
+    start = [1.0, -2.0, 0.5]
+    tdtype = torch.float16 if buf_dtype is pd.float16 else torch.bfloat16
+    w = pd.from_torch(torch.tensor(start, dtype=tdtype)) if param_on == "torch" else pd.tensor(start)
+    w.requires_grad_()
+    opt = optim.SGD([w], lr=0.1, momentum=0.9, fused=fused)
+    opt.state[w] = {"momentum_buffer": pd.tensor([0.25, 0.5, -1.0], dtype=buf_dtype)}
+    for g in ([1.0, 0.5, -0.25], [0.5, -1.0, 2.0]):
+        w.grad = pd.from_torch(torch.tensor(g, dtype=torch.float32 if w.dtype is pd.float32 else tdtype))
+        opt.step()
+    return w.tolist(), opt.state[w]["momentum_buffer"].tolist()
+
+
+@pytest.mark.parametrize("param_on", ["torch", "pure"])
+@pytest.mark.parametrize("buf_dtype", [pd.float16, pd.bfloat16])
+def test_a_narrow_pure_buffer_torch_cannot_view_is_not_updated_in_a_copy(param_on, buf_dtype):
+    """torch can write no view of float16/bfloat16 pure storage: the fused update must not write a
+    copy of the buffer (the momentum would be lost); the tensor path's numbers are the reference."""
+    fused = _sgd_twice(param_on, buf_dtype, fused=None)
+    tensor_ops = _sgd_twice(param_on, buf_dtype, fused=False)
+    assert fused == tensor_ops
+    assert fused[1] != [0.25, 0.5, -1.0]  # the buffer did move
+
+
+def test_a_narrow_pure_parameter_with_torch_gradients_follows_torch():
+    """bfloat16 pure parameters (and their momentum) round as torch's bfloat16 update does."""
+    start, grads = [1.0, -2.0, 0.5], ([1.0, 0.5, -0.25], [0.5, -1.0, 2.0], [0.125, 0.25, 1.0])
+    w = pd.tensor(start, dtype=pd.bfloat16, requires_grad=True)
+    tw = torch.tensor(start, dtype=torch.bfloat16, requires_grad=True)
+    opt, topt = optim.SGD([w], lr=0.1, momentum=0.9), torch.optim.SGD([tw], lr=0.1, momentum=0.9, foreach=False)
+    for g in grads:
+        w.grad = pd.from_torch(torch.tensor(g, dtype=torch.bfloat16))
+        tw.grad = torch.tensor(g, dtype=torch.bfloat16)
+        opt.step()
+        topt.step()
+    assert w._be is not None and w.dtype is pd.bfloat16
+    assert w.tolist() == pytest.approx(tw.detach().float().tolist(), rel=2**-7)

@@ -402,20 +402,23 @@ def _on_device(op: str, be, tensors) -> tuple:
 
 
 def run_inplace(op: str, tensors, kernel: str, head: tuple, *tail):
-    """Run an in-place kernel on the storage of ``tensors[0]``: ``kernel(target, *head, *others,
-    *tail)``, on the backend that holds the target (torch when a pure target meets torch inputs on
-    the CPU: it writes through a zero-copy view). Counted and logged as :func:`run`; a torch
-    failure on a pure target falls back to pure in AUTO; returns the kernel's result.
+    """Run an in-place kernel: ``kernel(target, *head, *others, *tail)``; ``tensors`` is the target,
+    one input it reads, then the buffers it also writes (setitem: target and value; sgd: parameter,
+    gradient, momentum; adam: parameter, gradient, moments). It runs on the backend that holds the
+    target: torch when a pure target meets torch inputs on the CPU, writing through zero-copy views
+    of every pure buffer it writes; float16/bfloat16/int8 pure storage has no such view, so then pure
+    runs it (on a pure target) or nothing does (a torch target: the result is False, and the caller
+    takes its tensor-op path). Counted and logged as :func:`run`; a torch failure on a pure target
+    falls back to pure in AUTO; returns the kernel's result.
     """
     target = tensors[0]
     be = target._be
     if be is _pure:
         for t in tensors:
             if t._be is not _pure:
-                # a torch input on the CPU: torch writes through a view of the target, unless the
-                # target has no view (float16/bfloat16 pure storage): then pure writes it, reading
-                # copies of the torch inputs
-                be = _tb if _tb.shares_memory(target._impl) else _pure
+                # a torch input on the CPU: torch writes through views of the pure buffers, unless
+                # one has no view: then pure writes them, reading copies of the torch inputs
+                be = _tb if _views_for_writes(tensors) else _pure
                 break
         if be is _pure:
             if _logging:
@@ -438,10 +441,17 @@ def run_inplace(op: str, tensors, kernel: str, head: tuple, *tail):
                 return getattr(_pure, kernel)(target._impl, *head, t._impl, *tail)
             others = [t._impl for t in tensors]
             return getattr(_pure, kernel)(others.pop(0), *head, *others, *tail)
+    for t in tensors:
+        if t._be is not be:  # mixed backends (rare): copies for what is only read
+            if not _views_for_writes(tensors):
+                return False  # a torch target, and a pure buffer to write that torch cannot reach
+            impls = [t._impl if t._be is be else torch_impl(t) for t in tensors]
+            break
+    else:
+        impls = [t._impl for t in tensors]
     if _logging:
         _log(op, tensors, "torch", f"in place, where the target lives ({be.DEVICE})")
     _count_torch(op)
-    impls = [t._impl if t._be is be else torch_impl(t) for t in tensors]
     try:
         return getattr(be, kernel)(impls[0], *head, *impls[1:], *tail)
     except RuntimeError as exc:
@@ -449,6 +459,15 @@ def run_inplace(op: str, tensors, kernel: str, head: tuple, *tail):
             _failed(op, be, tensors, kernel, head, tail, exc, fallback=False)
         _failed(op, be, tensors, kernel, head, tail, exc, fallback=_mode is AccelMode.AUTO)
         return getattr(_pure, kernel)(target._impl, *head, *[pure_impl(t) for t in tensors[1:]], *tail)
+
+
+def _views_for_writes(tensors) -> bool:
+    """Whether torch can write each pure buffer ``run_inplace`` writes (all but ``tensors[1]``)
+    through a zero-copy view (float16/bfloat16/int8 pure storage has none)."""
+    for i, t in enumerate(tensors):
+        if i != 1 and t._be is _pure and not _tb.shares_memory(t._impl):
+            return False
+    return True
 
 
 def move(t, target: str) -> tuple:

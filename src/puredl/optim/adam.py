@@ -15,7 +15,7 @@ from collections.abc import Iterable
 
 from puredl import accel, ops
 from puredl.optim.optimizer import Optimizer
-from puredl.optim.sgd import _check, _narrow_on_pure
+from puredl.optim.sgd import _check
 from puredl.tensor import bump_version
 
 
@@ -69,8 +69,6 @@ class Adam(Optimizer):
     def _fused(self, p, state: dict, group: dict) -> bool:
         """One backend kernel (``adam_update``, chosen by accel where ``p`` lives) updates ``p``
         and its moments in place; False when the kernel declines these buffers."""
-        if _narrow_on_pure(p, state["exp_avg"], state["exp_avg_sq"], state.get("max_exp_avg_sq")):
-            return False
         b1, b2 = group["betas"]
         step_size, bc2_sqrt = self._coefficients(state, group)
         args = (group["lr"], b1, b2, group["eps"], group["weight_decay"], self.decoupled, group["maximize"])

@@ -13,8 +13,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from puredl import accel
-from puredl import dtypes as dt
-from puredl.backends import pure as P
 from puredl.creation import zeros_like
 from puredl.optim.optimizer import Optimizer
 from puredl.tensor import bump_version
@@ -70,8 +68,6 @@ def _sgd_fused(p, state: dict, group: dict) -> bool:
     """One backend kernel (``sgd_update``, chosen by accel where ``p`` lives) updates ``p`` and its
     momentum buffer in place; False when the kernel declines these buffers."""
     momentum = group["momentum"]
-    if _narrow_on_pure(p, state.get("momentum_buffer")):
-        return False
     args = (
         group["lr"],
         momentum,
@@ -95,12 +91,6 @@ def _sgd_fused(p, state: dict, group: dict) -> bool:
         bump_version(p)
         bump_version(buf)
     return done
-
-
-def _narrow_on_pure(*tensors) -> bool:
-    """float16/bfloat16/int8 pure storage: tensor ops round every result; a fused write would not
-    (and torch cannot write through a view of it)."""
-    return any(t is not None and t._be is P and t.dtype in dt.NARROW for t in tensors)
 
 
 def _sgd_tensor(p, state: dict, group: dict) -> None:
