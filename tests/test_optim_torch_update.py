@@ -138,7 +138,8 @@ def test_a_narrow_pure_parameter_with_torch_gradients_follows_torch():
     start, grads = [1.0, -2.0, 0.5], ([1.0, 0.5, -0.25], [0.5, -1.0, 2.0], [0.125, 0.25, 1.0])
     w = pd.tensor(start, dtype=pd.bfloat16, requires_grad=True)
     tw = torch.tensor(start, dtype=torch.bfloat16, requires_grad=True)
-    opt, topt = optim.SGD([w], lr=0.1, momentum=0.9), torch.optim.SGD([tw], lr=0.1, momentum=0.9, foreach=False)
+    opt = optim.SGD([w], lr=0.1, momentum=0.9)
+    topt = torch.optim.SGD([tw], lr=0.1, momentum=0.9, foreach=False)
     for g in grads:
         w.grad = pd.from_torch(torch.tensor(g, dtype=torch.bfloat16))
         tw.grad = torch.tensor(g, dtype=torch.bfloat16)
