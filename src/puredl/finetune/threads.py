@@ -1,6 +1,6 @@
 """CPU thread policy for fine-tuning: how many torch threads, and whether idle ones spin or sleep.
 
-On a machine shared with other busy processes, OpenMP's default (idle threads spin, waiting
+On a machine shared with other busy processes, OpenMP's default (idle threads spin a while, waiting
 for the next parallel region) makes torch's threads fight the other processes for cores: with
 one busy process, 2 threads were 1.45-1.6x slower than 1 thread on a 2-core machine, and with
 2-3 competing jobs 10-30x slower. ``OMP_WAIT_POLICY=PASSIVE`` (idle threads sleep at once)
@@ -87,7 +87,7 @@ def prepare_environment(policy: str, env: MutableMapping[str, str] | None = None
     if WAIT_ENV in env:
         return f"{WAIT_ENV}={env[WAIT_ENV]} (set by the user)"
     if wanted is None:
-        return f"{WAIT_ENV} unset (OpenMP's default: idle threads spin)"
+        return f"{WAIT_ENV} unset (OpenMP's default: idle threads spin a while, then sleep)"
     if env is os.environ and "torch" in sys.modules:
         return (
             f"{WAIT_ENV} unset: torch was imported before the thread policy could set it "

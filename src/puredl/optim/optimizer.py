@@ -87,7 +87,7 @@ class Optimizer:
         """Clear every parameter's ``.grad`` (to None, or to zeros)."""
         for group in self.param_groups:
             for p in group["params"]:
-                if p.grad is None:
+                if p._grad is None:
                     continue
                 if set_to_none:
                     p._grad = None  # None needs none of the setter's checks (hot: once per step)
@@ -102,7 +102,7 @@ class Optimizer:
         with autograd.no_grad():
             for group in self.param_groups:
                 for p in group["params"]:
-                    if p.grad is None:
+                    if p._grad is None:  # (the slot: .grad is a property, and this runs per parameter)
                         continue
                     state = self.state.get(p)
                     if state is None:

@@ -68,6 +68,7 @@ def _sgd_fused(p, state: dict, group: dict) -> bool:
     """One backend kernel (``sgd_update``, chosen by accel where ``p`` lives) updates ``p`` and its
     momentum buffer in place; False when the kernel declines these buffers."""
     momentum = group["momentum"]
+    grad = p._grad
     args = (
         group["lr"],
         momentum,
@@ -77,7 +78,7 @@ def _sgd_fused(p, state: dict, group: dict) -> bool:
         group["maximize"],
     )
     if not momentum:
-        done = accel.run_inplace("sgd", (p, p.grad), "sgd_update", (), None, *args, False)
+        done = accel.run_inplace("sgd", (p, grad), "sgd_update", (), None, *args, False)
         if done:
             bump_version(p)
         return done
@@ -85,7 +86,7 @@ def _sgd_fused(p, state: dict, group: dict) -> bool:
     first = buf is None
     if first:  # torch's first step: the buffer takes the gradient
         buf = zeros_like(p)
-    done = accel.run_inplace("sgd", (p, p.grad, buf), "sgd_update", (), *args, first)
+    done = accel.run_inplace("sgd", (p, grad, buf), "sgd_update", (), *args, first)
     if done:
         state["momentum_buffer"] = buf
         bump_version(p)
