@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from puredl.finetune import threads
 from puredl.finetune.config import config_from_dict
 from puredl.finetune.errors import ConfigError
-from puredl.finetune import threads
 from puredl.finetune.threads import ThreadPolicy, parse_policy, prepare_environment, wait_policy_for
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")

@@ -26,8 +26,13 @@ ELEMENTWISE, MATMUL, REDUCTION, ACTIVATION, SHAPE = (
 )
 
 
-def _record(node: Function, inputs: tuple, out: Tensor, saved: tuple = (), saved_out: bool = False) -> Tensor:
+def _record(
+    node: Function | type[Function], inputs: tuple, out: Tensor, saved: tuple = (), saved_out: bool = False
+) -> Tensor:
     """Make ``node`` the history of ``out`` when any input requires grad and recording is on.
+
+    ``node`` may be a node class: it is then made only when recorded (gradient rules run with
+    recording off, and would make one for nothing at every op).
 
     ``saved``: the inputs the gradient rule reads (and ``out`` itself when ``saved_out``); their
     versions are remembered, so that backward refuses to run after an in-place change to them.
@@ -35,6 +40,8 @@ def _record(node: Function, inputs: tuple, out: Tensor, saved: tuple = (), saved
     if autograd._grad_enabled:
         for t in inputs:
             if t._rg:
+                if isinstance(node, type):
+                    node = node()
                 node.inputs = inputs
                 if len(inputs) == 1:
                     node.edges = (inputs[0]._node,)
@@ -527,7 +534,7 @@ def matmul(input: Tensor, other: Tensor) -> Tensor:  # noqa: A002 - torch's argu
     work = _numel(batch) * a.shape[-2] * a.shape[-1] * b.shape[-1]  # multiply-adds
     be, out_impl = accel.run("matmul", MATMUL, work, (a, b), "matmul", (), out_dtype)
     saved = ((b,) if a._rg else ()) + ((a,) if b._rg else ())
-    return _record(Matmul(), (a, b), _wrap(out_impl, be), saved)
+    return _record(Matmul, (a, b), _wrap(out_impl, be), saved)
 
 
 class Linear(Function):
@@ -572,9 +579,9 @@ def linear(x: Tensor, w: Tensor, b: Tensor | None = None) -> Tensor:
     work = _numel(x.shape) * w.shape[0]  # multiply-adds
     if b is None:
         be, out_impl = accel.run("linear", MATMUL, work, (x, w), "linear", (), None, dtype)
-        return _record(Linear(), (x, w), _wrap(out_impl, be), _linear_reads(x, w))
+        return _record(Linear, (x, w), _wrap(out_impl, be), _linear_reads(x, w))
     be, out_impl = accel.run("linear", MATMUL, work, (x, w, b), "linear", (), dtype)
-    return _record(Linear(), (x, w, b), _wrap(out_impl, be), _linear_reads(x, w))
+    return _record(Linear, (x, w, b), _wrap(out_impl, be), _linear_reads(x, w))
 
 
 # =========================================================================== reductions
@@ -886,15 +893,15 @@ def reshape(a: Tensor, shape: tuple, view_only: bool = False) -> Tensor:
             raise RuntimeError(
                 f"view: shape {a.shape} with strides {a.stride()} cannot be viewed as {shape}; use reshape()"
             )
-        return _record(Reshape(), (a,), _wrap(be.reshape(a._impl, shape), be))
+        return _record(Reshape, (a,), _wrap(be.reshape(a._impl, shape), be))
     out = _wrap(impl, be)
     out._view = (a, RESHAPE_VIEW, None)  # a view: see _view_of
-    return _record(Reshape(), (a,), out)
+    return _record(Reshape, (a,), out)
 
 
 def _view_alias(a: Tensor) -> Tensor:
     view = _wrap(a._be.view(a._impl, a.shape) or a._impl, a._be)
-    return _record(Reshape(), (a,), _view_of(a, view, RESHAPE_VIEW))
+    return _record(Reshape, (a,), _view_of(a, view, RESHAPE_VIEW))
 
 
 RESHAPE_VIEW, PERMUTE_VIEW, EXPAND_VIEW, INDEX_VIEW = "reshape", "permute", "expand", "index"
@@ -924,10 +931,12 @@ def permute(a: Tensor, dims: tuple) -> Tensor:
         raise ValueError(
             f"permute: {dims} is not a permutation of the {a.ndim} dimensions of shape {a.shape}"
         )
-    node = Permute()
-    node.dims = dims
     out = _wrap(a._be.permute(a._impl, dims), a._be)
     out._view = (a, PERMUTE_VIEW, dims)  # a view: see _view_of
+    if not (a._rg and autograd._grad_enabled):
+        return out
+    node = Permute()
+    node.dims = dims
     return _record(node, (a,), out)
 
 
@@ -951,7 +960,7 @@ def expand(a: Tensor, shape: tuple) -> Tensor:
     target = tuple(target)
     if target == a.shape:
         return a
-    return _record(Expand(), (a,), _view_of(a, _wrap(a._be.expand(a._impl, target), a._be), EXPAND_VIEW))
+    return _record(Expand, (a,), _view_of(a, _wrap(a._be.expand(a._impl, target), a._be), EXPAND_VIEW))
 
 
 class Contiguous(Function):
@@ -963,12 +972,12 @@ def contiguous(a: Tensor) -> Tensor:
     impl = a._be.contiguous(a._impl)
     if impl is a._impl:
         return a
-    return _record(Contiguous(), (a,), _wrap(impl, a._be))
+    return _record(Contiguous, (a,), _wrap(impl, a._be))
 
 
 def clone(a: Tensor) -> Tensor:
     """A copy with its own storage; gradients flow back to ``a``."""
-    return _record(Contiguous(), (a,), _wrap(a._be.clone(a._impl), a._be))
+    return _record(Contiguous, (a,), _wrap(a._be.clone(a._impl), a._be))
 
 
 class Cast(Function):
@@ -982,7 +991,7 @@ def cast(a: Tensor, dtype: dt.DType) -> Tensor:
         return a
     out = _wrap(a._be.cast(a._impl, dtype), a._be)
     if dtype.is_floating_point and a.dtype.is_floating_point:
-        return _record(Cast(), (a,), out)
+        return _record(Cast, (a,), out)
     return out
 
 
@@ -1060,7 +1069,7 @@ def index_select0(a: Tensor, idx: Tensor) -> Tensor:
         raise IndexError("cannot index a 0-d tensor with a tensor")
     work = _numel(idx.shape) * _numel(a.shape[1:])
     be, out_impl = accel.run("index_select", SHAPE, work, (a, idx), "index_select0", ())
-    return _record(IndexSelect0(), (a, idx), _wrap(out_impl, be), (idx,))
+    return _record(IndexSelect0, (a, idx), _wrap(out_impl, be), (idx,))
 
 
 class Cat(Function):
