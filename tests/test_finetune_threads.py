@@ -42,8 +42,10 @@ def test_the_users_wait_policy_is_kept():
     assert wait_policy_for("passive:1") == "PASSIVE" and wait_policy_for("torch:1") is None
 
 
-def test_the_default_policy_is_adaptive():
-    assert config_from_dict({}).training.thread_policy == "adaptive"
+def test_the_default_policy_keeps_a_fixed_thread_count():
+    # adaptive's count follows the load, and torch rounds differently at other counts: a resumed
+    # run would then not be bit-identical (tests/test_finetune_faults.py failed once so)
+    assert config_from_dict({}).training.thread_policy == "torch"
 
 
 def _loadavg(tmp_path, running: list[int]):
