@@ -10,8 +10,9 @@ The package, one concept a file:
 - ``cli``: ``puredl accel info | calibrate | reset``.
 
 >>> from puredl import accel
->>> accel.get_current_mode().value
-'pure'
+>>> with accel.using("auto"):  # the mode for a block; set_acceleration() sets it for good
+...     accel.get_current_mode().value
+'auto'
 >>> accel.get_threshold("matmul") > 0
 True
 """

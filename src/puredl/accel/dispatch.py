@@ -138,7 +138,9 @@ def run(op: str, category: str, work: int, tensors, kernel: str, head: tuple, *t
     model samples. ``work`` is the op's size in its category's units (see ``select``).
 
     >>> import puredl as pd
-    >>> be, out = run("add", "elementwise", 2, (pd.ones(2), pd.ones(2)), "binary", ("add",), pd.float32)
+    >>> from puredl import accel
+    >>> with accel.using("pure"):  # (any mode: PURE runs it on pure)
+    ...     be, out = run("add", "elementwise", 2, (pd.ones(2), pd.ones(2)), "binary", ("add",), pd.float32)
     >>> be.NAME, be.tolist(out)
     ('pure', [2.0, 2.0])
     """
