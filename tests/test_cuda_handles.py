@@ -153,6 +153,7 @@ def test_a_view_keeps_pinned_memory_alive(fake):
 SHUTDOWN_SCRIPT = textwrap.dedent(
     """
     import atexit
+    import weakref
     from puredl import cuda
     from puredl.cuda._binding import set_runtime
     from puredl.cuda.testing import FakeDevice, FakeRuntime
@@ -161,11 +162,13 @@ SHUTDOWN_SCRIPT = textwrap.dedent(
     set_runtime(fake)
     RELEASES = ("cudaFree", "cudaFreeHost", "cudaStreamDestroy", "cudaEventDestroy")
 
-    # Registered before any finalizer exists, so it runs after weakref.finalize's exit hook.
-    @atexit.register
     def report():
         print("released", [n for n in fake.names() if n in RELEASES])
         print("live", sorted(fake.live().items()))
+
+    # A finalizer made before the objects': at exit finalizers run newest first, so this one runs
+    # after theirs (whatever other module, torch included, registered exit hooks before us).
+    weakref.finalize(fake, report)
 
     stream = cuda.Stream()
     event = cuda.Event()
