@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 
@@ -100,7 +101,9 @@ def test_cuda_info_explains_and_fails(capsys):
 
 
 def _run(code: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    # the default mode: PUREDL_ACCEL=torch loads torch at import, and torch loads cuda.bindings itself
+    env = {k: v for k, v in os.environ.items() if k != "PUREDL_ACCEL"}
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env)
 
 
 def test_import_does_not_load_cuda_bindings():
