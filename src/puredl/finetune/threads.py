@@ -127,7 +127,8 @@ def own_task_states() -> list[str]:
                 stat = fh.read()
         except OSError:
             continue  # the thread ended meanwhile
-        states.append(stat[stat.rindex(")") + 2 : stat.rindex(")") + 3])
+        end = stat.rindex(")")  # the command name may hold spaces and parentheses
+        states.append(stat[end + 2 : end + 3])
     return states
 
 
