@@ -509,18 +509,19 @@ def matmul(input: Tensor, other: Tensor) -> Tensor:  # noqa: A002 - torch's argu
     a, b = input, other
     if not isinstance(a, Tensor) or not isinstance(b, Tensor):
         raise TypeError("matmul: both operands must be Tensors")
-    if a.ndim == 0 or b.ndim == 0:
+    na, nb = len(a.shape), len(b.shape)  # (not .ndim: a property, and this runs per op)
+    if na == 0 or nb == 0:
         raise ValueError(
             f"matmul: both arguments need at least 1 dimension, got shapes {a.shape} and {b.shape}"
         )
-    k_b = b.shape[-2] if b.ndim > 1 else b.shape[0]
+    k_b = b.shape[-2] if nb > 1 else b.shape[0]
     if a.shape[-1] != k_b:  # checked before 1-D operands are promoted, so the message shows the user's shapes
         raise ValueError(f"matmul: shapes {a.shape} and {b.shape} are not aligned ({a.shape[-1]} != {k_b})")
-    if a.ndim == 1 and b.ndim == 1:
+    if na == 1 and nb == 1:
         return matmul(a.reshape(1, -1), b.reshape(-1, 1)).reshape(())
-    if a.ndim == 1:
+    if na == 1:
         return matmul(a.unsqueeze(0), b).squeeze(-2)
-    if b.ndim == 1:
+    if nb == 1:
         return matmul(a, b.unsqueeze(-1)).squeeze(-1)
     out_dtype = dt.promote(a.dtype, b.dtype)
     if a.dtype is not out_dtype:
@@ -926,11 +927,10 @@ class Permute(Function):
 
 
 def permute(a: Tensor, dims: tuple) -> Tensor:
-    dims = tuple(normalize_dim(d, a.ndim, "permute") for d in dims)
-    if sorted(dims) != list(range(a.ndim)):
-        raise ValueError(
-            f"permute: {dims} is not a permutation of the {a.ndim} dimensions of shape {a.shape}"
-        )
+    n = len(a.shape)
+    dims = tuple([normalize_dim(d, n, "permute") for d in dims])
+    if sorted(dims) != list(range(n)):
+        raise ValueError(f"permute: {dims} is not a permutation of the {n} dimensions of shape {a.shape}")
     out = _wrap(a._be.permute(a._impl, dims), a._be)
     out._view = (a, PERMUTE_VIEW, dims)  # a view: see _view_of
     if not (a._rg and autograd._grad_enabled):

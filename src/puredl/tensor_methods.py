@@ -268,11 +268,12 @@ class TensorMethods:
         return ops.reshape(self, self.shape[:d] + (1,) + self.shape[d:])
 
     def transpose(self, dim0: int, dim1: int):
-        if self.ndim < 2 and dim0 in (0, -1) and dim1 in (0, -1):
+        n = len(self.shape)
+        if n < 2 and dim0 in (0, -1) and dim1 in (0, -1):
             return self
-        d0 = normalize_dim(dim0, self.ndim, "transpose")
-        d1 = normalize_dim(dim1, self.ndim, "transpose")
-        dims = list(range(self.ndim))
+        d0 = normalize_dim(dim0, n, "transpose")
+        d1 = normalize_dim(dim1, n, "transpose")
+        dims = list(range(n))
         dims[d0], dims[d1] = dims[d1], dims[d0]
         return ops.permute(self, tuple(dims))
 

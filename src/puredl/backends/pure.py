@@ -107,7 +107,7 @@ def _indices(shape: tuple, strides: tuple, offset: int) -> list:
 def values(a: PureArray):
     """The elements of ``a`` in row-major order, as the buffer itself when possible (do not mutate)."""
     n = numel(a.shape)
-    if is_contiguous(a):
+    if a._strides is None or is_contiguous(a):  # (row-major needs no call: the common case)
         if a.offset == 0 and len(a.buf) == n:
             return a.buf
         return a.buf[a.offset : a.offset + n]

@@ -17,7 +17,9 @@ from puredl.backends.pure import PureArray, is_contiguous, numel, values
 
 def _flat(a: PureArray | None) -> array | None:
     """The ``array.array`` holding exactly ``a``'s elements in row-major order, or None."""
-    if a is None or a.offset or len(a.buf) != numel(a.shape) or not is_contiguous(a):
+    if a is None or a.offset or len(a.buf) != numel(a.shape):
+        return None
+    if a._strides is not None and not is_contiguous(a):  # (row-major needs no call)
         return None
     if type(a.buf) is not array:  # float16/bfloat16/int8 (tagged): a raw write would skip the rounding
         return None
