@@ -76,6 +76,24 @@ def test_the_least_of_a_few_readings_drops_a_passing_burst(tmp_path, monkeypatch
     assert threads.runnable_others(readings=3, gap_s=0, task_states=lambda: ["R"]) == 1
 
 
+def test_a_thread_ending_while_read_is_skipped(monkeypatch):
+    """An empty or cut stat text (a thread ending as it is read) is left out, not an error that
+    would stop training between two steps."""
+    import io
+
+    real_open = open
+    texts = iter(["", "123 (py (worker)) R 1 2 3", "456 (cut"])
+
+    def fake_open(path, *args, **kwargs):
+        if str(path).startswith("/proc/self/task/"):
+            return io.StringIO(next(texts))
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(threads.os, "listdir", lambda path: ["1", "2", "3"])
+    monkeypatch.setattr("builtins.open", fake_open)
+    assert threads.own_task_states() == ["R"]
+
+
 def test_own_task_states_sees_this_process_running():
     states = threads.own_task_states()
     if not os.path.isdir("/proc/self/task"):

@@ -127,8 +127,9 @@ def own_task_states() -> list[str]:
                 stat = fh.read()
         except OSError:
             continue  # the thread ended meanwhile
-        end = stat.rindex(")")  # the command name may hold spaces and parentheses
-        states.append(stat[end + 2 : end + 3])
+        end = stat.rfind(")")  # the command name may hold spaces and parentheses
+        if end >= 0:  # (an ending thread can leave nothing to read: skip it, never fail a step)
+            states.append(stat[end + 2 : end + 3])
     return states
 
 
