@@ -656,3 +656,15 @@ def test_auto_runs_without_the_thread_policy_unless_it_is_enabled(monkeypatch):
     assert isinstance(accel.adaptive_model().threads, ThreadPolicy)
     monkeypatch.setattr(adaptive_threads, "ENABLED", 0)
     accel.reset_adaptive()
+
+
+def test_a_current_arm_timed_at_zero_is_kept_without_error():
+    """(A clock too coarse to see the call times it at 0 s; the explore gap divided by it and
+    raised OverflowError out of the op.)"""
+    m = CostModel(sample_gap=(1, 2))
+    key = ("sum", bucket(300), False)
+    for _ in range(2 * MIN_OBS):
+        explore, gap = m.plan(key, False, 6e-6, 5e-6)
+        assert not explore and gap >= 1
+        m.observe(key, "sum", 300, False, 0.0, prior=False)
+    assert adaptive.explore_gap(float("inf"), 1.0, 0.02) == adaptive.NEVER

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import math
+import os
 
 import pytest
 
@@ -313,10 +314,23 @@ def test_no_reference_cycles_after_a_training_step():
             loss.backward()
             opt.step()
         del loss
-        found = gc.collect()
+        gc.set_debug(gc.DEBUG_SAVEALL)  # keep what the collector finds, to look at
+        gc.collect()
+        found = [o for o in gc.garbage if _made_by_puredl(o)]
     finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
         gc.enable()
-    assert found == 0, f"gc found {found} objects in reference cycles after training steps"
+    assert found == [], f"gc found {len(found)} puredl objects in reference cycles after training steps"
+
+
+def _made_by_puredl(o) -> bool:
+    """A puredl object, or a frame or function of puredl's code (not garbage other libraries that
+    earlier tests used, matplotlib's figures, freed while this test ran)."""
+    code = getattr(o, "f_code", None) or getattr(o, "__code__", None)
+    if code is not None:
+        return f"{os.sep}puredl{os.sep}" in code.co_filename
+    return type(o).__module__.startswith("puredl")
 
 
 def test_backward_order_when_a_node_is_reached_by_paths_of_different_lengths():

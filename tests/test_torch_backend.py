@@ -76,14 +76,27 @@ def test_from_pure_views_any_layout(name, a):
     assert t.data_ptr() >= torch.frombuffer(a.buf, dtype=torch.float32).data_ptr()  # a view, not a copy
 
 
-@pytest.mark.parametrize("dtype", [F32, F64, I64, BOOL])
-def test_round_trip_every_dtype(dtype):
+@pytest.mark.parametrize("dtype", list(T.TORCH_DTYPE), ids=lambda d: d.name)
+@pytest.mark.parametrize("shape", [(2, 3), (6,)])
+def test_round_trip_every_dtype(dtype, shape):
     vals = [1, 0, 1, 1, 0, 1] if dtype is BOOL else [3, -2, 7, 0, 5, -1]
-    a = arr(vals, (2, 3), dtype)
+    if dtype is pd.uint8:
+        vals = [abs(v) for v in vals]
+    a = arr(vals, shape, dtype)
     t = T.from_pure(a)
-    assert t.dtype is T.TORCH_DTYPE[dtype]
+    assert t.dtype is T.TORCH_DTYPE[dtype] and tuple(t.shape) == shape
+    assert t.tolist() == P.tolist(a)
+    # a view of the buffer, except the half floats (their float32 storage is converted)
+    assert T.shares_memory(a) == (t.data_ptr() == torch.frombuffer(a.buf, dtype=t.dtype).data_ptr())
     back = T.to_pure(t)
-    assert back.dtype is dtype and back.shape == (2, 3) and P.tolist(back) == P.tolist(a)
+    assert back.dtype is dtype and back.shape == shape and P.tolist(back) == P.tolist(a)
+
+
+def test_from_pure_of_a_1d_prefix_and_an_offset_row():
+    a = arr([float(i) for i in range(12)], (3, 4))
+    assert T.from_pure(P.PureArray(a.buf, (5,))).tolist() == [0.0, 1.0, 2.0, 3.0, 4.0]  # row-major, shorter
+    row = P.getitem(a, (1,))  # offset 4, row-major
+    assert T.from_pure(row).tolist() == [4.0, 5.0, 6.0, 7.0]
 
 
 def test_empty_and_zero_d():

@@ -103,6 +103,8 @@ def explore_gap(ratio: float, calls_per_timed: float, budget: float) -> int:
     """Timed calls between two tries of an arm that looks ``ratio`` times dearer, so that the
     tries cost at most ``budget`` of the key's time (10x dearer, a key timed one call in 64:
     one try in 8 timed calls, ~500 calls; a 1 ms key timed at every call: one in 450)."""
+    if ratio == math.inf:  # the current arm timed at zero (a coarse clock): nothing to gain
+        return NEVER
     return max(STEADY_EXPLORE_GAP, math.ceil((ratio - 1.0) / budget / max(calls_per_timed, 1.0)))
 
 

@@ -658,7 +658,7 @@ def reduce(op: str, a: Tensor, dim=None, keepdim: bool = False, dtype=None) -> T
     """Run the table reduction ``op`` over ``dim`` (None: every dimension) of ``a``: dtype rule,
     select a backend, run its kernel, wrap, record."""
     spec = REDUCE_OPS[op]
-    dims = normalize_dims(dim, len(a.shape), op)
+    dims = tuple(range(len(a.shape))) if dim is None else normalize_dims(dim, len(a.shape), op)
     in_dtype = a.dtype
     if dtype is not None:
         out_dtype = dt.as_dtype(dtype)

@@ -21,8 +21,12 @@ def _wrap(impl, be) -> Tensor:
     t = Tensor.__new__(Tensor)
     t._impl = impl
     t._be = be
-    t.shape = impl.shape if be is _pure else tuple(impl.shape)
-    t.dtype = impl.dtype if be is _pure else be.dtype_of(impl)
+    if be is _pure:
+        t.shape = impl.shape
+        t.dtype = impl.dtype
+    else:
+        t.shape = tuple(impl.shape)
+        t.dtype = be.dtype_of(impl)
     t._rg = False
     t._grad = None
     t._node = None
@@ -236,7 +240,9 @@ class Tensor(metaclass=TensorMeta):  # the metaclass gives torch's Tensor(data) 
 
     def detach(self) -> Tensor:
         out = _wrap(self._impl, self._be)
-        out._vc = version_cell(self)  # shares storage, so an in-place change to either is seen by backward
+        cell = self._vc
+        # shares storage, so an in-place change to either is seen by backward
+        out._vc = cell if cell is not None else version_cell(self)
         return out
 
     def requires_grad_(self, requires_grad: bool = True) -> Tensor:

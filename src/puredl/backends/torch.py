@@ -45,6 +45,8 @@ DTYPE_FROM_PUREDL = {d.name: t for d, t in TORCH_DTYPE.items()}
 PUREDL_DTYPE = {t: d for d, t in TORCH_DTYPE.items()}
 # the torch dtype of each pure buffer's storage (half floats live in float32 buffers)
 _STORAGE = {d: torch.float32 if d.typecode == "f" else t for d, t in TORCH_DTYPE.items()}
+# the torch dtype of a plain array's typecode (a plain 'b' buffer is bool's; int8 is a tagged one)
+_PLAIN_VIEW = {d.typecode: t for d, t in TORCH_DTYPE.items() if d in dt.BY_TYPECODE.values()}
 _INTS = (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8)
 _frombuffer = torch.frombuffer
 _aten = torch.ops.aten  # the kernels torch's own autograd calls (no extra dispatch layer)
@@ -117,21 +119,28 @@ def from_pure(a: _pure.PureArray, dev: str = "cpu") -> torch.Tensor:
     float16 and bfloat16 are the exception: their float32 storage is converted (a copy).
     """
     buf = a.buf
-    d = a.dtype
-    tdt = _STORAGE[d]
+    if type(buf) is array:  # a plain buffer (not float16/bfloat16/int8): its view is the value
+        tdt, convert = _PLAIN_VIEW[buf.typecode], None
+    else:
+        d = buf.dtype
+        tdt = _STORAGE[d]
+        convert = None if tdt is TORCH_DTYPE[d] else TORCH_DTYPE[d]
     shape = a.shape
     if not buf:
         t = torch.empty(shape, dtype=tdt)
     else:
         t = _frombuffer(buf, dtype=tdt)
-        if len(shape) == 1 and a.offset == 0 and shape[0] == len(buf) and a.strides[0] == 1:
-            pass  # the whole buffer, as it is
+        strides = a._strides  # (None: row-major; the strides property would build them)
+        if strides is None and a.offset == 0 and len(buf) == _pure.numel(shape):
+            if len(shape) != 1:
+                t = t.view(*shape) if shape else t.view(())
+            # else the whole buffer, as it is
         elif a.offset == 0 and len(buf) == _pure.numel(shape) and _pure.is_contiguous(a):
             t = t.view(*shape) if shape else t.view(())
         else:
             t = t.as_strided(shape, a.strides, a.offset)
-    if tdt is not TORCH_DTYPE[d]:
-        t = t.to(TORCH_DTYPE[d])  # exact: every value of the buffer is a value of the dtype
+    if convert is not None:
+        t = t.to(convert)  # exact: every value of the buffer is a value of the dtype
     if dev != "cpu":
         t = t.to(dev)
     return t
