@@ -425,12 +425,14 @@ def run_inplace(op: str, tensors, kernel: str, head: tuple, *tail):
     """
     target = tensors[0]
     be = target._be
+    impls = None
     if be is _pure:
         for t in tensors:
             if t._be is not _pure:
                 # a torch input on the CPU: torch writes through views of the pure buffers, unless
                 # one has no view: then pure writes them, reading copies of the torch inputs
-                be = _tb if _views_for_writes(tensors) else _pure
+                if _views_for_writes(tensors):
+                    be, impls = _tb, list(map(torch_impl, tensors))
                 break
         if be is _pure:
             if _logging:
@@ -453,18 +455,26 @@ def run_inplace(op: str, tensors, kernel: str, head: tuple, *tail):
                 return getattr(_pure, kernel)(target._impl, *head, t._impl, *tail)
             others = [t._impl for t in tensors]
             return getattr(_pure, kernel)(others.pop(0), *head, *others, *tail)
-    for t in tensors:
-        if t._be is not be:  # mixed backends (rare): copies for what is only read
-            if not _views_for_writes(tensors):
-                return False  # a torch target, and a pure buffer to write that torch cannot reach
-            impls = [t._impl if t._be is be else torch_impl(t) for t in tensors]
-            break
-    else:
-        impls = [t._impl for t in tensors]
+    if impls is None:
+        for t in tensors:
+            if t._be is not be:  # a torch target and pure inputs: views, or copies of what is only read
+                if not _views_for_writes(tensors):
+                    return False  # a pure buffer to write that torch cannot reach
+                impls = [t._impl if t._be is be else torch_impl(t) for t in tensors]
+                break
+        else:
+            impls = [t._impl for t in tensors]
     if _logging:
         _log(op, tensors, "torch", f"in place, where the target lives ({be.DEVICE})")
-    _count_torch(op)
+    stats = _st._stats  # (count_torch, inlined)
+    stats.torch_count += 1
+    row = stats.per_op.get(op)
+    if row is None:
+        row = stats.per_op[op] = [0, 0, 0]
+    row[1] += 1
     try:
+        if not head:  # (the optimizers' updates: no slicing)
+            return getattr(be, kernel)(*impls, *tail)
         return getattr(be, kernel)(impls[0], *head, *impls[1:], *tail)
     except RuntimeError as exc:
         if target._be is not _pure:
@@ -476,8 +486,9 @@ def run_inplace(op: str, tensors, kernel: str, head: tuple, *tail):
 def _views_for_writes(tensors) -> bool:
     """Whether torch can write each pure buffer ``run_inplace`` writes (all but ``tensors[1]``)
     through a zero-copy view (float16/bfloat16/int8 pure storage has none)."""
-    for i, t in enumerate(tensors):
-        if i != 1 and t._be is _pure and not _tb.shares_memory(t._impl):
+    shares = _tb.shares_memory
+    for t in (tensors[0], *tensors[2:]):
+        if t._be is _pure and not shares(t._impl):
             return False
     return True
 

@@ -302,7 +302,8 @@ def reshape(a: PureArray, shape: tuple) -> PureArray:
 
 
 def permute(a: PureArray, dims: tuple) -> PureArray:
-    return PureArray(a.buf, tuple(a.shape[d] for d in dims), tuple(a.strides[d] for d in dims), a.offset)
+    shape, strides = a.shape, a.strides  # (read once: the property builds row-major strides)
+    return PureArray(a.buf, tuple(shape[d] for d in dims), tuple(strides[d] for d in dims), a.offset)
 
 
 def expand(a: PureArray, shape: tuple) -> PureArray:
@@ -312,23 +313,24 @@ def expand(a: PureArray, shape: tuple) -> PureArray:
 def getitem(a: PureArray, key: tuple) -> PureArray:
     """Basic indexing with a normalised key: ints, (start, stop, step) slices and None (new axis)."""
     shape, strides, offset = [], [], a.offset
+    old = a.strides  # (read once: the property builds row-major strides)
     dim = 0
     for k in key:
         if k is None:
             shape.append(1)
             strides.append(0)
         elif isinstance(k, int):
-            offset += k * a.strides[dim]
+            offset += k * old[dim]
             dim += 1
         else:
             start, stop, step = k
             n = max(0, (stop - start + step - 1) // step)
-            offset += start * a.strides[dim] if n else 0
+            offset += start * old[dim] if n else 0
             shape.append(n)
-            strides.append(a.strides[dim] * step)
+            strides.append(old[dim] * step)
             dim += 1
     shape.extend(a.shape[dim:])
-    strides.extend(a.strides[dim:])
+    strides.extend(old[dim:])
     return PureArray(a.buf, tuple(shape), tuple(strides), offset)
 
 

@@ -148,7 +148,8 @@ def from_pure(a: _pure.PureArray, dev: str = "cpu") -> torch.Tensor:
 
 def shares_memory(a: _pure.PureArray) -> bool:
     """Whether ``from_pure(a)`` is a view of ``a``'s buffer (not for the half floats)."""
-    return _STORAGE[a.dtype] is TORCH_DTYPE[a.dtype]
+    buf = a.buf  # (float16 and bfloat16 live in tagged 'f' buffers; every other buffer is viewed)
+    return type(buf) is array or buf.typecode != "f"
 
 
 # --------------------------------------------------------------------------- creation
@@ -621,7 +622,12 @@ def cumsum(a: torch.Tensor, dim: int) -> torch.Tensor:
 
 
 def _same_place(w: torch.Tensor, *others) -> bool:
-    return all(o is None or (o.dtype == w.dtype and o.device == w.device) for o in others)
+    # get_device(): -1 on the CPU, N on cuda:N (puredl's devices), cheaper than .device objects
+    dtype, index = w.dtype, w.get_device()
+    for o in others:
+        if o is not None and (o.dtype is not dtype or o.get_device() != index):
+            return False
+    return True
 
 
 def sgd_update(w, g, buf, lr, momentum, dampening, weight_decay, nesterov, maximize, first) -> bool:
