@@ -147,3 +147,17 @@ def test_a_narrow_pure_parameter_with_torch_gradients_follows_torch():
         topt.step()
     assert w._be is not None and w.dtype is pd.bfloat16
     assert w.tolist() == pytest.approx(tw.detach().float().tolist(), rel=2**-7)
+
+
+def test_a_declined_fused_update_is_not_counted():
+    """(A strided parameter has no flat buffer: the pure kernel declined, yet the statistics
+    counted one sgd call on top of the tensor ops that did the update.)"""
+    w = pd.tensor([[1.0, 2.0], [3.0, 4.0]]).t().detach().requires_grad_()
+    w.grad = pd.ones(2, 2)
+    with accel.using("pure"):
+        accel.reset_stats()
+        optim.SGD([w], lr=0.5).step()
+        stats = accel.get_stats()
+    assert "sgd" not in stats.per_op and stats.total() == sum(sum(row) for row in stats.per_op.values())
+    assert stats.total() > 0  # the tensor ops that ran instead
+    assert w.tolist() == [[0.5, 2.5], [1.5, 3.5]]

@@ -445,16 +445,18 @@ def run_inplace(op: str, tensors, kernel: str, head: tuple, *tail):
             row[0] += 1
             n = len(tensors)  # (no list for the common arities, as in run)
             if t._be is not _pure:  # torch inputs, read as pure copies
-                return getattr(_pure, kernel)(
-                    target._impl, *head, *[pure_impl(t) for t in tensors[1:]], *tail
-                )
-            if n == 3:
+                out = getattr(_pure, kernel)(target._impl, *head, *[pure_impl(t) for t in tensors[1:]], *tail)
+            elif n == 3:
                 _, b, c = tensors
-                return getattr(_pure, kernel)(target._impl, *head, b._impl, c._impl, *tail)
-            if n == 2:
-                return getattr(_pure, kernel)(target._impl, *head, t._impl, *tail)
-            others = [t._impl for t in tensors]
-            return getattr(_pure, kernel)(others.pop(0), *head, *others, *tail)
+                out = getattr(_pure, kernel)(target._impl, *head, b._impl, c._impl, *tail)
+            elif n == 2:
+                out = getattr(_pure, kernel)(target._impl, *head, t._impl, *tail)
+            else:
+                others = [t._impl for t in tensors]
+                out = getattr(_pure, kernel)(others.pop(0), *head, *others, *tail)
+            if out is False:  # the kernel declined (nothing written): the caller's ops are counted
+                _st.uncount(op, False)
+            return out
     if impls is None:
         for t in tensors:
             if t._be is not be:  # a torch target and pure inputs: views, or copies of what is only read
@@ -474,8 +476,12 @@ def run_inplace(op: str, tensors, kernel: str, head: tuple, *tail):
     row[1] += 1
     try:
         if not head:  # (the optimizers' updates: no slicing)
-            return getattr(be, kernel)(*impls, *tail)
-        return getattr(be, kernel)(impls[0], *head, *impls[1:], *tail)
+            out = getattr(be, kernel)(*impls, *tail)
+        else:
+            out = getattr(be, kernel)(impls[0], *head, *impls[1:], *tail)
+        if out is False:  # the kernel declined (nothing written): the caller's ops are counted
+            _st.uncount(op, True)
+        return out
     except RuntimeError as exc:
         if target._be is not _pure:
             _failed(op, be, tensors, kernel, head, tail, exc, fallback=False)

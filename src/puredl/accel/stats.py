@@ -97,6 +97,18 @@ def count_torch(op: str) -> None:
     row[1] += 1
 
 
+def uncount(op: str, on_torch: bool) -> None:
+    """Take back one call of ``op`` counted but not run (an in-place kernel that declined)."""
+    if on_torch:
+        _stats.torch_count -= 1
+    else:
+        _stats.pure_count -= 1
+    row = _stats.per_op[op]
+    row[1 if on_torch else 0] -= 1
+    if row == [0, 0, 0]:
+        del _stats.per_op[op]
+
+
 def count_fallback(op: str) -> None:
     """``op`` ran on pure after torch failed (it counts as a pure call)."""
     _stats.fallback_count += 1
