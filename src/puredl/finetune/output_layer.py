@@ -63,3 +63,41 @@ def logits_at(model: Any, rows: Any, cols: Any, **inputs: Any) -> Any:
     decoder, head, softcap = parts
     hidden = decoder(**inputs).last_hidden_state
     return head_logits(head, softcap, hidden[rows, cols])
+
+
+def cross_entropy_sum(logits: Any, targets: Any) -> Any:
+    """``F.cross_entropy(logits, targets, reduction="sum")`` that writes its gradient into ``logits``.
+
+    ``logits`` ([K, vocab], float32, made for this loss alone) are kept for the backward, which turns
+    them into ``softmax - onehot`` in place: no log-softmax output ([K, vocab]) is stored and no
+    gradient of that size is allocated, one of the step's largest costs with a 262k vocabulary.
+    Another node that saved ``logits`` would make autograd raise (their version changes), never read
+    them changed. The loss equals torch's; the gradient agrees to float32 rounding.
+    """
+    return _fused_cross_entropy().apply(logits, targets)
+
+
+_FUSED_CE = None
+
+
+def _fused_cross_entropy() -> Any:
+    global _FUSED_CE
+    if _FUSED_CE is None:
+        torch = require("torch", "llm", "fine-tuning")
+
+        class FusedCrossEntropySum(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx: Any, logits: Any, targets: Any) -> Any:
+                lse = torch.logsumexp(logits, dim=-1)
+                ctx.save_for_backward(logits, targets, lse)
+                return (lse - logits.gather(1, targets[:, None]).squeeze(1)).sum()
+
+            @staticmethod
+            def backward(ctx: Any, g: Any) -> tuple[Any, None]:
+                logits, targets, lse = ctx.saved_tensors
+                grad = logits.sub_(lse[:, None]).exp_().mul_(g)  # softmax, scaled, in place
+                grad.scatter_add_(1, targets[:, None], (-g).expand(targets.shape[0], 1).to(grad.dtype))
+                return grad, None
+
+        _FUSED_CE = FusedCrossEntropySum
+    return _FUSED_CE

@@ -46,7 +46,7 @@ from puredl.finetune.checkpoint import (
 from puredl.finetune.devices import autocast, is_main_process, oom_guard
 from puredl.finetune.errors import FinetuneError, TrainingDivergedError
 from puredl.finetune.lora import fold_tied_gradients, tied_parameter_groups
-from puredl.finetune.output_layer import decoder_and_head, head_logits
+from puredl.finetune.output_layer import cross_entropy_sum, decoder_and_head, head_logits
 from puredl.finetune.schedule import lr_factor, warmup_steps_for
 
 LOG_FILE = "train_log.jsonl"
@@ -135,7 +135,7 @@ def batch_loss_sum(model: Any, batch: dict[str, Any]) -> Any:
     positions need no logits, so only the labelled positions go through it. Falls back to the
     model's full forward for architectures without a separate decoder.
     """
-    torch = require("torch", "llm", "fine-tuning")
+    require("torch", "llm", "fine-tuning")
     parts = decoder_and_head(model)
     inputs = model_inputs(batch)
     if parts is None:
@@ -146,7 +146,7 @@ def batch_loss_sum(model: Any, batch: dict[str, Any]) -> Any:
     targets = batch["labels"][:, 1:]
     keep = targets != IGNORE_INDEX
     logits = head_logits(head, softcap, hidden[:, :-1][keep])
-    return torch.nn.functional.cross_entropy(logits, targets[keep], reduction="sum")
+    return cross_entropy_sum(logits, targets[keep])
 
 
 def model_inputs(batch: dict[str, Any]) -> dict[str, Any]:
