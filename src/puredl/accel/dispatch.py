@@ -144,7 +144,21 @@ def run(op: str, category: str, work: int, tensors, kernel: str, head: tuple, *t
     >>> be.NAME, be.tolist(out)
     ('pure', [2.0, 2.0])
     """
-    if _fast:  # PURE, no logging: one loop, one count, the kernel
+    on_pure = _fast  # PURE, no logging: one loop, one count, the kernel
+    if _fast_auto:
+        global _sample_in
+        _sample_in -= 1
+        # the common case costs this countdown and one lookup: no timed call due, no observed
+        # override for this op (or not for this size); then a small op on pure data stays on pure
+        on_pure = (
+            _sample_in > 0
+            and work < _thresholds[category]
+            and (
+                op not in _overridden
+                or (int(work).bit_length() >> 1, False) not in _overridden[op]  # adaptive.bucket
+            )
+        )
+    if on_pure:
         for t in tensors:
             if t._be is not _pure:
                 break
@@ -167,40 +181,7 @@ def run(op: str, category: str, work: int, tensors, kernel: str, head: tuple, *t
                 a, b, c = tensors
                 return _pure, getattr(_pure, kernel)(*head, a._impl, b._impl, c._impl, *tail)
             return _pure, getattr(_pure, kernel)(*head, *[t._impl for t in tensors], *tail)
-    elif _fast_auto:
-        global _sample_in
-        _sample_in -= 1
-        # the common case costs this countdown and one lookup: no timed call due, no observed
-        # override for this op (or not for this size)
-        if (
-            _sample_in > 0
-            and work < _thresholds[category]
-            and (
-                op not in _overridden
-                or (int(work).bit_length() >> 1, False) not in _overridden[op]  # adaptive.bucket
-            )
-        ):
-            for t in tensors:  # a small op on pure data: stay on pure
-                if t._be is not _pure:
-                    break
-            else:
-                stats = _st._stats  # (count_pure, inlined as on the PURE path)
-                stats.pure_count += 1
-                row = stats.per_op.get(op)
-                if row is None:
-                    row = stats.per_op[op] = [0, 0, 0]
-                row[0] += 1
-                n = len(tensors)
-                if n == 1:
-                    return _pure, getattr(_pure, kernel)(*head, t._impl, *tail)
-                if n == 2:
-                    a, b = tensors
-                    return _pure, getattr(_pure, kernel)(*head, a._impl, b._impl, *tail)
-                if n == 3:
-                    a, b, c = tensors
-                    return _pure, getattr(_pure, kernel)(*head, a._impl, b._impl, c._impl, *tail)
-                return _pure, getattr(_pure, kernel)(*head, *[t._impl for t in tensors], *tail)
-    elif _fast_torch:  # TORCH mode, data already on torch's CPU backend
+    if _fast_torch:  # TORCH mode, data already on torch's CPU backend
         tcpu = _tb
         for t in tensors:
             if t._be is not tcpu:
