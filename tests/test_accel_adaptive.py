@@ -199,26 +199,26 @@ def test_near_the_crossover_the_threshold_needs_a_wider_margin():
 
 
 def test_exploring_a_dear_key_timed_at_every_call_stays_within_budget():
-    """A 0.85 ms key is timed at every call; trying its stalled 8 ms torch must still cost at
+    """A 2.5 ms key is timed at every call; trying its stalled 25 ms torch must still cost at
     most the budget of its time (it cost as much as the key itself when the gap counted timed
     calls as if each stood for 64 calls)."""
     m = CostModel(sample_gap=(32, 96), budget=0.02)
-    key = ("sum", bucket(10**5), False)
+    key = ("sum", bucket(10**6), False)
     for _ in range(MIN_OBS):
-        m.observe(key, "sum", 1e5, True, 8 * MS, prior=True)
+        m.observe(key, "sum", 1e6, True, 25 * MS, prior=True)
     tries = calls = 0
     spent = 0.0
     while calls < 20_000:
         use_torch = m.decide(key, True)
-        explore, gap = m.plan(key, use_torch, 0.85 * MS, 10 * US)
+        explore, gap = m.plan(key, use_torch, 2.5 * MS, 30 * US)
         on_torch = use_torch is not explore
-        m.observe(key, "sum", 1e5, on_torch, 8 * MS if on_torch else 0.85 * MS, prior=True)
+        m.observe(key, "sum", 1e6, on_torch, 25 * MS if on_torch else 2.5 * MS, prior=True)
         assert gap == 1
         tries += explore and on_torch
         calls += 1
-        spent += 8 * MS if on_torch else 0.85 * MS
+        spent += 25 * MS if on_torch else 2.5 * MS
     assert m.decide(key, True) is False and tries >= 10
-    assert spent / (calls * 0.85 * MS) - 1 <= 0.03
+    assert spent / (calls * 2.5 * MS) - 1 <= 0.03
 
 
 def test_the_decision_parameters_are_read_when_used(monkeypatch):
@@ -581,14 +581,20 @@ def test_new_keys_are_timed_densely_until_they_can_be_compared():
         assert m.next_gap(key) == 1
     for _ in range(MIN_OBS):
         m.drop(key)
-    # an op that cannot be timed is not retried at every call; a 50 us op is timed one call in 12
-    # (6 us of bookkeeping is 1% of its time), dearer than the ordinary 16-47
-    assert m.next_gap(key) == 12
+    # an op that cannot be timed is not retried at every call; a 50 us op is timed a little less
+    # often than the ordinary 16-47 (20 us of bookkeeping is 1% of 40 calls of it)
+    gaps = [m.next_gap(key) for _ in range(200)]
+    assert 20 <= min(gaps) and max(gaps) <= 61 and 35 < sum(gaps) / len(gaps) < 45
+    dear = ("activation", bucket(4 * 10**6), False)
+    for _ in range(MIN_OBS):
+        m.observe(dear, "relu", 4e6, True, 210 * US, prior=True)
+        m.observe(dear, "relu", 4e6, False, 200 * MS, prior=True)
+    assert m.next_gap(dear) == 10  # a 210 us op: one call in 10 (20 us is 1% of 9.5 calls)
     cheap = ("relu", bucket(10), False)
     for _ in range(MIN_OBS):
         m.observe(cheap, "relu", 10, False, 2 * US, prior=False)
         m.observe(cheap, "relu", 10, True, 5 * US, prior=False)
-    # a 2 us op is timed less often than the ordinary gap: 6 us every 300 calls would be 1% of its
+    # a 2 us op is timed less often than the ordinary gap: 20 us every 1000 calls would be 1% of its
     # time; the gap is capped at MAX_GAP_SCALE (4) times the ordinary 16-47
     gaps = [m.next_gap(cheap) for _ in range(200)]
     assert 64 <= min(gaps) and max(gaps) <= 4 * 48 and 110 < sum(gaps) / len(gaps) < 140
@@ -606,18 +612,18 @@ def test_adaptive_can_be_turned_off_from_the_environment():
 
 
 def test_a_key_whose_other_backend_is_ruled_out_by_size_is_not_timed_at_every_call():
-    """A 1M-element relu: pure would cost ~50 ms, never tried; its torch timings are enough to go
-    on, so it is timed at the share its cost allows (it was timed at every call, waiting for a
+    """A 4M-element relu: pure would cost ~200 ms, never tried; its torch timings are enough to
+    go on, so it is timed at the share its cost allows (it was timed at every call, waiting for a
     pure timing that never came)."""
     m = CostModel(sample_gap=(32, 96))
-    key = ("relu", bucket(10**6), False)
+    key = ("relu", bucket(4 * 10**6), False)
     gaps = []
     for _ in range(40):
-        m.plan(key, True, prior_pure_s=50 * MS, prior_torch_s=50 * US)
-        m.observe(key, "relu", 1e6, True, 50 * US, prior=True)
+        m.plan(key, True, prior_pure_s=200 * MS, prior_torch_s=210 * US)
+        m.observe(key, "relu", 4e6, True, 210 * US, prior=True)
         gaps.append(m.next_gap(key))
     assert gaps[: MIN_OBS - 1] == [1] * (MIN_OBS - 1)
-    assert min(gaps[MIN_OBS:]) == 12  # 6 us of bookkeeping is 1% of a 50 us call one call in 12
+    assert min(gaps[MIN_OBS:]) == 10  # 20 us of bookkeeping is 1% of a 210 us call one call in 10
 
 
 def test_slow_first_calls_of_the_current_count_do_not_switch_the_threads():

@@ -67,7 +67,6 @@ def test_a_lora_models_gradients_match_the_unfused_loss():
     pytest.importorskip("transformers")
     pytest.importorskip("peft")
     from finetune_helpers import tiny_gemma3, tiny_tokenizer
-
     from puredl.finetune import trainer
     from puredl.finetune.batching import collate, encode_example
     from puredl.finetune.lora import LoRAConfig, add_lora

@@ -51,7 +51,9 @@ MIN_GAIN_S = 5e-6
 BUDGET = 0.02  # exploration may cost at most this share of a key's time, on its estimates
 MAX_EXPLORE_EXTRA_S = 0.02  # never try a backend expected to cost this much more per call
 SAMPLE_GAP = (32, 96)  # one call in 32..95 is timed (uniform gap; mean 63.5) ...
-TIMED_CALL_S = 6e-6  # ... each costing ~6 us of bookkeeping, so a key whose calls cost more
+# ... each costing ~6 us of bookkeeping after a cheap op and ~20 us after a 4M-element one (the
+# op's data pushed the bookkeeping out of the caches; measured): the dear keys' figure, so a key
+TIMED_CALL_S = 2e-5  # whose calls cost more
 TIMING_SHARE = 0.01  # is timed more often: at most this share of its time (a 1 ms op: every call),
 MAX_GAP_SCALE = 4.0  # and a cheap key less often, up to this many times the ordinary gap
 MIN_EXPLORE_GAP = 2  # timed calls of a key between two explorations, at least
