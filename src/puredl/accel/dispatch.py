@@ -449,12 +449,7 @@ def run_inplace(op: str, tensors, kernel: str, head: tuple, *tail):
             impls = [t._impl for t in tensors]
     if _logging:
         _log(op, tensors, "torch", f"in place, where the target lives ({be.DEVICE})")
-    stats = _st._stats  # (count_torch, inlined)
-    stats.torch_count += 1
-    row = stats.per_op.get(op)
-    if row is None:
-        row = stats.per_op[op] = [0, 0, 0]
-    row[1] += 1
+    _count_torch(op)  # (once per parameter update, not per op: the call costs nothing that shows)
     try:
         if not head:  # (the optimizers' updates: no slicing)
             out = getattr(be, kernel)(*impls, *tail)
