@@ -345,10 +345,10 @@ class CostModel:
         ``prior`` (or the thread policy's move when torch's threads changed)."""
         if torch and self.threads is not None:
             booked, thread_move = self.threads.end(key, op, work, seconds)
-            if thread_move is not None:  # torch's timings of parallel ops no longer hold
-                for other_key, books in self.keys.items():
-                    if self.threads.applies(other_key):
-                        books.forget(True)
+            if thread_move is not None:  # this key's torch timings no longer hold
+                books = self.keys.get(key)
+                if books is not None:
+                    books.forget(True)
                 return thread_move
             if not booked or not self.threads.measured(key):
                 # a try of the other thread count, or a parallel key whose torch cost is not known

@@ -125,6 +125,9 @@ def _new_model() -> _adaptive.CostModel:
 
 _model = _new_model()
 _overridden = _model.by_op  # ops where observed costs overrule a threshold
+# ops with a size whose torch calls run on one thread (the thread policy's, when it has one)
+_one_thread = _model.threads.by_op if _model.threads is not None else {}
+_ONE_THREAD = ("one thread",)  # _decide's sample for an untimed call to run on one torch thread
 _PURE_FIXED_S = 4e-6  # a pure op's cost before its first element (priors of the cost model only)
 
 
@@ -197,11 +200,13 @@ def run(op: str, category: str, work: int, tensors, kernel: str, head: tuple, *t
     try:
         if sample is None:
             return be, fn(*head, *impls, *tail)
+        if sample is _ONE_THREAD:
+            return be, _model.threads.one_thread(fn, *head, *impls, *tail)
         result = fn(*head, *impls, *tail)
     except RuntimeError as exc:
         if be is _pure:
             raise
-        if sample is not None:
+        if sample is not None and sample is not _ONE_THREAD:
             _model.drop(sample[0])
         return _failed(op, be, tensors, kernel, head, tail, exc)
     _observe(sample, _model.clock() - sample[5])
@@ -239,7 +244,7 @@ def select(op: str, category: str, work: int, tensors):
             _count_torch(op)
             return tcpu, [t._impl for t in tensors]
     be, impls, sample = _decide(op, category, work, tensors)
-    if sample is not None:  # no kernel call to time here
+    if sample is not None and sample is not _ONE_THREAD:  # no kernel call to time here
         _model.drop(sample[0])
     return be, impls
 
@@ -257,7 +262,7 @@ def _decide(op: str, category: str, work: int, tensors):
         else:
             if _logging:  # the door counts down only on its fast path
                 _sample_in -= 1
-            adapt = _sample_in <= 0 or op in _overridden
+            adapt = _sample_in <= 0 or op in _overridden or op in _one_thread
     if not _logging and not adapt:
         # the common cases first: AUTO below threshold on pure data, TORCH on torch data
         if mode is AccelMode.AUTO:
@@ -331,9 +336,14 @@ def _decide(op: str, category: str, work: int, tensors):
                     if _logging:
                         reason = f"exploring: timing the other backend; {reason}"
                 sample = (key, op, work, use_torch, prior, 0.0)
+            elif use_torch and op in _one_thread and key[1:] in _one_thread[op]:
+                sample = _ONE_THREAD
+                if _logging:
+                    reason = f"on one torch thread (its calls stalled on torch's threads); {reason}"
     if _logging:
         _log(op, tensors, "torch" if use_torch else "pure", reason)
-    if sample is not None:  # the clock starts before the inputs move: their cost is the choice's too
+    if sample is not None and sample is not _ONE_THREAD:
+        # the clock starts before the inputs move: their cost is the choice's too
         sample = sample[:5] + (_model.clock(),)
     if use_torch:
         _count_torch(op)
@@ -364,10 +374,11 @@ def adaptive_model() -> _adaptive.CostModel:
 
 def reset_adaptive(model: _adaptive.CostModel | None = None) -> None:
     """Forget what AUTO observed (or start from ``model``, e.g. one with a test clock)."""
-    global _model, _overridden, _sample_in
-    _model.activate(False)  # torch's own thread count back
+    global _model, _overridden, _one_thread, _sample_in
+    _model.activate(False)  # (a timed call under way puts torch's count back)
     _model = model if model is not None else _new_model()
     _overridden = _model.by_op
+    _one_thread = _model.threads.by_op if _model.threads is not None else {}
     _model.activate(_mode is AccelMode.AUTO and _adaptive_on)
     _sample_in = 1
 
