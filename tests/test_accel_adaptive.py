@@ -624,6 +624,23 @@ def test_new_keys_are_timed_densely_until_they_can_be_compared():
     assert 64 <= min(gaps) and max(gaps) <= 4 * 48 and 110 < sum(gaps) / len(gaps) < 140
 
 
+def test_a_block_without_the_cost_model_does_not_make_the_next_auto_call_a_timed_one():
+    """AUTO without its model parks the countdown; coming back it counts down an ordinary gap
+    (it restarted at 1: in benchmarks/accel.py, whose settings take turns, the AUTO setting after
+    the thresholds-only one paid a timed call, sometimes an exploration, every round)."""
+    accel.reset_adaptive(CostModel(rng=random.Random(0)))  # the ordinary gaps: 32 to 95 calls
+    accel.set_acceleration("auto")
+    x = pd.rand(10)
+    with accel.using(adaptive=False):
+        for _ in range(3):
+            x.sum()  # (parks the countdown)
+    accel.reset_stats()
+    for _ in range(30):
+        x.sum()
+    assert accel.get_stats().timed_count == 0
+    accel.reset_adaptive()
+
+
 def test_adaptive_can_be_turned_off_from_the_environment():
     env = dict(os.environ, PYTHONPATH=SRC, PUREDL_ACCEL_ADAPTIVE="0")
     code = (

@@ -281,8 +281,9 @@ class CostModel:
             self.threads.begin(key, k.calls_per_timed)
         return explore, self._gap(k)
 
-    def next_gap(self, key: tuple) -> int:
-        """Calls until the next timed one: 1 while ``key`` still lacks the timings it could act on."""
+    def next_gap(self, key: tuple | None = None) -> int:
+        """Calls until the next timed one: 1 while ``key`` still lacks the timings it could act on
+        (no key: an ordinary gap, drawn at random)."""
         return self._gap(self.keys.get(key))
 
     def explore(self, key: tuple, use_torch: bool, prior_pure_s: float, prior_torch_s: float) -> bool:

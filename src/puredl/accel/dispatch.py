@@ -45,8 +45,10 @@ def _refresh() -> None:
     _fast_auto = _mode is AccelMode.AUTO and not _logging
     _fast_torch = _mode is AccelMode.TORCH and not _logging
     _model.activate(_mode is AccelMode.AUTO and _adaptive_on)  # AUTO's torch threads: AUTO only
-    if _sample_in > 1 << 40:  # parked while there was nothing to time: look again
-        _sample_in = 1
+    if _sample_in > 1 << 40:  # parked while there was nothing to time: count down afresh
+        # (not 1: a block with adaptive=False, in a benchmark's every round, would otherwise make
+        # the next AUTO call a timed one each time, as if timing were part of its steady state)
+        _sample_in = _model.next_gap()
 
 
 def _torch_loaded(tb) -> None:
