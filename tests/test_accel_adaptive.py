@@ -289,12 +289,14 @@ def test_a_stalling_parallel_op_goes_to_one_thread_not_to_pure_and_back(clock, t
     assert accel.adaptive_model().overrides == {}  # torch on one thread: the threshold's choice holds
 
     threads.busy = False  # the other process is gone: 2 threads cost 60 us, 1 thread 120 us
-    # a try of 2 threads costs 8 ms while they stall: within a 2% budget, one in ~3300 calls
-    ran = where(x.sum() for _ in range(5000))
-    assert ran[-50:] == ["torch"] * 50 and accel.adaptive_model().threads.threads(key) == 2
-    # now and then a try of one thread (60 us dearer: within the 2% budget)
-    assert threads.ran_on[-1000:].count(1) <= 30
+    # a try of 2 threads costs 8 ms while they stall: within the 0.5% budget, one in ~13,000 calls
+    for _ in range(20_000):
+        x.sum()
+    assert accel.adaptive_model().threads.threads(key) == 2
+    assert accel.adaptive_model().overrides == {}  # (now and then a timed try of pure, never a move)
     assert [(m.old, m.new) for m in thread_moves()] == [(2, 1), (1, 2)]
+    # now and then a try of one thread (60 us dearer: within the budget)
+    assert threads.ran_on[-2000:].count(1) <= 2000 * 0.005 + 2
 
 
 def test_each_size_gets_its_own_thread_count(clock, threads, monkeypatch):
@@ -376,6 +378,29 @@ def test_a_kernel_that_raises_on_one_thread_puts_the_count_back():
     assert t.n == 2
 
 
+def test_waking_the_pool_after_a_try_of_one_thread_is_not_booked_as_the_counts_cost():
+    """The first call on torch's count after a try of one thread wakes the pool's other thread
+    (+130 us at add 4M, measured; far more when it slept): a cost of the try, not of the count."""
+    t = FakeThreads()
+    policy = ThreadPolicy(get_threads=t.get, set_threads=t.set)
+    policy.activate(True)
+    key = ("add", bucket(4 * 10**6), False)
+    after_try = False
+    for _ in range(12):  # learning both counts: 4 on its own, then tries of one thread every other call
+        policy.begin(key, calls_per_timed=1)
+        cost = 1.9 * MS if t.n == 1 else (4 * MS if after_try else 0.7 * MS)
+        after_try = t.n == 1
+        policy.end(key, "add", 4e6, cost)
+    books = policy.books[key]
+    assert books.seen[1] >= MIN_OBS and max(books.recent[0]) == 0.7 * MS
+    assert policy.threads(key) == 2
+    seen = books.seen[0]  # another key's calls on one thread wake nothing that is skipped
+    policy.one_thread(lambda: None)
+    policy.begin(key, calls_per_timed=1)
+    assert t.n == 2 and policy.end(key, "add", 4e6, 0.7 * MS) == (True, None)
+    assert books.seen[0] == seen + 1
+
+
 def test_a_quiet_machine_keeps_torchs_threads(clock, threads, monkeypatch):
     threads.busy = False
     FakeCosts(monkeypatch, clock, "reduce_sum", pure=0.85 * MS, torch=threads.sum_cost)
@@ -385,7 +410,7 @@ def test_a_quiet_machine_keeps_torchs_threads(clock, threads, monkeypatch):
         x.sum()
     assert threads.n == 2 and accel.get_stats().moves == []
     assert accel.adaptive_model().threads.by_op == {}  # AUTO's path looks at nothing more
-    assert threads.sets <= 2 * 2000 // 8  # a try of one thread is a set and a set back, rarely
+    assert 0 < threads.sets <= 2 * (2000 * 0.005 + 2 * MIN_OBS)  # a try is a set and a set back: learning, then rarely
 
 
 def test_small_ops_never_change_the_thread_count(clock, threads, monkeypatch):

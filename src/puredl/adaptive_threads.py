@@ -44,6 +44,9 @@ from puredl import adaptive as _adaptive
 # thread count for all of AUTO helped the ops that stalled and cost the large ones 1.3-1.7x
 ENABLED = 0  # 1: accel.reset_adaptive() gives AUTO this policy
 PARALLEL_BUCKET = 8  # adaptive.bucket(32768): from torch's grain on, an op may run on several threads
+# a try of one thread costs ~2x a call of a large op on a quiet machine, and the call after it
+# pays waking torch's pool (+130 us at add 4M): tries are rarer than the backends' (BUDGET 2%)
+THREAD_BUDGET = 0.005
 THREAD_MARGIN = 1.5  # wider than the backends' margin: a stall must be clear, not noise
 # a thread count's cost: this quantile of its kept timings (the backends' is 1/3): a stall that
 # hits half the calls counts here, since a count that stalls now and then costs its stalls
@@ -97,7 +100,7 @@ class ThreadPolicy:
         margin: float | None = None,
     ):
         self._get, self._set = get_threads, set_threads
-        self.budget = _adaptive.BUDGET if budget is None else budget
+        self.budget = THREAD_BUDGET if budget is None else budget
         self.margin = THREAD_MARGIN if margin is None else margin
         self.active = False  # AUTO is the mode: the policy's counts apply
         self.own: int | None = None  # torch's count outside the policy (read before each timed call)
@@ -107,6 +110,11 @@ class ThreadPolicy:
         # op is absent while none of its keys runs on one thread (so a quiet machine pays nothing)
         self.by_op: dict[str, set[tuple]] = {}
         self.pending: tuple | None = None  # (key, ran on one thread, a try) of the timed call under way
+        # the key whose last timed call tried one thread: its next call on torch's count wakes
+        # the pool's other threads (measured: +130 us at add 4M, quiet), a cost of the try, not of
+        # the count, so that timing is not booked (where calls of keys on one thread and on torch's
+        # count take turns, every call pays the waking: then it is booked, as it is the count's)
+        self.cold: tuple | None = None
 
     def applies(self, key: tuple) -> bool:
         """Can ``key``'s ops run on several threads (its size from torch's grain on)?"""
@@ -176,6 +184,11 @@ class ThreadPolicy:
         _, ran_single, tried = pending
         if ran_single:
             self._set(self.own)
+            if tried:
+                self.cold = key
+        elif self.cold == key:
+            self.cold = None
+            return True, None  # the pool woke for this call after the try: not what the count costs
         k = self.books[key]
         k.add(ran_single, seconds)
         cur = key in self.single
