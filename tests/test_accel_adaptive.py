@@ -410,7 +410,7 @@ def test_a_quiet_machine_keeps_torchs_threads(clock, threads, monkeypatch):
         x.sum()
     assert threads.n == 2 and accel.get_stats().moves == []
     assert accel.adaptive_model().threads.by_op == {}  # AUTO's path looks at nothing more
-    assert 0 < threads.sets <= 2 * (2000 * 0.005 + 2 * MIN_OBS)  # a try is a set and a set back: learning, then rarely
+    assert 0 < threads.sets <= 2 * (2000 * 0.005 + 2 * MIN_OBS)  # a try: a set and a set back
 
 
 def test_small_ops_never_change_the_thread_count(clock, threads, monkeypatch):
