@@ -718,15 +718,15 @@ def test_slow_first_calls_of_the_current_count_do_not_switch_the_threads():
     assert policy.threads(key) == 1 and first < 40
 
 
-def test_auto_runs_without_the_thread_policy_unless_it_is_enabled(monkeypatch):
+def test_auto_has_the_thread_policy_unless_it_is_disabled(monkeypatch):
     from puredl import adaptive_threads
 
     accel.reset_adaptive()
-    assert accel.adaptive_model().threads is None
-    monkeypatch.setattr(adaptive_threads, "ENABLED", 1)
-    accel.reset_adaptive()
     assert isinstance(accel.adaptive_model().threads, ThreadPolicy)
     monkeypatch.setattr(adaptive_threads, "ENABLED", 0)
+    accel.reset_adaptive()
+    assert accel.adaptive_model().threads is None
+    monkeypatch.setattr(adaptive_threads, "ENABLED", 1)
     accel.reset_adaptive()
 
 

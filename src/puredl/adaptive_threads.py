@@ -40,9 +40,10 @@ from typing import NamedTuple
 
 from puredl import adaptive as _adaptive
 
-# off by default: measured under load (benchmarks/results/accel_2026-11-30_2cpu_load*.md), one
-# thread count for all of AUTO helped the ops that stalled and cost the large ones 1.3-1.7x
-ENABLED = 0  # 1: accel.reset_adaptive() gives AUTO this policy
+# on by default since the count is per key (one global count, measured under load in
+# benchmarks/results/accel_2026-11-30_2cpu_load_thread_policy.md, cost the large ops 1.3-1.7x);
+# measured per key: docs/acceleration.md "AUTO on a busy machine"
+ENABLED = 1  # 0: accel.reset_adaptive() gives AUTO no thread policy (torch's own count always)
 PARALLEL_BUCKET = 8  # adaptive.bucket(32768): from torch's grain on, an op may run on several threads
 # a try of one thread costs ~2x a call of a large op on a quiet machine, and the call after it
 # pays waking torch's pool (+130 us at add 4M): tries are rarer than the backends' (BUDGET 2%)
