@@ -29,6 +29,7 @@ try:
     import torch
 
     from puredl import accel, adaptive, adaptive_threads
+    from puredl.accel import dispatch
     from puredl.accel.calibration import BENCH_OPS
 except ImportError as exc:  # pragma: no cover - a message, not a traceback
     sys.exit(f"accel_threads.py needs puredl and torch ({exc}); pip install -e '.[torch]'")
@@ -59,11 +60,21 @@ def measure(name: str, size: int, blocks: int, rng: random.Random) -> dict:
         "no policy": adaptive.CostModel(),
     }
 
+    countdown = dict.fromkeys(models, 1)  # each model's calls until its next timed one
+
+    @contextlib.contextmanager
     def enter(setting: str):
         if setting == "torch":
-            return accel.using("torch")
+            with accel.using("torch"):
+                yield
+            return
+        # swap the model in with its own countdown (reset_adaptive alone restarts it at 1, and
+        # a timed call, maybe a try, at the start of every block is not AUTO's steady state)
         accel.reset_adaptive(models[setting])
-        return accel.using("auto")
+        dispatch._sample_in = countdown[setting]
+        with accel.using("auto"):
+            yield
+        countdown[setting] = dispatch._sample_in
 
     for setting in SETTINGS:  # learning, untimed
         with enter(setting):
