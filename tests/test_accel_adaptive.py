@@ -677,6 +677,20 @@ def test_adaptive_can_be_turned_off_from_the_environment():
     assert "auto cost model: off  (PUREDL_ACCEL_ADAPTIVE=0)" in out.stdout
 
 
+def test_accel_info_names_the_sizes_on_one_thread(clock, threads, monkeypatch):
+    from puredl.accel import cli
+
+    assert "per-size thread policy on; on one thread: no size yet" in cli.info_text()
+    FakeCosts(monkeypatch, clock, "reduce_sum", pure=0.85 * MS, torch=threads.sum_cost)
+    accel.set_threshold("reduction", 100)
+    x = pd.rand(100_000)
+    for _ in range(200):
+        x.sum()
+    assert "on one thread: sum 32.8k+" in cli.info_text()  # (its size bucket: 32768 to 131071)
+    accel.reset_adaptive(CostModel())
+    assert "per-size thread policy off" in cli.info_text()
+
+
 def test_a_key_whose_other_backend_is_ruled_out_by_size_is_not_timed_at_every_call():
     """A 4M-element relu: pure would cost ~200 ms, never tried; its torch timings are enough to
     go on, so it is timed at the share its cost allows (it was timed at every call, waiting for a

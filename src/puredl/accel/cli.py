@@ -63,6 +63,14 @@ def info_text() -> str:
         f"  auto cost model: {'on' if accel.is_adaptive() else 'off'}"
         f"  (PUREDL_ACCEL_ADAPTIVE={os.environ.get('PUREDL_ACCEL_ADAPTIVE', '')})"
     )
+    policy = accel.adaptive_model().threads
+    if policy is None:
+        lines.append("  torch threads:   torch's own count (AUTO's per-size thread policy off)")
+    else:
+        single = ", ".join(f"{k[0]} {accel.format_work(1 << (2 * k[1] - 1))}+" for k in sorted(policy.single))
+        lines.append(
+            "  torch threads:   AUTO's per-size thread policy on; on one thread: " + (single or "no size yet")
+        )
     return "\n".join(lines)
 
 
