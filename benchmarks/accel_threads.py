@@ -48,13 +48,46 @@ CASES = [
     ("add", 4_000_000),
     ("sum", 100_000),
     ("sum", 1_000_000),
+    ("train step", 0),  # AUTO on a whole training step (its parameters stay where AUTO puts them)
 ]
 SETTINGS = ("policy", "no policy", "torch")
 
 
+class TrainStep:
+    """One SGD step of an MLP 64-512-10 on a batch of 256 (random data): matmuls of 8.4M
+    multiply-adds and activations of 131k elements, parallel-sized ops of a real step."""
+
+    name = "train step"
+
+    def __init__(self):
+        import puredl as pd
+        from puredl import nn, optim
+
+        pd.manual_seed(0)
+        self.x, self.y = pd.rand(256, 64), pd.randint(0, 10, (256,))
+        self.model = nn.Sequential(nn.Linear(64, 512), nn.ReLU(), nn.Linear(512, 10))
+        self.opt = optim.SGD(self.model.parameters(), lr=0.01, momentum=0.9)
+        self.loss = nn.CrossEntropyLoss()
+
+    def make(self, size: int) -> tuple:
+        return ()
+
+    def size_label(self, size: int) -> str:
+        return "MLP 64-512-10, batch 256"
+
+    def work(self, size: int) -> int:
+        return 256 * 64 * 512
+
+    def run(self) -> None:
+        self.opt.zero_grad()
+        self.loss(self.model(self.x), self.y).backward()
+        self.opt.step()
+
+
 def measure(name: str, size: int, blocks: int, rng: random.Random) -> dict:
-    op = BENCH_OPS[name]
+    op = TrainStep() if name == "train step" else BENCH_OPS[name]
     tensors = op.make(size)
+    accel.reset_stats()  # (its moves list: the thread policy's moves for this case)
     models = {
         "policy": adaptive.CostModel(threads=adaptive_threads.ThreadPolicy()),
         "no policy": adaptive.CostModel(),
@@ -97,6 +130,7 @@ def measure(name: str, size: int, blocks: int, rng: random.Random) -> dict:
                     op.run(*tensors)
                 times[setting].append((time.perf_counter() - start) / n)
     policy = models["policy"].threads
+    moves = [str(m) for m in accel.get_stats().moves if type(m).__name__ == "ThreadMove"]
     accel.reset_adaptive()
     med = {s: statistics.median(v) for s, v in times.items()}
     return {
@@ -105,8 +139,17 @@ def measure(name: str, size: int, blocks: int, rng: random.Random) -> dict:
         "work": op.work(size),
         "calls_per_block": n,
         **{s: med[s] for s in SETTINGS},
-        "one_thread": sorted(str(k[1]) for k in policy.single if k[0] == name),
+        # the keys on one thread: (op, size bucket); a training step has several ops
+        "one_thread": sorted(f"{k[0]} {k[1]}" for k in policy.single if name in (k[0], "train step")),
+        "thread_moves": moves,  # in order, learning included
     }
+
+
+def on_one_thread(row: dict) -> str:
+    if row["op"] != "train step":
+        return "yes" if row["one_thread"] else ""
+    ops = sorted({k.split()[0] for k in row["one_thread"]})
+    return f"{len(row['one_thread'])} sizes ({', '.join(ops)})" if ops else "none"
 
 
 def fmt(s: float) -> str:
@@ -128,10 +171,10 @@ def main(argv: list[str] | None = None) -> int:
             row = measure(name, size, args.blocks, rng)
             rows.append(row)
             print(
-                f"  {name:7s} {row['size']:>10s}  policy {fmt(row['policy']):>9s}  no policy "
+                f"  {name:10s} {row['size']:>10s}  policy {fmt(row['policy']):>9s}  no policy "
                 f"{fmt(row['no policy']):>9s}  torch {fmt(row['torch']):>9s}  policy/no policy "
                 f"{row['policy'] / row['no policy']:.2f}  policy/torch {row['policy'] / row['torch']:.2f}"
-                + ("  (one thread)" if row["one_thread"] else ""),
+                + (f"  (one thread: {on_one_thread(row)})" if row["one_thread"] else ""),
                 flush=True,
             )
     elapsed = time.perf_counter() - started
@@ -142,17 +185,22 @@ def main(argv: list[str] | None = None) -> int:
         f"Run took {elapsed:.0f} s. Condition: {condition}. Load average at the start: {up0}; at the "
         f"end: {load_average()}.\n\nMedian seconds per call of {args.blocks} blocks of ~2 ms, the three "
         "settings taking turns in a shuffled order; AUTO learned each size untimed first (its steady "
-        "state). 'policy': AUTO's cost model with the per-size thread policy (the default); 'no "
+        "state). 'thread moves': how often the policy moved a size between torch's count and one "
+        "thread (learning included; the list is in the JSON). 'policy': AUTO's cost model with the "
+        "per-size thread policy (the default); 'no "
         "policy': the cost model alone (torch's own thread count always); 'on one thread': the "
         "policy runs this size's torch calls on one thread.\n"
     )
-    print("| op | size | policy | no policy | torch | policy / no policy | policy / torch | on one thread |")
-    print("|---|---:|---:|---:|---:|---:|---:|:---:|")
+    print(
+        "| op | size | policy | no policy | torch | policy / no policy | policy / torch | on one thread "
+        "at the end | thread moves |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|:---:|---:|")
     for r in rows:
         print(
             f"| {r['op']} | {r['size']} | {fmt(r['policy'])} | {fmt(r['no policy'])} | {fmt(r['torch'])} "
             f"| {r['policy'] / r['no policy']:.2f} | {r['policy'] / r['torch']:.2f} | "
-            f"{'yes' if r['one_thread'] else ''} |"
+            f"{on_one_thread(r)} | {len(r['thread_moves'])} |"
         )
     ratios = [r["policy"] / r["no policy"] for r in rows]
     print(
