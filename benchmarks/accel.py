@@ -146,11 +146,12 @@ def measure_op(
             row["pure"], row["pure_est"] = est, True
         else:
             settings["pure"] = ("pure", None)
-        # big ops run one call per round: more rounds, so that some run undisturbed on a busy machine
+        # big ops run one call per round: more rounds, so that some run undisturbed on a busy machine;
+        # with the median (--load) more still: a stalled torch op takes one of two times (1.6 or 5.6
+        # ms at 548x548, 2026-12-01), and a median of 15 landed on either mode for the same kernel
         big = est > 0.01 or work >= 1e8
-        row.update(
-            time_modes(op, tensors, settings, min_time, rounds=15 if big else 3, stat=stat, warmup=WARMUP)
-        )
+        rounds = (31 if stat == "median" else 15) if big else 3
+        row.update(time_modes(op, tensors, settings, min_time, rounds=rounds, stat=stat, warmup=WARMUP))
         for key in AUTO_KEYS:  # which backend AUTO picks now (after what it observed)
             # the most calls' backend, of 9 (3 for a slow op): one call may be a timed try of the other
             calls = 9 if row[key] * 9 < 1.0 else 3
@@ -278,7 +279,8 @@ def run(args, torch, condition: str) -> int:
         f"Condition: {condition}.\n\n"
         f"Cost model and thread policy parameters: {params_text()}.\n\n"
         f"uptime at start: `{uptime_start}`; at the end: `{uptime_end}`.\n\n"
-        f"Times are per op through the public API: the {stat} of at least 3 rounds, the five settings "
+        f"Times are per op through the public API: the {stat} of at least 3 rounds ("
+        f"{31 if stat == 'median' else 15} for ops of 10 ms or 1e8 units of work), the five settings "
         "taking turns round by round (so load from other processes hits them alike); inputs are "
         "pure-resident and detached before each call. Before its rounds each setting runs untimed "
         f"for at least {WARMUP[0]} calls and {WARMUP[1] * 1e3:.0f} ms (at most {WARMUP[1] * 20:.0f} s): "
