@@ -9,9 +9,10 @@ against 2.8 ms on one), while relu and add of 1-4M elements were still faster on
 thread count is chosen per key, the way the backend is: on some of AUTO's timed torch calls of a
 parallel-sized key (bucket >= PARALLEL_BUCKET) the policy runs the call with the other count,
 keeps the key's recent timings under both, and moves the key to the other count when its
-evidence is clear (THREAD_MARGIN, seen twice). Trying the other count costs at most the cost
-model's exploration budget, so a key that stalls tries torch's threads again only rarely, and
-goes back to them when a try finds the stall gone.
+evidence is clear (THREAD_MARGIN, seen twice). Trying the other count costs at most
+THREAD_BUDGET of the key's time, so a key that stalls tries torch's threads again only rarely,
+and goes back to them when a try finds the stall gone (slowly, by design: each try under load
+is a stall).
 
 A key on one thread runs each call as ``set_num_threads(1)``, the kernel, and torch's count back
 (~0.2 us each, on calls that cost milliseconds when they stalled); outside those calls torch runs
