@@ -118,10 +118,6 @@ class ThreadPolicy:
         # count take turns, every call pays the waking: then it is booked, as it is the count's)
         self.cold: tuple | None = None
 
-    def applies(self, key: tuple) -> bool:
-        """Can ``key``'s ops run on several threads (its size from torch's grain on)?"""
-        return key[1] >= PARALLEL_BUCKET
-
     def measured(self, key: tuple) -> bool:
         """Has ``key`` been timed on both thread counts (or is there nothing to choose)? Until
         it has, AUTO keeps a parallel key on torch: a stall on torch's threads must be weighed
