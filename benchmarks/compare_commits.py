@@ -49,6 +49,7 @@ from run_against import SHIMS_PREFIX
 HERE = os.path.dirname(os.path.abspath(__file__))
 OLD_DEFAULT = "7678e67"  # the last commit before the core redesign (issue 15)
 BENCHMARKS = ("train_step", "accel", "torch_training")
+INSTRUCTION_CASES = ("train", "ops", "torch_training")  # benchmarks/count_instructions.py --cases
 RUN_TIMEOUT_S = 3600  # one benchmark run; a full accel.py sweep takes ~2 minutes on 2 cores
 
 
@@ -194,8 +195,11 @@ def count_instructions(args, trees: list[Tree], scratch: str) -> tuple[dict, int
             os.path.join(HERE, "count_instructions.py"),
             "--steps",
             str(steps),
+            "--cases",
+            ",".join(args.instruction_cases),
         ]
-        print(f"[callgrind] pure-tier train steps on {tree.side} ...", end=" ", file=sys.stderr, flush=True)
+        what = ", ".join(args.instruction_cases)
+        print(f"[callgrind] {what} on {tree.side} ...", end=" ", file=sys.stderr, flush=True)
         start = time.monotonic()
         env = child_env(tree, PUREDL_ACCEL="pure", PYTHONHASHSEED="0")
         proc = subprocess.run(
@@ -211,7 +215,7 @@ def count_instructions(args, trees: list[Tree], scratch: str) -> tuple[dict, int
         for k in range(1, len(marks["segments"]) + 1):
             with open(os.path.join(folder, f"out.{k}"), encoding="utf-8") as f:
                 dumps.append(f.read())
-        counts[tree.side] = instructions_per_step(marks["segments"], dumps, marks["steps"])
+        counts[tree.side] = instructions_per_step(marks["segments"], dumps)
         print(f"{time.monotonic() - start:.0f} s", file=sys.stderr, flush=True)
     return counts, steps
 
@@ -258,10 +262,15 @@ def report(args, trees, records, failures, counts, steps, uptimes, elapsed) -> t
         over += sum(r["verdict"] == "SLOWER" for r in rows)
         lines += [
             "",
-            f"## Instructions per pure-tier train step (callgrind, {steps} step(s) per case after 2 warm-up)",
+            f"## Instructions per step and per op call (callgrind: {', '.join(args.instruction_cases)})",
             "",
-            "Counted with `valgrind --tool=callgrind` (PUREDL_ACCEL=pure, PYTHONHASHSEED=0): the same "
-            "whatever the load, to ~0.2% between runs.",
+            "Counted with `valgrind --tool=callgrind` (PYTHONHASHSEED=0, torch on one thread), so the "
+            "same whatever the load, to ~0.2% between runs (benchmarks/count_instructions.py): train "
+            f"steps {steps} per case after 2 warm-up (PURE); op calls as benchmarks/accel.py makes "
+            f"them, 200 / 100 / 30 calls at 10 / 1,000 / 100,000 elements after 20 warm-up ({steps} "
+            "for pure at 100,000), in PURE, TORCH and AUTO with the default thresholds (AUTO's rows "
+            "include its cost model's timed calls and tries, amortized); the TORCH-mode training step "
+            f"{10 * steps} steps.",
             "",
             summary(rows, args.limit),
             "",
@@ -292,6 +301,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     ap.add_argument("--instructions", action="store_true", help="also count instructions with callgrind")
     ap.add_argument("--instruction-steps", type=int, default=3, help="counted steps per case (default 3)")
+    ap.add_argument(
+        "--instruction-cases",
+        default="train,ops,torch_training",
+        help="what --instructions counts: comma-separated subset of train,ops,torch_training",
+    )
     ap.add_argument("--torch-threads", type=int, help="torch threads for all three (default: each one's own)")
     ap.add_argument("--python", default=sys.executable, help="the interpreter to run them with")
     ap.add_argument(
@@ -304,6 +318,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     unknown = [b for b in args.benchmarks if b not in BENCHMARKS]
     if unknown:
         ap.error(f"unknown benchmark(s) {', '.join(unknown)}; known: {', '.join(BENCHMARKS)}")
+    args.instruction_cases = [c.strip() for c in args.instruction_cases.split(",") if c.strip()]
+    unknown = [c for c in args.instruction_cases if c not in INSTRUCTION_CASES]
+    if unknown or not args.instruction_cases:
+        ap.error(f"--instruction-cases: choose from {', '.join(INSTRUCTION_CASES)} (got {', '.join(unknown)})")
     if not args.benchmarks and not args.instructions:
         ap.error("nothing to do: --benchmarks none without --instructions")
     if args.instructions and not shutil.which("valgrind"):

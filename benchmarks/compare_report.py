@@ -169,12 +169,13 @@ def callgrind_total(text: str) -> int:
     raise ValueError("no 'totals:' or 'summary:' line: not a callgrind output file")
 
 
-def instructions_per_step(segments: list[str], dumps: list[str], steps: int) -> dict[str, float]:
-    """Instructions per step of each measured segment.
+def instructions_per_step(segments: list, dumps: list[str]) -> dict[str, float]:
+    """Instructions per call of each counted segment.
 
     ``dumps[k]`` is the text of callgrind's (k+1)th dump, made at the (k+1)th marker call, and holds
-    what ran since the previous marker; ``segments[k]`` names that stretch ("setup" is not kept).
+    what ran since the previous marker; ``segments[k]`` is ``[name, calls]`` for that stretch
+    (``["setup", 0]`` is not kept).
     """
     if len(dumps) != len(segments):
         raise ValueError(f"{len(dumps)} callgrind dumps for {len(segments)} marked segments")
-    return {name: callgrind_total(text) / steps for name, text in zip(segments, dumps) if name != "setup"}
+    return {name: callgrind_total(text) / calls for (name, calls), text in zip(segments, dumps) if calls}

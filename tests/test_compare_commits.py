@@ -139,11 +139,11 @@ def test_callgrind_dumps_to_instructions_per_step(mods):
     assert report.callgrind_total("events: Ir\nsummary: 77\n") == 77
     with pytest.raises(ValueError, match="not a callgrind output file"):
         report.callgrind_total("events: Ir\n")
-    segments = ["setup", "xor", "setup", "moons"]
+    segments = [["setup", 0], ["xor", 3], ["setup", 0], ["sum 10: auto", 200]]
     dumps = [dump(10**9), dump(3000), dump(10**8), dump(9000)]
-    assert report.instructions_per_step(segments, dumps, steps=3) == {"xor": 1000.0, "moons": 3000.0}
+    assert report.instructions_per_step(segments, dumps) == {"xor": 1000.0, "sum 10: auto": 45.0}
     with pytest.raises(ValueError, match="3 callgrind dumps for 4 marked segments"):
-        report.instructions_per_step(segments, dumps[:3], steps=3)
+        report.instructions_per_step(segments, dumps[:3])
 
 
 def test_arguments(mods):
@@ -156,7 +156,15 @@ def test_arguments(mods):
         "accel",
         "train_step",
     ]
-    for bad in (["--benchmarks", "ops"], ["--benchmarks", "none"], ["--rounds", "0"]):
+    assert cc.parse_args([]).instruction_cases == ["train", "ops", "torch_training"]
+    assert cc.parse_args(["--instruction-cases", "ops"]).instruction_cases == ["ops"]
+    for bad in (
+        ["--benchmarks", "ops"],
+        ["--benchmarks", "none"],
+        ["--rounds", "0"],
+        ["--instruction-cases", "accel"],
+        ["--instruction-cases", ","],
+    ):
         with pytest.raises(SystemExit):
             cc.parse_args(bad)
     # each benchmark's short form, torch threads passed on, outputs kept in the scratch folder
