@@ -321,7 +321,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.instruction_cases = [c.strip() for c in args.instruction_cases.split(",") if c.strip()]
     unknown = [c for c in args.instruction_cases if c not in INSTRUCTION_CASES]
     if unknown or not args.instruction_cases:
-        ap.error(f"--instruction-cases: choose from {', '.join(INSTRUCTION_CASES)} (got {', '.join(unknown)})")
+        known = ", ".join(INSTRUCTION_CASES)
+        ap.error(f"--instruction-cases: choose from {known} (got {', '.join(unknown) or 'none'})")
     if not args.benchmarks and not args.instructions:
         ap.error("nothing to do: --benchmarks none without --instructions")
     if args.instructions and not shutil.which("valgrind"):
