@@ -21,11 +21,11 @@ used (``benchmarks/accel.py --set MARGIN=1.3`` changes one for a run).
 >>> m = CostModel(sample_gap=(1, 2))
 >>> key = ("sum", bucket(100_000), False)
 >>> moves = []
->>> for _ in range(8):  # (4 pairs show it, 4 more confirm it: a move needs the evidence twice)
+>>> for _ in range(8):  # (4 pairs show it, 4 fresh pairs confirm it: a move needs it twice)
 ...     moves.append(m.observe(key, "sum", 100_000, True, 8e-3, prior=True))  # torch: 8 ms (stalling)
 ...     moves.append(m.observe(key, "sum", 100_000, False, 0.85e-3, prior=True))  # pure: 0.85 ms
 >>> [str(move) for move in moves if move]
-['sum 100.0k: torch -> pure (observed torch 8.00 ms vs pure 850 us, typical of 8 and 7 timed calls)']
+['sum 100.0k: torch -> pure (observed torch 8.00 ms vs pure 850 us, typical of 8 and 8 timed calls)']
 >>> m.decide(key, True)
 False
 """
@@ -192,16 +192,26 @@ class Books:
 
     def confirmed(self, current: bool) -> bool:
         """The other arm just came out clearly cheaper: is that so on a second look? The first
-        time, ``current``'s timings are dropped, to be taken afresh while both arms are timed: its
-        old ones may be a new size's first calls (fresh pages to fault in) or a burst of stalls
-        that has passed. A move needs the evidence twice."""
+        time, both arms' timings are dropped, to be taken afresh in turns, call after call (see
+        ``try_other``): the old ones may be a new size's first calls (fresh pages to fault in) or
+        a burst of stalls that has passed, and the other arm's few timings are spread over a long
+        stretch while the current arm's are recent, so a machine that runs everything 2x slower
+        for a few seconds (a busy host) would look like the current arm's cost. Compared in the
+        same few calls, such a swing hits both. A move needs the evidence twice."""
         if self.rechecking:
             self.rechecking = False
             return True
         self.rechecking = True
-        self.recent[current].clear()
-        self.cost[current] = self.mid[current] = None
+        for arm in (False, True):
+            self.recent[arm].clear()
+            self.cost[arm] = self.mid[arm] = None
         return False
+
+    def not_confirmed(self) -> None:
+        """The other arm is not clearly cheaper: a second look under way ends here once both
+        arms hold fresh timings (it did not confirm the move)."""
+        if self.cost[0] is not None and self.cost[1] is not None:
+            self.rechecking = False
 
     def promising(self, current: bool, seconds: float, margin: float) -> bool:
         cur = self.cost[current]
@@ -210,6 +220,11 @@ class Books:
     def try_other(self, current: bool, cur_s: float, other_s: float, budget: float) -> bool:
         """Run this timed call on the other arm? ``cur_s`` and ``other_s``: the estimates."""
         self.since_explore += 1
+        if self.rechecking:  # the second look: the arms in turns, the other one first
+            if len(self.recent[not current]) > len(self.recent[current]):
+                return False
+            self.follow_up, self.since_explore = False, 0
+            return True
         if self.seen[current] < MIN_OBS:  # first learn what the current choice costs
             return False
         if not self.follow_up:
@@ -365,8 +380,7 @@ class CostModel:
         if torch is not current and k.promising(current, seconds, margin):
             k.follow_up = True  # a promising try: look again at the next timed call
         if not k.cheaper(current, margin):
-            if k.cost[current] is not None:
-                k.rechecking = False  # the second look did not confirm it
+            k.not_confirmed()
             return None
         if not k.confirmed(current):
             return None

@@ -193,8 +193,7 @@ class ThreadPolicy:
         if tried and k.promising(cur, seconds, self.margin):
             k.follow_up = True  # look again at its next timed call
         if not k.cheaper(cur, self.margin):
-            if k.cost[cur] is not None:
-                k.rechecking = False
+            k.not_confirmed()
             return not tried, None
         if not k.confirmed(cur):  # (a new size's first calls fault in fresh pages: ~0.7 ms for 4 MB)
             return not tried, None
