@@ -776,3 +776,21 @@ def test_a_current_arm_timed_at_zero_is_kept_without_error():
         assert not explore and gap >= 1
         m.observe(key, "sum", 300, False, 0.0, prior=False)
     assert adaptive.explore_gap(float("inf"), 1.0, 0.02) == adaptive.NEVER
+
+
+def test_the_second_look_tries_the_other_backend_whatever_its_prior():
+    """During the second look both backends' costs are unknown again, and the priors put pure 39 ms
+    dearer (beyond MAX_EXPLORE_EXTRA_S, so its tries wait): the current backend's fresh timings
+    come first, then the other's, and the look ends with the move (not timed at every call for
+    ever, waiting for a try that the prior forbids)."""
+    m = CostModel(sample_gap=(1, 2))
+    key = ("matmul", bucket(2_000_000), False)
+    moves = []
+    for _ in range(200):
+        use_torch = m.decide(key, True)
+        explore, _gap = m.plan(key, use_torch, 40 * MS, 1 * MS)  # priors: pure 40 ms, torch 1 ms
+        on_torch = use_torch is not explore
+        seconds = 60 * MS if on_torch else 40 * MS  # torch stalls at 60 ms a call
+        moves.append(m.observe(key, "matmul", 2_000_000, on_torch, seconds, prior=True))
+    assert [(mv.old, mv.new) for mv in moves if mv] == [("torch", "pure")]
+    assert moves.index(next(mv for mv in moves if mv)) < 20 and not m.keys[key].rechecking
