@@ -93,9 +93,9 @@ def op_cases(segments: list, steps: int, modes: tuple = MODES, native_loop_s: fl
 
     torch.set_num_threads(1)
     if native_loop_s and hasattr(accel, "adaptive_model"):
-        # AUTO's cost model reads a clock; under callgrind everything runs ~50x slower, so a
-        # 5 us op would look like a 1 ms one and be timed at nearly every call. Its clock runs
-        # slower by the same factor, so that it sees (roughly) native times.
+        # AUTO's cost model reads a clock; under callgrind everything runs ~85x slower (measured
+        # 2026-12-01), so a 5 us op would look like a 0.4 ms one and be timed far more often. Its
+        # clock runs slower by the measured factor, so that it sees (roughly) native times.
         import time
 
         slowdown = max(1.0, reference_loop_s() / native_loop_s)
@@ -161,14 +161,15 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps({"reference_loop_s": reference_loop_s()}))
         return 0
     cases = [c for c in args.cases.split(",") if c]
-    unknown = sorted(set(cases) - set(CASES))
-    if unknown:
-        ap.error(f"unknown case(s) {', '.join(unknown)}; choose from {', '.join(CASES)}")
+    modes = tuple(m for m in args.modes.split(",") if m)
+    for given, known, what in ((cases, CASES, "case"), (modes, MODES, "mode")):
+        unknown = sorted(set(given) - set(known))
+        if unknown:
+            ap.error(f"unknown {what}(s) {', '.join(unknown)}; choose from {', '.join(known)}")
     segments: list = []
     if "train" in cases:
         train_cases(segments, args.steps, args.warmup)
     if "ops" in cases:
-        modes = tuple(m for m in args.modes.split(",") if m in MODES)
         op_cases(segments, args.steps, modes, args.native_loop_s)
     if "torch_training" in cases:
         torch_training_case(segments, args.steps, args.warmup)
