@@ -301,7 +301,11 @@ def run(args, torch, condition: str) -> int:
         + ". Where AUTO and TORCH run the same code path (large sizes), a ratio above 1 is load from "
         "other processes during that setting's rounds, not AUTO's cost.\n\n"
         "Calibrated crossovers: "
-        + ", ".join(f"{c} {accel.format_work(r.threshold)}" for c, r in cal.categories.items())
+        + ", ".join(
+            f"{c} {accel.format_work(r.threshold)}"
+            + (f" (median of 3 grids: {', '.join(map(accel.format_work, r.attempts))})" if r.attempts else "")
+            for c, r in cal.categories.items()
+        )
         + cost_model_report(moves)
     )
     text = header + "\n" + table(results, thresholds) + "\n"

@@ -411,6 +411,46 @@ def test_calibrate_caps_thresholds_where_pure_takes_too_long(monkeypatch):
     assert r.thresholds["matmul"] == round(calibration.PURE_CAP_S / unit) < math.inf
 
 
+def _fake_grid_timer(monkeypatch, torch_s):
+    """time_modes replaced by exact times: pure 0.1 us per unit of work, torch from ``torch_s()``."""
+    from puredl.accel import calibration
+
+    grids = []
+
+    def fake(op, tensors, settings, *a, **k):
+        work = op.work(tensors[0].shape[0] ** 2 if op.name == "matmul" else tensors[0].numel())
+        if work == op.work(calibration.CALIBRATION_SIZES[op.category][0]):
+            grids.append(work)
+        return {"pure": work * 1e-7, "torch": torch_s(len(grids))}
+
+    monkeypatch.setattr(calibration, "time_modes", fake)
+    return grids
+
+
+def test_calibrate_measures_a_doubtful_grid_again_and_takes_the_median(monkeypatch):
+    # the first grid's torch times come from a stall (torch never wins), the next two are normal
+    grids = _fake_grid_timer(monkeypatch, lambda grid: 1.0 if grid == 1 else 2e-5)
+    with accel.using():
+        r = accel.calibrate(save=False, categories=("elementwise",), min_time=0.001, verbose=False)
+    res = r.categories["elementwise"]
+    assert len(grids) == 3 and res.attempts[0] == round(0.05 / 1e-7) and res.attempts[1:] == [200, 200]
+    assert r.thresholds["elementwise"] == 200 and "median of 3 grids" in r.table()
+
+
+def test_calibrate_keeps_a_crossover_that_every_grid_repeats(monkeypatch):
+    # torch 30x dearer than usual on this machine, in every grid: a real difference, kept
+    grids = _fake_grid_timer(monkeypatch, lambda grid: 3e-4)
+    with accel.using():
+        r = accel.calibrate(save=False, categories=("elementwise",), min_time=0.001, verbose=False)
+    assert len(grids) == 3 and r.categories["elementwise"].attempts == [3000] * 3
+    assert r.thresholds["elementwise"] == 3000
+    # one near the default is measured once
+    grids = _fake_grid_timer(monkeypatch, lambda grid: 1e-5)
+    with accel.using():
+        r = accel.calibrate(save=False, categories=("elementwise",), min_time=0.001, verbose=False)
+    assert len(grids) == 1 and r.thresholds["elementwise"] == 100 and not r.categories["elementwise"].attempts
+
+
 def test_calibrate_measures_applies_saves_and_plots(tmp_path, monkeypatch):
     from puredl.accel import calibration
 
