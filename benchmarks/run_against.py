@@ -93,6 +93,11 @@ def fill_in_old_api(accel=None, calibration=None, modules: dict | None = None) -
 
         calibration.time_modes = time_modes
         added.append("calibration.time_modes(stat, warmup)")
+    result_type = getattr(calibration, "CategoryResult", None)
+    fields = getattr(result_type, "__dataclass_fields__", {})
+    if result_type is not None and "attempts" not in fields and not hasattr(result_type, "attempts"):
+        result_type.attempts = ()  # calibrate() measured each grid once then
+        added.append("CategoryResult.attempts")
     stats_type = type(accel.get_stats())
     if not hasattr(stats_type, "moves"):
         stats_type.moves = property(lambda self: [])

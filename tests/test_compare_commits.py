@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import importlib
 import os
 import shutil
@@ -211,8 +212,12 @@ def test_stand_ins_for_the_old_api(mods):
         seen["settings"] = settings
         return {}
 
+    @dataclasses.dataclass
+    class OldCategoryResult:
+        threshold: float = 0.0
+
     old_accel = types.SimpleNamespace(using=old_using, get_stats=OldStats, _human=lambda n: f"{n}!")
-    old_calibration = types.SimpleNamespace(time_modes=old_time_modes)
+    old_calibration = types.SimpleNamespace(time_modes=old_time_modes, CategoryResult=OldCategoryResult)
     modules = {}
     added = run_against.fill_in_old_api(old_accel, old_calibration, modules)
     assert added == [
@@ -222,6 +227,7 @@ def test_stand_ins_for_the_old_api(mods):
         "accel.reset_adaptive",
         "accel.using(adaptive)",
         "calibration.time_modes(stat, warmup)",
+        "CategoryResult.attempts",
         "AccelStats.moves",
     ]
     assert (
@@ -234,7 +240,7 @@ def test_stand_ins_for_the_old_api(mods):
     assert seen["settings"] == {"x": ("auto", None), "y": ("pure", None)}
     with pytest.raises(SystemExit, match="best round only"):
         old_calibration.time_modes(None, (), {}, stat="median")
-    assert OldStats().moves == []
+    assert OldStats().moves == [] and not OldCategoryResult().attempts
 
 
 @pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
