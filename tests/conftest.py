@@ -47,6 +47,17 @@ def pytest_report_header(config):
     return [f"puredl accel: mode={mode}; thresholds ({accel.threshold_source()}): {th}", _oracle_header()]
 
 
+@pytest.fixture
+def fixed_placement():
+    """The same backend for each op in every run of a test that compares runs bit for bit: AUTO's
+    cost model places ops by observed times (a busy machine moved one once), and pure and torch
+    round differently; the thresholds alone decide here."""
+    from puredl import accel
+
+    with accel.using(adaptive=False):
+        yield
+
+
 @pytest.fixture(autouse=True)
 def _restore_accel_settings():
     """Undo a test's changes to the acceleration mode, thresholds, logging and AUTO's cost model."""

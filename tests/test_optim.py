@@ -209,7 +209,7 @@ def test_optimizer_argument_errors():
 
 
 @pytest.mark.parametrize("name", ["SGD", "Adam"])
-def test_state_dict_round_trip_continues_identically(name):
+def test_state_dict_round_trip_continues_identically(name, fixed_placement):
     kwargs = dict(lr=0.05, momentum=0.9) if name == "SGD" else dict(lr=0.05)
     pm, _ = mlp_pair(5)
     x, y, _, _ = data_pair(6)

@@ -72,7 +72,7 @@ def test_bad_hyperparameters_raise_value_error_like_torch(name, kwargs):
 
 
 @pytest.mark.parametrize("name", ["RMSprop", "Adagrad", "Adadelta"])
-def test_state_dict_round_trip_continues_identically(name, tmp_path):
+def test_state_dict_round_trip_continues_identically(name, tmp_path, fixed_placement):
     def fresh():
         return run_both(
             lambda pm, tm: (
