@@ -11,11 +11,15 @@ other processes hits both alike; each row keeps its best time over the rounds.
 The report: one table per benchmark (each step or op, old time, new time, new/old, a verdict
 against --limit), torch-alone rows as controls that show the run's noise, ``uptime`` before and
 after. --instructions adds callgrind's instruction counts per pure-tier train step for both trees,
-which do not depend on load. Exit status 1 when a row is over the limit or a run failed.
+which do not depend on load (--simulate: also callgrind's simulated cache misses and mispredicted
+branches). Rows of each round are also paired (old and new back to back): the report gives each
+row's median new/old over the rounds with a 95% sign-test interval, and which rows the intervals
+decide. Exit status 1 when a row is over the limit or a run failed.
 
 Usage:
     python benchmarks/compare_commits.py [--old 7678e67] [--new REF] [--rounds 3] [--limit 1.05]
-        [--quick] [--instructions] [--benchmarks train_step,accel,torch_training] [--out FILE.md]
+        [--quick] [--instructions [--simulate]] [--benchmarks train_step,accel,torch_training]
+        [--out FILE.md]
 """
 
 from __future__ import annotations
@@ -42,6 +46,9 @@ from compare_report import (
     compare_rows,
     instructions_per_step,
     markdown_table,
+    paired_ratios,
+    paired_summary,
+    simulated_per_step,
     summary,
 )
 from run_against import SHIMS_PREFIX
@@ -174,15 +181,17 @@ def time_benchmarks(args, trees: list[Tree], scratch: str) -> tuple[dict, list[s
                     failures.append(str(e))
                     print("FAILED", file=sys.stderr)
                     continue
+                rec["_round"] = r  # old and new of one round ran back to back: a pair
                 records[name][tree.side].append(rec)
                 print(f"{time.monotonic() - start:.0f} s", file=sys.stderr, flush=True)
     return records, failures
 
 
-def count_instructions(args, trees: list[Tree], scratch: str) -> tuple[dict, int]:
-    """{side: {case: instructions per step}} from callgrind, and the steps counted per case."""
+def count_instructions(args, trees: list[Tree], scratch: str) -> tuple[dict, int, dict]:
+    """{side: {case: instructions per step}} from callgrind, the steps counted per case, and with
+    --simulate {side: {"case: event": per step}} (cache misses, mispredicted branches)."""
     steps = 1 if args.quick else args.instruction_steps
-    counts = {}
+    counts, simulated = {}, {}
     # the same loop natively: under callgrind AUTO's cost model runs on a clock slowed to match
     probe = [args.python, os.path.join(HERE, "count_instructions.py"), "--reference-loop"]
     native = json.loads(subprocess.run(probe, capture_output=True, text=True, check=True).stdout)
@@ -193,6 +202,7 @@ def count_instructions(args, trees: list[Tree], scratch: str) -> tuple[dict, int
             "valgrind",
             "--tool=callgrind",
             "--dump-before=getppid",
+            *(["--cache-sim=yes", "--branch-sim=yes"] if args.simulate else []),
             f"--callgrind-out-file={os.path.join(folder, 'out')}",
             args.python,
             os.path.join(HERE, "count_instructions.py"),
@@ -221,11 +231,26 @@ def count_instructions(args, trees: list[Tree], scratch: str) -> tuple[dict, int
             with open(os.path.join(folder, f"out.{k}"), encoding="utf-8") as f:
                 dumps.append(f.read())
         counts[tree.side] = instructions_per_step(marks["segments"], dumps)
+        if args.simulate:
+            simulated[tree.side] = simulated_per_step(marks["segments"], dumps)
         print(f"{time.monotonic() - start:.0f} s", file=sys.stderr, flush=True)
-    return counts, steps
+    return counts, steps, simulated
 
 
-def report(args, trees, records, failures, counts, steps, uptimes, elapsed) -> tuple[str, bool]:
+def by_round(recs: list[dict], rows_of, rounds: int) -> list:
+    """One side's rows per round, ``None`` for a round whose run failed (records without a round
+    number, from before rounds were numbered, count in order)."""
+    out: list = [None] * rounds
+    for k, rec in enumerate(recs):
+        r = rec.get("_round", k)
+        if 0 <= r < rounds:
+            out[r] = rows_of(rec)
+    return out
+
+
+def report(
+    args, trees, records, failures, counts, steps, uptimes, elapsed, simulated=None
+) -> tuple[str, bool]:
     """The markdown report, and whether every row is within the limit (and nothing failed)."""
     old, new = trees
     probe = "import torch; print('torch', torch.__version__)"  # in the benchmarks' interpreter
@@ -261,7 +286,10 @@ def report(args, trees, records, failures, counts, steps, uptimes, elapsed) -> t
         rows = compare_rows(old_rows, new_rows, args.limit)
         over += sum(r["verdict"] == "SLOWER" for r in rows)
         runs = f"{len(records[name]['old'])} old and {len(records[name]['new'])} new run(s)"
-        lines += ["", f"## {name}.py ({runs})", "", summary(rows, args.limit), "", markdown_table(rows)]
+        sides = (by_round(records[name][side], rows_of, args.rounds) for side in ("old", "new"))
+        paired = paired_ratios(*sides)
+        lines += ["", f"## {name}.py ({runs})", "", summary(rows, args.limit)]
+        lines += ["", paired_summary(rows, paired, args.limit), "", markdown_table(rows, paired=paired)]
     if counts:
         rows = compare_rows(counts["old"], counts["new"], args.limit)
         over += sum(r["verdict"] == "SLOWER" for r in rows)
@@ -280,6 +308,22 @@ def report(args, trees, records, failures, counts, steps, uptimes, elapsed) -> t
             "share, a pure kernel costs ~4x more instructions per second than torch's vector code) "
             "and without it ('thresholds-only', what the old tree's AUTO was); the TORCH-mode "
             f"training step {10 * steps} steps.",
+            "",
+            summary(rows, args.limit),
+            "",
+            markdown_table(rows, unit="count"),
+        ]
+    if simulated:
+        rows = compare_rows(simulated["old"], simulated["new"], args.limit)
+        lines += [
+            "",
+            "## Simulated cache misses and mispredicted branches per step (not judged)",
+            "",
+            "callgrind's `--cache-sim=yes --branch-sim=yes` in the same run as the counts: L1 misses "
+            "(instruction and data), last-level misses, mispredicted branches (conditional and "
+            "indirect) of its model of this machine's caches and of a simple predictor; no "
+            "prefetching, no timing. Where the times differ and these do not, the work done does not "
+            "explain it. These rows do not count toward the verdict.",
             "",
             summary(rows, args.limit),
             "",
@@ -309,6 +353,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="comma-separated subset of train_step,accel,torch_training ('none' with --instructions alone)",
     )
     ap.add_argument("--instructions", action="store_true", help="also count instructions with callgrind")
+    ap.add_argument(
+        "--simulate",
+        action="store_true",
+        help="with --instructions: also callgrind's cache and branch simulation (about 2x slower)",
+    )
     ap.add_argument("--instruction-steps", type=int, default=3, help="counted steps per case (default 3)")
     ap.add_argument(
         "--instruction-cases",
@@ -334,6 +383,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         ap.error(f"--instruction-cases: choose from {known} (got {', '.join(unknown) or 'none'})")
     if not args.benchmarks and not args.instructions:
         ap.error("nothing to do: --benchmarks none without --instructions")
+    if args.simulate and not args.instructions:
+        ap.error("--simulate needs --instructions")
     if args.instructions and not shutil.which("valgrind"):
         ap.error("--instructions needs valgrind on PATH")
     if args.rounds is None:
@@ -374,10 +425,10 @@ def main(argv: list[str] | None = None) -> int:
         uptime_before = load_average()
         print(f"uptime: {uptime_before}", file=sys.stderr)
         records, failures = time_benchmarks(args, trees, scratch)
-        counts, steps = {}, 0
+        counts, steps, simulated = {}, 0, {}
         if args.instructions:
             try:
-                counts, steps = count_instructions(args, trees, scratch)
+                counts, steps, simulated = count_instructions(args, trees, scratch)
             except (RuntimeError, ValueError, OSError, subprocess.TimeoutExpired) as e:
                 failures.append(f"instruction counts: {e}")
         uptime_after = load_average()
@@ -390,10 +441,17 @@ def main(argv: list[str] | None = None) -> int:
             steps,
             (uptime_before, uptime_after),
             time.monotonic() - start,
+            simulated,
         )
     print(text)
     if args.out:
-        raw = {"old": trees[0].label, "new": trees[1].label, "records": records, "instructions": counts}
+        raw = {
+            "old": trees[0].label,
+            "new": trees[1].label,
+            "records": records,
+            "instructions": counts,
+            "simulated": simulated,
+        }
         for path, content in ((args.out, text), (os.path.splitext(args.out)[0] + ".json", json.dumps(raw))):
             os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
             with open(path + ".tmp", "w", encoding="utf-8") as f:

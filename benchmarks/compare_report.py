@@ -75,6 +75,46 @@ def best_of(rounds: list[Rows]) -> Rows:
     return best
 
 
+def paired_ratios(old_rounds: list[Rows], new_rounds: list[Rows]) -> dict[str, list[float]]:
+    """new/old of each row within each round: ``old_rounds[k]`` and ``new_rounds[k]`` ran back to
+    back (``None`` where that side's run failed), so a slow phase of the machine hits both sides
+    of one ratio, where the best of each side's rounds may come from different phases."""
+    ratios: dict[str, list[float]] = {}
+    for old, new in zip(old_rounds, new_rounds):
+        if old is None or new is None:
+            continue
+        for name, (t_old, _) in old.items():
+            if name in new and t_old > 0:
+                ratios.setdefault(name, []).append(new[name][0] / t_old)
+    return ratios
+
+
+def median_interval(xs: list[float], confidence: float = 0.95) -> tuple[float, float | None, float | None]:
+    """The median of ``xs`` and a distribution-free interval for the median they are drawn from:
+    the order statistics x_(k) and x_(n+1-k), k the largest with P(Binomial(n, 1/2) < k) <=
+    (1 - confidence) / 2, so the interval covers the median with at least ``confidence`` whatever
+    the distribution (the sign test's interval). ``(median, None, None)`` when there are too few
+    values for it (fewer than 6 at 95%).
+
+    >>> median_interval([1.0, 1.1, 0.9, 1.05, 1.02, 0.98, 1.01, 0.97])
+    (1.005, 0.9, 1.1)
+    """
+    s = sorted(xs)
+    n = len(s)
+    if n == 0:
+        raise ValueError("median_interval: no values")
+    mid = s[n // 2] if n % 2 else 0.5 * (s[n // 2 - 1] + s[n // 2])
+    tail, k, below = (1.0 - confidence) / 2, 0, 0.0  # below: P(Binomial(n, 1/2) < k)
+    while k < n // 2:
+        nxt = below + math.comb(n, k) / 2**n
+        if nxt > tail:
+            break
+        below, k = nxt, k + 1
+    if k == 0:
+        return mid, None, None
+    return mid, s[k - 1], s[n - k]
+
+
 def compare_rows(old: dict, new: dict, limit: float) -> list[dict]:
     """Rows in order (old's first, then any that only new has) with new/old and a verdict.
 
@@ -147,17 +187,58 @@ def geomean(rows: list[dict]) -> float:
     return math.exp(sum(math.log(r["ratio"]) for r in rows) / len(rows))
 
 
-def markdown_table(rows: list[dict], unit: str = "time") -> str:
-    """| row | old | new | new/old | verdict | in markdown; unit "time" (seconds) or "count"."""
+def markdown_table(rows: list[dict], unit: str = "time", paired: dict | None = None) -> str:
+    """| row | old | new | new/old | verdict | in markdown; unit "time" (seconds) or "count".
+    With ``paired`` (:func:`paired_ratios`), a column of each row's paired median and interval."""
     show = fmt_time if unit == "time" else fmt_count
-    lines = ["| row | old | new | new/old | verdict |", "|:---|---:|---:|---:|:---|"]
+    head, rule = "| row | old | new | new/old | verdict |", "|:---|---:|---:|---:|:---|"
+    if paired is not None:
+        head, rule = head + " paired new/old: median [95% interval] (rounds) |", rule + "---:|"
+    lines = [head, rule]
     for r in rows:
         ratio = "-" if r["ratio"] is None else f"{r['ratio']:.3f}"
         verdict = "**SLOWER**" if r["verdict"] == "SLOWER" else r["verdict"]
         if r.get("note"):
             verdict += f" ({r['note']})"
-        lines.append(f"| {r['name']} | {show(r['old'])} | {show(r['new'])} | {ratio} | {verdict} |")
+        line = f"| {r['name']} | {show(r['old'])} | {show(r['new'])} | {ratio} | {verdict} |"
+        if paired is not None:
+            line += f" {fmt_paired(paired.get(r['name'], []))} |"
+        lines.append(line)
     return "\n".join(lines)
+
+
+def fmt_paired(ratios: list[float]) -> str:
+    """``1.012 [0.981, 1.047] (16)``; without an interval (too few rounds) ``1.012 (4)``."""
+    if not ratios:
+        return "-"
+    mid, lo, hi = median_interval(ratios)
+    interval = "" if lo is None else f" [{lo:.3f}, {hi:.3f}]"
+    return f"{mid:.3f}{interval} ({len(ratios)})"
+
+
+def paired_summary(rows: list[dict], paired: dict, limit: float) -> str:
+    """What the paired intervals decide about the rows the limit judges: over it (the whole interval
+    above), within (the whole interval at or below), or not decided by this run."""
+    above, within, open_ = [], [], []
+    for r in rows:
+        if r["verdict"] not in ("ok", "SLOWER"):
+            continue
+        ratios = paired.get(r["name"], [])
+        lo, hi = median_interval(ratios)[1:] if ratios else (None, None)
+        if lo is None:
+            open_.append(r["name"])
+        elif lo > limit:
+            above.append(r["name"])
+        elif hi <= limit:
+            within.append(r["name"])
+        else:
+            open_.append(r["name"])
+    text = (
+        f"Paired (each round's new/old, old and new back to back; 95% sign-test interval of the "
+        f"median): {len(above)} row(s) above {limit:g} ({', '.join(above) or 'none'}), {len(within)} "
+        f"within, {len(open_)} not decided by this run"
+    )
+    return text + (f" ({', '.join(open_)})." if open_ and len(open_) <= 5 else ".")
 
 
 def callgrind_total(text: str) -> int:
@@ -167,6 +248,42 @@ def callgrind_total(text: str) -> int:
         if match:
             return int(match.group(1))
     raise ValueError("no 'totals:' or 'summary:' line: not a callgrind output file")
+
+
+# What --simulate adds (callgrind's --cache-sim=yes --branch-sim=yes): a label, the events it sums
+SIMULATED = {
+    "L1 misses": ("I1mr", "D1mr", "D1mw"),
+    "last-level misses": ("ILmr", "DLmr", "DLmw"),
+    "mispredicted branches": ("Bcm", "Bim"),
+}
+
+
+def callgrind_events(text: str) -> dict[str, int]:
+    """Every event of one callgrind output file by name, from its ``events:`` and ``totals:`` (or
+    ``summary:``) lines: ``{"Ir": ..., "D1mr": ...}``."""
+    names = re.search(r"^events:\s+(.+)$", text, re.MULTILINE)
+    if names is None:
+        raise ValueError("no 'events:' line: not a callgrind output file")
+    for key in ("totals", "summary"):
+        match = re.search(rf"^{key}:\s+([\d ]+)$", text, re.MULTILINE)
+        if match:
+            return dict(zip(names.group(1).split(), map(int, match.group(1).split())))
+    raise ValueError("no 'totals:' or 'summary:' line: not a callgrind output file")
+
+
+def simulated_per_step(segments: list, dumps: list[str]) -> dict[str, float]:
+    """``{"case: L1 misses": per call, ...}`` for each counted segment whose dump has the simulated
+    events (cache misses of callgrind's model of this machine's caches, mispredicted branches of its
+    simple predictor: how the code uses the hardware, the same whatever the load)."""
+    out = {}
+    for (name, calls), text in zip(segments, dumps):
+        if not calls:
+            continue
+        events = callgrind_events(text)
+        for label, parts in SIMULATED.items():
+            if all(p in events for p in parts):
+                out[f"{name}: {label}"] = sum(events[p] for p in parts) / calls
+    return out
 
 
 def instructions_per_step(segments: list, dumps: list[str]) -> dict[str, float]:

@@ -147,6 +147,26 @@ def test_callgrind_dumps_to_instructions_per_step(mods):
         report.instructions_per_step(segments, dumps[:3])
 
 
+def test_simulated_cache_misses_and_branches_per_step(mods):
+    report, _, _ = mods
+    # a dump as callgrind --cache-sim=yes --branch-sim=yes writes it (events in its order)
+    events = "Ir Dr Dw I1mr D1mr D1mw ILmr DLmr DLmw Bc Bcm Bi Bim"
+    counts = "4000 900 500 40 60 20 4 6 2 300 30 80 10"
+    text = f"version: 1\nevents: {events}\nfl=(1) x.c\nfn=(1) f\n0 1\n\ntotals: {counts}\n"
+    assert report.callgrind_events(text)["D1mw"] == 20
+    assert report.callgrind_total(text) == 4000
+    segments = [["setup", 0], ["step", 2]]
+    assert report.simulated_per_step(segments, [text, text]) == {
+        "step: L1 misses": 60.0,  # (40 + 60 + 20) / 2
+        "step: last-level misses": 6.0,
+        "step: mispredicted branches": 20.0,
+    }
+    # a plain count (no simulation): nothing to add
+    assert report.simulated_per_step([["step", 2]], ["events: Ir\nsummary: 77\n"]) == {}
+    with pytest.raises(ValueError, match="no 'events:' line"):
+        report.callgrind_events("totals: 5\n")
+
+
 def test_arguments(mods):
     _, cc, _ = mods
     args = cc.parse_args(["--quick"])
@@ -165,6 +185,7 @@ def test_arguments(mods):
         ["--rounds", "0"],
         ["--instruction-cases", "accel"],
         ["--instruction-cases", ","],
+        ["--simulate"],  # needs --instructions
     ):
         with pytest.raises(SystemExit):
             cc.parse_args(bad)
@@ -263,3 +284,52 @@ def test_worktrees_are_removed_even_on_an_error(mods):
     ):
         pass
     assert cc.git(repo, "worktree", "list", "--porcelain") == before
+
+
+def test_median_interval_is_the_sign_test_interval(mods):
+    report, _, _ = mods
+    stats = pytest.importorskip("scipy.stats")
+    assert report.median_interval([3.0]) == (3.0, None, None)
+    assert report.median_interval([1.0, 2.0, 3.0, 4.0, 5.0]) == (3.0, None, None)  # 5: 2/32 > 0.05
+    # 16 rounds by hand: P(B < 4) = (1 + 16 + 120 + 560) / 2**16 = 0.0106 <= 0.025 < P(B < 5) = 0.0384
+    assert report.median_interval([float(x) for x in range(16)]) == (7.5, 3.0, 12.0)
+    for n in range(1, 41):
+        # the reference: k the largest with the binomial CDF at k - 1 at most 2.5%
+        k = max(j for j in range(n // 2 + 1) if j == 0 or stats.binom.cdf(j - 1, n, 0.5) <= 0.025)
+        mid, lo, hi = report.median_interval([float(x) for x in reversed(range(n))])
+        assert (lo, hi) == ((None, None) if k == 0 else (k - 1, n - k)), n
+        assert mid == pytest.approx(float(stats.scoreatpercentile(range(n), 50)))
+        if k:  # the coverage it promises, exactly
+            assert 1 - 2 * stats.binom.cdf(k - 1, n, 0.5) >= 0.95
+    with pytest.raises(ValueError, match="no values"):
+        report.median_interval([])
+
+
+def test_paired_ratios_pair_each_round_and_skip_failed_runs(mods):
+    report, compare, _ = mods
+    old = [{"a": (1.0, ""), "b": (2.0, "")}, {"a": (2.0, "")}, None, {"a": (1.0, "")}]
+    new = [{"a": (1.1, ""), "b": (2.0, "")}, {"a": (1.8, "")}, {"a": (9.0, "")}, None]
+    assert report.paired_ratios(old, new) == {"a": [1.1, 0.9], "b": [1.0]}
+    # compare_commits numbers each run's round; a failed run leaves its round empty
+    recs = [
+        {"ms_puredl": 1.0, "ms_torch": 1.0, "_round": 0},
+        {"ms_puredl": 2.0, "ms_torch": 1.0, "_round": 2},
+    ]
+    rounds = compare.by_round(recs, report.torch_training_rows, 3)
+    assert rounds[1] is None
+    assert rounds[2]["digits 64-256-10 step: puredl TORCH mode"] == (2e-3, "")
+
+
+def test_paired_column_and_summary(mods):
+    report, _, _ = mods
+    old, new = {"up": 1.0, "same": 1.0, "few": 1.0}, {"up": 1.2, "same": 1.0, "few": 1.0}
+    rows = report.compare_rows(old, new, 1.05)
+    paired = {"up": [1.2 + 0.01 * k for k in range(8)], "same": [1.0] * 8, "few": [1.0, 1.1]}
+    table = report.markdown_table(rows, paired=paired).splitlines()
+    assert table[0].endswith("| paired new/old: median [95% interval] (rounds) |")
+    assert table[2] == "| up | 1.00 s | 1.20 s | 1.200 | **SLOWER** | 1.235 [1.200, 1.270] (8) |"
+    assert table[4].endswith("| 1.050 (2) |")  # two rounds: no interval
+    assert report.paired_summary(rows, paired, 1.05) == (
+        "Paired (each round's new/old, old and new back to back; 95% sign-test interval of the median): "
+        "1 row(s) above 1.05 (up), 1 within, 1 not decided by this run (few)."
+    )
