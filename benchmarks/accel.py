@@ -196,9 +196,39 @@ def table(results: dict, thresholds: dict) -> str:
     return "\n".join(lines)
 
 
+def chosen_ops(text: str | None) -> tuple:
+    """The ops named in ``--ops``, in the sweep's order (all of them without the option)."""
+    if not text:
+        return OPS
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in OPS]
+    if unknown or not names:
+        raise ValueError(f"--ops: choose from {', '.join(OPS)} (got {text!r})")
+    return tuple(n for n in OPS if n in names)
+
+
+def chosen_sizes(text: str | None) -> list | None:
+    """The sizes of ``--sizes``, smallest first (None without the option)."""
+    if not text:
+        return None
+    try:
+        sizes = sorted({int(x) for x in text.split(",") if x.strip()})
+    except ValueError:
+        raise ValueError(f"--sizes: whole numbers separated by commas (got {text!r})") from None
+    if not sizes or sizes[0] < 1:
+        raise ValueError(f"--sizes: at least one size, each at least 1 (got {text!r})")
+    return sizes
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="sizes 10..100,000 only")
+    ap.add_argument("--ops", help=f"comma-separated subset of {','.join(OPS)} (default: all)")
+    ap.add_argument(
+        "--sizes",
+        help="comma-separated sizes in elements, smallest first (default: the sweep's); pure runs "
+        "untimed-estimated only after a size it ran, so start where pure is affordable",
+    )
     ap.add_argument("--out-dir", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results"))
     ap.add_argument("--pure-budget", type=float, default=3.0, help="longest pure call to run, in seconds")
     ap.add_argument("--min-time", type=float, default=0.1, help="seconds of timing per mode and size")
@@ -226,6 +256,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--json", help="also write the numbers (the .json file's content) to this file")
     args = ap.parse_args(argv)
+    try:
+        args.ops = chosen_ops(args.ops)
+        args.sizes = chosen_sizes(args.sizes)
+    except ValueError as exc:
+        ap.error(str(exc))
     set_params(args.set)
     accel.torch_backend()
     import torch
@@ -239,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(args, torch, condition: str) -> int:
-    sizes = QUICK_SIZES if args.quick else SIZES
+    sizes = args.sizes or (QUICK_SIZES if args.quick else SIZES)
     uptime_start = load_average()
     accel.reset_thresholds()  # the built-in defaults, whatever the user config says
     accel.reset_adaptive()
@@ -254,7 +289,7 @@ def run(args, torch, condition: str) -> int:
     print("timing pure, torch, auto (default) and auto (calibrated), interleaved...", file=sys.stderr)
     stat = args.stat or ("median" if args.load else "best")
     results = {
-        name: measure_op(name, sizes, thresholds, args.pure_budget, args.min_time, stat) for name in OPS
+        name: measure_op(name, sizes, thresholds, args.pure_budget, args.min_time, stat) for name in args.ops
     }
     elapsed = time.time() - start
     uptime_end = load_average()
@@ -277,7 +312,12 @@ def run(args, torch, condition: str) -> int:
         f"Machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
         f"torch {torch.__version__} ({torch.get_num_threads()} threads). Run took {elapsed:.0f} s.\n\n"
         f"Condition: {condition}.\n\n"
-        f"Cost model and thread policy parameters: {params_text()}.\n\n"
+        + (
+            f"A subset of the sweep: ops {', '.join(args.ops)}; sizes {', '.join(map(str, sizes))}.\n\n"
+            if args.sizes or args.ops != OPS
+            else ""
+        )
+        + f"Cost model and thread policy parameters: {params_text()}.\n\n"
         f"uptime at start: `{uptime_start}`; at the end: `{uptime_end}`.\n\n"
         f"Times are per op through the public API: the {stat} of at least 3 rounds ("
         f"{31 if stat == 'median' else 15} for ops of 10 ms or 1e8 units of work), the five settings "
@@ -314,6 +354,7 @@ def run(args, torch, condition: str) -> int:
     # named by date and machine, as benchmarks/results/README.md asks; _tN: torch at N threads
     suffix = (
         ("_quick" if args.quick else "")
+        + ("_subset" if args.sizes or args.ops != OPS else "")  # never mistaken for a full sweep
         + (f"_t{args.threads}" if args.threads else "")
         + ("_load" if args.load else "")
     )

@@ -112,14 +112,21 @@ def detached_worktrees(repo: str, refs: dict[str, str]) -> Iterator[dict[str, st
         shutil.rmtree(base, ignore_errors=True)
 
 
-def bench_args(name: str, quick: bool, torch_threads: int | None, scratch: str) -> list[str]:
-    """Each benchmark's arguments: short runs with --quick; its outputs kept out of the repository."""
+def bench_args(
+    name: str, quick: bool, torch_threads: int | None, scratch: str, accel_subset: tuple = (None, None)
+) -> list[str]:
+    """Each benchmark's arguments: short runs with --quick; its outputs kept out of the repository;
+    ``accel_subset``: accel.py's ``--ops`` and ``--sizes`` (None: the whole sweep)."""
     if name == "train_step":
         args = ["--quick"] if quick else []
         return args + (["--torch-threads", str(torch_threads)] if torch_threads else [])
     threads = ["--threads", str(torch_threads)] if torch_threads else []
     if name == "accel":
-        return (["--quick", "--min-time", "0.02"] if quick else []) + threads + ["--out-dir", scratch]
+        ops, sizes = accel_subset
+        subset = (["--ops", ops] if ops else []) + (["--sizes", sizes] if sizes else [])
+        return (
+            (["--quick", "--min-time", "0.02"] if quick else []) + threads + subset + ["--out-dir", scratch]
+        )
     if name == "torch_training":
         return (["--rounds", "2", "--steps", "10"] if quick else []) + threads + ["--no-save"]
     raise ValueError(f"unknown benchmark {name!r}; known: {', '.join(BENCHMARKS)}")
@@ -173,7 +180,9 @@ def time_benchmarks(args, trees: list[Tree], scratch: str) -> tuple[dict, list[s
                         args.python,
                         name,
                         tree,
-                        bench_args(name, args.quick, args.torch_threads, scratch),
+                        bench_args(
+                            name, args.quick, args.torch_threads, scratch, (args.accel_ops, args.accel_sizes)
+                        ),
                         stem + ".json",
                         stem + ".log",
                     )
@@ -273,6 +282,11 @@ def report(
         f"- uptime before: `{uptimes[0]}`",
         f"- uptime after: `{uptimes[1]}`",
     ]
+    if "accel" in args.benchmarks and (args.accel_ops or args.accel_sizes):
+        lines.append(
+            f"- accel.py on a subset of its sweep: ops {args.accel_ops or 'all'}, "
+            f"sizes {args.accel_sizes or 'all'}"
+        )
     for tree in trees:
         if tree.shims:
             lines.append(
@@ -365,6 +379,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="what --instructions counts: comma-separated subset of train,ops,torch_training",
     )
     ap.add_argument("--torch-threads", type=int, help="torch threads for all three (default: each one's own)")
+    ap.add_argument("--accel-ops", help="accel.py's --ops: a subset of its ops (default: all)")
+    ap.add_argument("--accel-sizes", help="accel.py's --sizes: a subset of its sizes (default: all)")
     ap.add_argument("--python", default=sys.executable, help="the interpreter to run them with")
     ap.add_argument(
         "--out", help="also write the report to this markdown file (the raw numbers beside it, .json)"

@@ -201,6 +201,21 @@ def test_arguments(mods):
     ]
     with pytest.raises(ValueError, match="unknown benchmark 'ops'"):
         cc.bench_args("ops", False, None, "/s")
+    # a subset of accel.py's sweep goes to accel.py alone
+    subset = ("sum,add", "1000000,4000000")
+    assert cc.bench_args("accel", False, 1, "/s", subset) == [
+        "--threads",
+        "1",
+        "--ops",
+        "sum,add",
+        "--sizes",
+        "1000000,4000000",
+        "--out-dir",
+        "/s",
+    ]
+    assert cc.bench_args("train_step", False, None, "/s", subset) == []
+    args = cc.parse_args(["--accel-ops", "sum", "--accel-sizes", "4000000"])
+    assert (args.accel_ops, args.accel_sizes) == ("sum", "4000000")
 
 
 def test_todays_package_needs_no_stand_ins(mods):
