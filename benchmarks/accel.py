@@ -21,7 +21,12 @@ policy (``puredl/adaptive_threads.py``) can be set for a run with ``--set NAME=V
 e.g. ``--set MARGIN=1.3 --set SAMPLE_GAP=16,48 --set THREAD_MARGIN=2``); the report lists the values
 used, every choice the cost model moved and why, and the thread count AUTO ended on.
 
+``--ops sum,add`` and ``--sizes 1000000,4000000`` time a subset of the sweep (its files end in
+``_subset``); pure's time at a size is extrapolated only from a size it ran before, so start a
+subset where pure is affordable.
+
 Usage: python benchmarks/accel.py [--quick] [--load] [--threads N] [--set NAME=VALUE ...]
+                                  [--ops OPS] [--sizes SIZES]
                                   [--out-dir benchmarks/results] [--json FILE]
 (--json FILE: the numbers to FILE too; benchmarks/compare_commits.py reads them)
 """
