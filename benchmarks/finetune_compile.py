@@ -1,14 +1,15 @@
 """Does ``torch.compile`` speed up a fine-tuning step here? Eager against compiled, one phase at a time.
 
 The run config's model (the embedded Gemma 3 270M by default) with the phase's LoRA, trained on
-the phase's first micro-batches in puredl's own order (batch size and examples as ``make run``
-uses them; sequence lengths vary, so the compiled decoder is built with ``dynamic=True``), one
-forward and backward per micro-batch through puredl's loss (``trainer.batch_loss_sum``: the
-output layer at labelled positions only). The compiled side wraps the decoder's ``forward`` in
-``torch.compile`` (inductor, torch's default backend on CPU); the output layer and the loss stay
-eager in both. Each measurement is a fresh process, eager and compiled alternating; it prints the
-first micro-batch's time (the compile), the median of the rest, and the largest relative
-difference of the losses between the two (compiled kernels round differently).
+the phase's first micro-batches of its seeded shuffled epoch order (the phase's examples and batch
+size; LoRA dropout off, fp32 weights; lengths vary from batch to batch, so the decoder is compiled
+with ``dynamic=True``), one forward and backward per micro-batch through puredl's loss
+(``trainer.batch_loss_sum``: the output layer at labelled positions only). The compiled side wraps
+the decoder's ``forward`` in ``torch.compile`` (inductor, torch's default backend on CPU); the
+output layer and the loss stay eager in both. Each measurement is a fresh process, eager and
+compiled alternating; it prints the first micro-batch's time (the compile, inductor's cache
+empty), the median of the rest, and the largest relative difference of the losses between the two
+(compiled kernels round differently).
 
 Usage (about 1 min per eager run and 2-3 min per compiled run on 2 CPU cores)::
 
@@ -26,6 +27,7 @@ import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -38,15 +40,22 @@ def child(spec: dict) -> dict:
     """One process: ``spec["batches"]`` micro-batches of phase ``spec["phase"]``, eager or compiled."""
     from puredl.finetune import pipeline
     from puredl.finetune.batching import collate, micro_batches
-    from puredl.finetune.config import load_config
+    from puredl.finetune.config import config_from_dict, config_to_dict, load_config
     from puredl.finetune.lora import add_lora
     from puredl.finetune.trainer import batch_loss_sum
 
-    cfg = load_config(spec["config"])
+    k = spec["phase"]
+    data = config_to_dict(load_config(spec["config"]))
+    if spec.get("model"):
+        data["model"]["name"] = spec["model"]
+    data["model"]["dtype"] = "float32"
+    # dropout off: compiled code draws other random masks, and the losses are compared
+    data["model"]["lora_dropout"] = 0.0
+    data["phases"][k]["lora_dropout"] = 0.0
+    cfg = config_from_dict(data, source=spec["config"])
     ctx = pipeline.make_context(cfg, device="cpu", out=lambda text: None)  # thread policy first
     import torch
 
-    k = spec["phase"]
     base, tok = pipeline.load_base(ctx)
     examples = pipeline.load_phase_data(ctx, k, tok)
     settings = cfg.phase_training(k)
@@ -83,7 +92,10 @@ def child(spec: dict) -> dict:
 
 def run_child(spec: dict) -> dict:
     cmd = [sys.executable, os.path.abspath(__file__), "--child", json.dumps(spec)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    # an empty inductor cache of our own: the first micro-batch is the compile a first run pays
+    with tempfile.TemporaryDirectory(prefix="ft-compile-cache-") as cache:
+        env = dict(os.environ, TORCHINDUCTOR_CACHE_DIR=cache)
+        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env)
     if proc.returncode != 0:
         tail = " | ".join(proc.stderr.strip().splitlines()[-5:])
         raise SystemExit(f"{spec['mode']} phase {spec['phase']} failed (exit {proc.returncode}): {tail}")
@@ -103,7 +115,8 @@ def report(args: argparse.Namespace, results: dict, elapsed: float) -> str:
         f"- Date: {now}; {elapsed / 60:.1f} min",
         f"- Machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
         f"torch {some['torch']} ({some['threads']} threads)",
-        f"- Config {args.config}; {args.batches} micro-batches per run in puredl's order, the first "
+        f"- Config {args.config}{f' (model {args.model})' if args.model else ''}; LoRA dropout 0; "
+        f"{args.batches} micro-batches per run in the phase's seeded shuffled order, the first "
         f"{WARM} not in the median; {args.repeats} repeat(s), eager and compiled alternating, each a fresh "
         "process; the decoder's forward compiled with `torch.compile(dynamic=True)`",
         "",
@@ -136,6 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--config", default=str(ROOT / "configs" / "embedded.sdn"))
+    ap.add_argument("--model", help="override model.name (a local folder for tests)")
     ap.add_argument("--phases", default="0,1", help="comma-separated phase numbers")
     ap.add_argument("--batches", type=int, default=12, help="micro-batches per run (at least 4)")
     ap.add_argument("--repeats", type=int, default=1, help="runs of each mode per phase")
@@ -153,7 +167,8 @@ def main(argv: list[str] | None = None) -> int:
         results[k] = {"eager": [], "compiled": []}
         for r in range(args.repeats):
             for mode in ("eager", "compiled") if r % 2 == 0 else ("compiled", "eager"):
-                spec = {"config": args.config, "phase": k, "batches": args.batches, "mode": mode}
+                spec = {"config": args.config, "model": args.model, "phase": k, "batches": args.batches}
+                spec["mode"] = mode
                 print(f"phase {k}, {mode}, repeat {r + 1}/{args.repeats} ...", file=sys.stderr, flush=True)
                 results[k][mode].append(run_child(spec))
     text = report(args, results, time.time() - started)
