@@ -231,8 +231,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ops", help=f"comma-separated subset of {','.join(OPS)} (default: all)")
     ap.add_argument(
         "--sizes",
-        help="comma-separated sizes in elements, smallest first (default: the sweep's); pure runs "
-        "untimed-estimated only after a size it ran, so start where pure is affordable",
+        help="comma-separated sizes in elements (default: the sweep's); pure's time is extrapolated "
+        "only from a size it ran, so start where pure is affordable",
     )
     ap.add_argument("--out-dir", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results"))
     ap.add_argument("--pure-budget", type=float, default=3.0, help="longest pure call to run, in seconds")
@@ -266,6 +266,7 @@ def main(argv: list[str] | None = None) -> int:
         args.sizes = chosen_sizes(args.sizes)
     except ValueError as exc:
         ap.error(str(exc))
+    args.subset = bool(args.sizes) or args.ops != OPS
     set_params(args.set)
     accel.torch_backend()
     import torch
@@ -319,7 +320,7 @@ def run(args, torch, condition: str) -> int:
         f"Condition: {condition}.\n\n"
         + (
             f"A subset of the sweep: ops {', '.join(args.ops)}; sizes {', '.join(map(str, sizes))}.\n\n"
-            if args.sizes or args.ops != OPS
+            if args.subset
             else ""
         )
         + f"Cost model and thread policy parameters: {params_text()}.\n\n"
@@ -359,7 +360,7 @@ def run(args, torch, condition: str) -> int:
     # named by date and machine, as benchmarks/results/README.md asks; _tN: torch at N threads
     suffix = (
         ("_quick" if args.quick else "")
-        + ("_subset" if args.sizes or args.ops != OPS else "")  # never mistaken for a full sweep
+        + ("_subset" if args.subset else "")  # never mistaken for a full sweep
         + (f"_t{args.threads}" if args.threads else "")
         + ("_load" if args.load else "")
     )
