@@ -31,8 +31,7 @@ import tempfile
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
+ROOT = Path(__file__).resolve().parents[1]
 WARM = 2  # micro-batches not counted in the steady median (the first one compiles)
 
 
@@ -120,9 +119,10 @@ def report(args: argparse.Namespace, results: dict, elapsed: float) -> str:
         f"{WARM} not in the median; {args.repeats} repeat(s), eager and compiled alternating, each a fresh "
         "process; the decoder's forward compiled with `torch.compile(dynamic=True)`",
         "",
-        "s/micro-batch: median of the micro-batches after the first two, then over repeats (min-max). "
-        "first: the first micro-batch (the compiled side compiles there). ratio = eager / compiled "
-        "(above 1: compiled is faster). losses: largest relative difference from eager's.",
+        f"s/micro-batch: median of the micro-batches after the first {WARM}, then over repeats (min-max). "
+        "first: the first micro-batch (the compiled side compiles there, inductor's cache empty). "
+        "ratio = eager / compiled (above 1: compiled is faster). "
+        "losses: largest relative difference from eager's.",
         "",
         "| phase | mode | s/micro-batch | first | ratio | losses |",
         "|---|---|---:|---:|---:|---:|",
@@ -167,8 +167,13 @@ def main(argv: list[str] | None = None) -> int:
         results[k] = {"eager": [], "compiled": []}
         for r in range(args.repeats):
             for mode in ("eager", "compiled") if r % 2 == 0 else ("compiled", "eager"):
-                spec = {"config": args.config, "model": args.model, "phase": k, "batches": args.batches}
-                spec["mode"] = mode
+                spec = {
+                    "config": args.config,
+                    "model": args.model,
+                    "phase": k,
+                    "batches": args.batches,
+                    "mode": mode,
+                }
                 print(f"phase {k}, {mode}, repeat {r + 1}/{args.repeats} ...", file=sys.stderr, flush=True)
                 results[k][mode].append(run_child(spec))
     text = report(args, results, time.time() - started)
